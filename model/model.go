@@ -1,0 +1,47 @@
+// Package model holds the bun models of the tables that package authn reads and
+// writes. It is data only: the rules live in authn.
+package model
+
+import "github.com/uptrace/bun"
+
+// User is one row of the users table, exactly as the Python application
+// ("minimost") created it:
+//
+//	CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+//	                    failed_attempts INTEGER DEFAULT 0, lockout_until REAL)
+//
+// LockoutUntil has no type tag on purpose: bun maps *float64 to REAL on SQLite
+// and to DOUBLE PRECISION on PostgreSQL, whose 4-byte "real" would round a Unix
+// time by about a minute.
+type User struct {
+	bun.BaseModel `bun:"table:users"`
+
+	// Username matches [A-Za-z0-9_-]{1,32}; it is case-sensitive.
+	Username string `bun:"username,pk,type:text"`
+	// PasswordHash is a self-describing encoded hash (werkzeug, PHC or bcrypt).
+	PasswordHash string `bun:"password_hash,notnull,type:text"`
+	// FailedAttempts counts consecutive failures since the last success.
+	// NULL, which the Python application could leave, reads as 0.
+	FailedAttempts *int64 `bun:"failed_attempts,default:0"`
+	// LockoutUntil is the Unix time, in seconds, until which logins are
+	// refused; NULL means not locked.
+	LockoutUntil *float64 `bun:"lockout_until"`
+}
+
+// Session is one row of the sessions table: a login session of a user.
+// The cookie holds a random token; only its SHA-256 is stored here, so a copy
+// of the database does not let anyone resume a session.
+type Session struct {
+	bun.BaseModel `bun:"table:sessions"`
+
+	// TokenHash is the hex-encoded SHA-256 of the session token.
+	TokenHash string `bun:"token_hash,pk,type:text"`
+	// Username is the user the session belongs to.
+	Username string `bun:"username,notnull,type:text"`
+	// CreatedAt, LastSeen and ExpiresAt are Unix times in seconds.
+	// ExpiresAt is the absolute end of the session; the idle end is
+	// LastSeen plus the configured idle timeout.
+	CreatedAt float64 `bun:"created_at,notnull"`
+	LastSeen  float64 `bun:"last_seen,notnull"`
+	ExpiresAt float64 `bun:"expires_at,notnull"`
+}
