@@ -1,0 +1,239 @@
+package authn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/minimost/minimost/authn/password"
+	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun"
+)
+
+// Register creates a user. The username must pass CheckUsername and the
+// password the PasswordPolicy; a taken name gives ErrUserExists. Either the
+// whole row is written or nothing is.
+func (a *Authenticator) Register(ctx context.Context, username, pw string) error {
+	if err := CheckUsername(username); err != nil {
+		return err
+	}
+	if err := a.policy.Check(username, pw); err != nil {
+		return err
+	}
+	// A cheap look first, so that a taken name costs no hash; the insert
+	// below still decides when two registrations race.
+	exists, err := a.db.NewSelect().Model((*model.User)(nil)).Where("username = ?", username).Exists(ctx)
+	if err != nil {
+		return fmt.Errorf("authn: register %s: %w", username, err)
+	}
+	if exists {
+		return fmt.Errorf("%w: %s", ErrUserExists, username)
+	}
+	encoded, err := a.hash(ctx, pw)
+	if err != nil {
+		return err
+	}
+	if err := a.insertUser(ctx, username, encoded); err != nil {
+		return err
+	}
+	a.emit(ctx, Event{Type: EventRegistered, Username: username})
+	return nil
+}
+
+// insertUser writes a new, unlocked user with an encoded hash.
+func (a *Authenticator) insertUser(ctx context.Context, username, encoded string) error {
+	zero := int64(0)
+	user := &model.User{Username: username, PasswordHash: encoded, FailedAttempts: &zero}
+	res, err := a.db.NewInsert().Model(user).On("CONFLICT (username) DO NOTHING").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("authn: register %s: %w", username, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("authn: register %s: %w", username, err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: %s", ErrUserExists, username)
+	}
+	return nil
+}
+
+// SetPassword replaces a user's password after checking it against the
+// PasswordPolicy, clears the failure counter and any lock, and ends all the
+// user's sessions, in one transaction. An unknown user gives ErrNotFound.
+func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) error {
+	if err := CheckUsername(username); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	if err := a.policy.Check(username, pw); err != nil {
+		return err
+	}
+	encoded, err := a.hash(ctx, pw)
+	if err != nil {
+		return err
+	}
+	err = a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*model.User)(nil)).
+			Set("password_hash = ?", encoded).
+			Set("failed_attempts = 0").
+			Set("lockout_until = NULL").
+			Where("username = ?", username).Exec(ctx)
+		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		return deleteSessions(ctx, tx, username)
+	})
+	if err != nil {
+		return fmt.Errorf("authn: set password of %s: %w", username, err)
+	}
+	a.emit(ctx, Event{Type: EventPasswordChanged, Username: username})
+	return nil
+}
+
+// Unlock clears a user's lock and failure counter.
+func (a *Authenticator) Unlock(ctx context.Context, username string) error {
+	res, err := a.db.NewUpdate().Model((*model.User)(nil)).
+		Set("failed_attempts = 0").
+		Set("lockout_until = NULL").
+		Where("username = ?", username).Exec(ctx)
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("authn: unlock %s: %w", username, err)
+	}
+	a.emit(ctx, Event{Type: EventUnlock, Username: username})
+	return nil
+}
+
+// Lock locks a user for d from now (d <= 0: for the configured
+// LockoutDuration) and clears the failure counter. Logins are refused until
+// the lock ends or Unlock or SetPassword is called. Existing sessions stay.
+func (a *Authenticator) Lock(ctx context.Context, username string, d time.Duration) error {
+	if d <= 0 {
+		d = a.duration
+	}
+	res, err := a.db.NewUpdate().Model((*model.User)(nil)).
+		Set("failed_attempts = 0").
+		Set("lockout_until = ?", unixSeconds(a.now().Add(d))).
+		Where("username = ?", username).Exec(ctx)
+	if err := oneRow(res, err); err != nil {
+		return fmt.Errorf("authn: lock %s: %w", username, err)
+	}
+	a.emit(ctx, Event{Type: EventLock, Username: username})
+	return nil
+}
+
+// Delete removes a user and all the user's sessions, in one transaction.
+func (a *Authenticator) Delete(ctx context.Context, username string) error {
+	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*model.User)(nil)).Where("username = ?", username).Exec(ctx)
+		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		return deleteSessions(ctx, tx, username)
+	})
+	if err != nil {
+		return fmt.Errorf("authn: delete %s: %w", username, err)
+	}
+	a.emit(ctx, Event{Type: EventDeleted, Username: username})
+	return nil
+}
+
+func deleteSessions(ctx context.Context, db bun.IDB, username string) error {
+	_, err := db.NewDelete().Model((*model.Session)(nil)).Where("username = ?", username).Exec(ctx)
+	return err
+}
+
+// oneRow turns the result of a statement on one user into ErrNotFound when
+// it touched no row.
+func oneRow(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Account is what an administrator may see of a user: never the hash.
+type Account struct {
+	Username string
+	// FailedAttempts counts consecutive failures since the last success
+	// or lock.
+	FailedAttempts int
+	// LockedUntil is when the current lock ends; zero when not locked.
+	LockedUntil time.Time
+	// Scheme is the stored hash's format: "pbkdf2", "scrypt", "argon2id",
+	// "bcrypt", or "" when unknown.
+	Scheme string
+	// NeedsRehash is true when the next login will re-hash the password
+	// with the configured Hasher.
+	NeedsRehash bool
+}
+
+// Account returns the state of one user, or ErrNotFound.
+func (a *Authenticator) Account(ctx context.Context, username string) (Account, error) {
+	var u model.User
+	err := a.db.NewSelect().Model(&u).Where("username = ?", username).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("authn: %w: %s", ErrNotFound, username)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("authn: reading %s: %w", username, err)
+	}
+	return a.account(&u, a.now()), nil
+}
+
+// ListOptions selects a page of ListAccounts.
+type ListOptions struct {
+	// After lists the users whose names sort after it (byte order), for
+	// paging: pass the last name of the previous page.
+	After string
+	// Limit is the most users returned; 0 means 100, and at most 1000 are.
+	Limit int
+	// LockedOnly lists only the users locked now.
+	LockedOnly bool
+}
+
+// ListAccounts returns users in the byte order of their names.
+func (a *Authenticator) ListAccounts(ctx context.Context, opts ListOptions) ([]Account, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	now := a.now()
+	var users []model.User
+	q := a.db.NewSelect().Model(&users).Where("username > ?", opts.After).OrderExpr("username ASC").Limit(int64(limit))
+	if opts.LockedOnly {
+		q = q.Where("lockout_until > ?", unixSeconds(now))
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("authn: listing users: %w", err)
+	}
+	accounts := make([]Account, len(users))
+	for i := range users {
+		accounts[i] = a.account(&users[i], now)
+	}
+	return accounts, nil
+}
+
+func (a *Authenticator) account(u *model.User, now time.Time) Account {
+	acc := Account{
+		Username:    u.Username,
+		Scheme:      password.Scheme(u.PasswordHash),
+		NeedsRehash: a.hasher.NeedsRehash(u.PasswordHash),
+	}
+	if u.FailedAttempts != nil {
+		acc.FailedAttempts = int(*u.FailedAttempts)
+	}
+	if u.LockoutUntil != nil {
+		if until := fromUnixSeconds(*u.LockoutUntil); until.After(now) {
+			acc.LockedUntil = until
+		}
+	}
+	return acc
+}

@@ -1,0 +1,225 @@
+// Package authn adds password authentication to net/http programs: users in
+// a SQL database (SQLite by default, PostgreSQL for several instances), the
+// werkzeug-compatible hashes of package password, and an account lockout that
+// holds under parallel attack.
+//
+// An Authenticator is made by [Open] (an embedded SQLite file) or [New] (a
+// *bun.DB of the application). Its account operations are [Authenticator.Register],
+// [Authenticator.Authenticate], [Authenticator.SetPassword], [Authenticator.Unlock],
+// [Authenticator.Lock], [Authenticator.Delete], [Authenticator.Account] and
+// [Authenticator.ListAccounts].
+//
+// # Lockout
+//
+// After LockoutThreshold consecutive failures an account is locked for
+// LockoutDuration. Every attempt on an unlocked account is claimed (counted)
+// in one atomic UPDATE before its password is checked, so however many
+// requests arrive at once, on one process or on many sharing the database, at
+// most LockoutThreshold passwords are checked per account and lockout period.
+// A locked account is refused without checking the password.
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"time"
+
+	"github.com/minimost/minimost/authn/password"
+	"github.com/uptrace/bun"
+)
+
+// Errors of the account operations, matched with errors.Is. Clients of an
+// HTTP endpoint never see which of ErrInvalidCredentials and ErrLocked it was.
+var (
+	// ErrInvalidCredentials: unknown user, malformed username or wrong password.
+	ErrInvalidCredentials = errors.New("authn: invalid username or password")
+	// ErrLocked: the account is locked; the error is a *LockedError.
+	ErrLocked = errors.New("authn: account locked")
+	// ErrUserExists: Register with a username already taken.
+	ErrUserExists = errors.New("authn: username already taken")
+	// ErrInvalidUsername: the username does not match [A-Za-z0-9_-]{1,32}.
+	ErrInvalidUsername = errors.New("authn: invalid username")
+	// ErrInvalidPassword: the password breaks the PasswordPolicy; the
+	// wrapping error names the rule.
+	ErrInvalidPassword = errors.New("authn: password rejected")
+	// ErrNotFound: no user of that name.
+	ErrNotFound = errors.New("authn: no such user")
+	// ErrBusy: no password-hashing slot became free before the context
+	// ended (see Config.HashConcurrency). Nothing was written.
+	ErrBusy = errors.New("authn: password hashing capacity exhausted")
+)
+
+// LockedError is the error of Authenticate on a locked account.
+// errors.Is(err, ErrLocked) is true for it.
+type LockedError struct {
+	Until time.Time // when the lock ends
+}
+
+func (e *LockedError) Error() string {
+	return "authn: account locked until " + e.Until.UTC().Format(time.RFC3339)
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Config configures an Authenticator. The zero Config is ready to use.
+type Config struct {
+	// LockoutThreshold is the number of consecutive failures that lock an
+	// account. 0 means 5; a negative value disables lockout (a lock set by
+	// Lock is still honoured).
+	LockoutThreshold int
+	// LockoutDuration is how long a lock lasts. 0 means 15 minutes.
+	LockoutDuration time.Duration
+	// Hasher hashes and verifies every password, the dummy verification
+	// of unknown users included. nil means password.Default():
+	// werkzeug's pbkdf2:sha256:600000.
+	Hasher password.Hasher
+	// Now is the clock. nil means time.Now.
+	Now func() time.Time
+	// OnEvent, when set, is called for every login success and failure,
+	// lockout, unlock, registration, password change and deletion. It runs
+	// synchronously in the request: keep it fast.
+	OnEvent func(context.Context, Event)
+	// Logger receives one line per event. nil means slog.Default().
+	Logger *slog.Logger
+	// PasswordPolicy is checked whenever a password is set.
+	PasswordPolicy PasswordPolicy
+	// HashConcurrency bounds the password hashes and verifications that
+	// run at once, and so the CPU and memory they take. 0 means
+	// runtime.GOMAXPROCS(0). An operation that cannot get a slot before
+	// its context ends fails with ErrBusy.
+	HashConcurrency int
+}
+
+// Authenticator checks passwords and manages accounts. It is safe for
+// concurrent use.
+type Authenticator struct {
+	db        *bun.DB
+	ownsDB    bool // Open made db; Close closes it
+	hasher    password.Hasher
+	threshold int // < 0: lockout disabled
+	duration  time.Duration
+	now       func() time.Time
+	onEvent   func(context.Context, Event)
+	logger    *slog.Logger
+	policy    PasswordPolicy
+	slots     chan struct{} // one token per running hash
+
+	// dummyHash is verified in place of a real hash (unknown user, locked
+	// account, malformed input), so those answers take as long as a wrong
+	// password does.
+	dummyHash string
+	// maxPasswordBytes bounds the passwords Authenticate hashes.
+	maxPasswordBytes int
+}
+
+// New returns an Authenticator over db, a *bun.DB with the SQLite or the
+// PostgreSQL dialect. It creates the tables it needs if they are missing,
+// never alters an existing one, and switches SQLite to WAL. An existing
+// users table of the Python application works as it is.
+func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
+	if db == nil {
+		return nil, errors.New("authn: New: db is nil")
+	}
+	a := &Authenticator{
+		db:        db,
+		hasher:    cfg.Hasher,
+		threshold: cfg.LockoutThreshold,
+		duration:  cfg.LockoutDuration,
+		now:       cfg.Now,
+		onEvent:   cfg.OnEvent,
+		logger:    cfg.Logger,
+		policy:    cfg.PasswordPolicy,
+	}
+	if a.hasher == nil {
+		a.hasher = password.Default()
+	}
+	if a.threshold == 0 {
+		a.threshold = 5
+	}
+	if a.duration <= 0 {
+		a.duration = 15 * time.Minute
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.logger == nil {
+		a.logger = slog.Default()
+	}
+	n := cfg.HashConcurrency
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	a.slots = make(chan struct{}, n)
+	a.maxPasswordBytes = max(1024, 4*a.policy.maxLength())
+
+	if err := createSchema(ctx, db); err != nil {
+		return nil, err
+	}
+	// The dummy hash is made with the configured Hasher and parameters, so
+	// verifying it costs what verifying a user's current hash costs.
+	dummy, err := a.hasher.Hash(rand.Text())
+	if err != nil {
+		return nil, fmt.Errorf("authn: making the dummy hash: %w", err)
+	}
+	a.dummyHash = dummy
+	return a, nil
+}
+
+// Close closes the database if Open opened it; a *bun.DB given to New stays
+// open. It is safe to call more than once.
+func (a *Authenticator) Close() error {
+	if !a.ownsDB {
+		return nil
+	}
+	if err := a.db.Close(); err != nil {
+		return fmt.Errorf("authn: close: %w", err)
+	}
+	return nil
+}
+
+// DB returns the database the Authenticator uses.
+func (a *Authenticator) DB() *bun.DB { return a.db }
+
+// acquire takes a hashing slot, or fails with ErrBusy when ctx ends first.
+// The caller must call release.
+func (a *Authenticator) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBusy, err)
+	}
+	select {
+	case a.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+	}
+}
+
+func (a *Authenticator) release() { <-a.slots }
+
+// hash hashes a new password within a slot.
+func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
+	if err := a.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer a.release()
+	encoded, err := a.hasher.Hash(pw)
+	if err != nil {
+		return "", fmt.Errorf("authn: hashing: %w", err)
+	}
+	return encoded, nil
+}
+
+// unixSeconds is how times are stored: Unix seconds as a float, the Python
+// application's time.time().
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
+
+// fromUnixSeconds is the inverse of unixSeconds, to the microsecond.
+func fromUnixSeconds(s float64) time.Time {
+	return time.UnixMicro(int64(math.Round(s * 1e6))) // round: most decimals are not exact in binary
+}

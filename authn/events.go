@@ -1,0 +1,62 @@
+package authn
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// EventType says what happened to an account.
+type EventType string
+
+// The events an Authenticator reports.
+const (
+	EventLoginSucceeded  EventType = "login_succeeded"
+	EventLoginFailed     EventType = "login_failed" // Reason says why
+	EventLockout         EventType = "lockout"      // the failure that locked the account
+	EventUnlock          EventType = "unlock"
+	EventLock            EventType = "lock" // an explicit Lock
+	EventRegistered      EventType = "registered"
+	EventPasswordChanged EventType = "password_changed"
+	EventDeleted         EventType = "deleted"
+)
+
+// Reasons of EventLoginFailed. Clients never see them; logs and OnEvent do.
+const (
+	ReasonUnknownUser       = "unknown user"
+	ReasonMalformedUsername = "malformed username"
+	ReasonMalformedPassword = "malformed password" // empty or over-long
+	ReasonWrongPassword     = "wrong password"
+	ReasonLocked            = "locked"
+	ReasonBusy              = "hashing capacity exhausted"
+	ReasonUnusableHash      = "stored hash unusable"
+	ReasonChanged           = "password changed during login"
+	ReasonError             = "database error"
+)
+
+// Event is one thing that happened to an account. It never holds a password
+// or a hash.
+type Event struct {
+	Type     EventType
+	Username string // "" when it was malformed: it may be a mistyped password
+	Reason   string // for EventLoginFailed
+	Time     time.Time
+}
+
+// emit logs e and passes it to Config.OnEvent. Failures are logged at Warn,
+// one line each, so that a tool like fail2ban can act on them.
+func (a *Authenticator) emit(ctx context.Context, e Event) {
+	e.Time = a.now()
+	level := slog.LevelInfo
+	if e.Type == EventLoginFailed || e.Type == EventLockout {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{slog.String("event", string(e.Type)), slog.String("user", e.Username)}
+	if e.Reason != "" {
+		attrs = append(attrs, slog.String("reason", e.Reason))
+	}
+	a.logger.LogAttrs(ctx, level, "authn: "+string(e.Type), attrs...)
+	if a.onEvent != nil {
+		a.onEvent(ctx, e)
+	}
+}

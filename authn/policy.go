@@ -1,0 +1,103 @@
+package authn
+
+import (
+	_ "embed"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxUsernameLength is the longest username, in bytes (usernames are ASCII).
+const MaxUsernameLength = 32
+
+// CheckUsername reports whether username matches [A-Za-z0-9_-]{1,32}, the
+// rule of the Python application. The error wraps ErrInvalidUsername and
+// says what is wrong.
+func CheckUsername(username string) error {
+	if username == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidUsername)
+	}
+	if len(username) > MaxUsernameLength {
+		return fmt.Errorf("%w: longer than %d characters", ErrInvalidUsername, MaxUsernameLength)
+	}
+	for i := 0; i < len(username); i++ {
+		if !isUsernameByte(username[i]) {
+			return fmt.Errorf("%w: only letters A-Z and a-z, digits, '_' and '-' are allowed", ErrInvalidUsername)
+		}
+	}
+	return nil
+}
+
+func isUsernameByte(c byte) bool {
+	return c == '_' || c == '-' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')
+}
+
+// PasswordPolicy is checked when a password is set (Register, SetPassword),
+// never when one is verified, so a policy change does not lock anyone out.
+// Lengths count Unicode code points; passwords are neither normalised nor
+// truncated (werkzeug does neither). The zero value is the default policy.
+type PasswordPolicy struct {
+	// MinLength is the least number of characters. 0 means 15.
+	MinLength int
+	// MaxLength is the greatest number of characters. 0 means 128.
+	MaxLength int
+	// AllowCommon accepts passwords on the embedded list of common
+	// passwords (Openwall's password.lst, compared ignoring case).
+	AllowCommon bool
+	// AllowUsername accepts a password equal to the username.
+	AllowUsername bool
+}
+
+func (p PasswordPolicy) minLength() int {
+	if p.MinLength <= 0 {
+		return 15
+	}
+	return p.MinLength
+}
+
+func (p PasswordPolicy) maxLength() int {
+	if p.MaxLength <= 0 {
+		return 128
+	}
+	return p.MaxLength
+}
+
+// Check returns nil if password may be set for username, or an error that
+// wraps ErrInvalidPassword and names the rule broken.
+func (p PasswordPolicy) Check(username, password string) error {
+	if !utf8.ValidString(password) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidPassword)
+	}
+	n := utf8.RuneCountInString(password)
+	if n < p.minLength() {
+		return fmt.Errorf("%w: shorter than %d characters", ErrInvalidPassword, p.minLength())
+	}
+	if n > p.maxLength() {
+		return fmt.Errorf("%w: longer than %d characters", ErrInvalidPassword, p.maxLength())
+	}
+	if !p.AllowUsername && strings.EqualFold(password, username) {
+		return fmt.Errorf("%w: same as the username", ErrInvalidPassword)
+	}
+	if !p.AllowCommon && isCommonPassword(password) {
+		return fmt.Errorf("%w: on the list of common passwords", ErrInvalidPassword)
+	}
+	return nil
+}
+
+// commonPasswords is Openwall's password.lst as Debian's john-data ships it,
+// public domain; its header lines start with "#!comment:".
+//
+//go:embed common-passwords.txt
+var commonPasswords string
+
+// isCommonPassword reports whether password is on the list, ignoring case.
+// A scan of 3,500 short lines costs microseconds, less than keeping a set.
+func isCommonPassword(password string) bool {
+	for line := range strings.Lines(commonPasswords) {
+		line = strings.TrimRight(line, "\r\n")
+		if !strings.HasPrefix(line, "#!comment:") && strings.EqualFold(line, password) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,103 @@
+package authn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/driver/sqliteshim"
+)
+
+// busyTimeoutMillis is how long a connection waits for another writer before
+// SQLite answers "database is locked".
+const busyTimeoutMillis = 10_000
+
+// Open opens the SQLite database file at path, creating it (mode 0600) if it
+// does not exist, and returns an Authenticator over it; Close closes the
+// file. Every pooled connection has a busy timeout, WAL and immediate
+// transactions, set in the DSN; path is a file path, never a URI.
+func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) {
+	abs, err := checkDBFile(path)
+	if err != nil {
+		return nil, err
+	}
+	sqldb, err := sql.Open(sqliteshim.ShimName, sqliteDSN(abs, sqliteshim.DriverName()))
+	if err != nil {
+		return nil, fmt.Errorf("authn: open %s: %w", path, err)
+	}
+	// WAL readers run in parallel, but every connection costs memory and
+	// writers queue anyway: a small bounded pool serves best.
+	sqldb.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	sqldb.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	if err := sqldb.PingContext(ctx); err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("authn: open %s: %w", path, err)
+	}
+	a, err := New(ctx, bun.NewDB(sqldb, sqlitedialect.New()), cfg)
+	if err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("authn: open %s: %w", path, err)
+	}
+	a.ownsDB = true
+	return a, nil
+}
+
+// checkDBFile makes sure path names a regular file this process can read and
+// write, creating it with mode 0600 (the users' hashes are nobody else's
+// business) when it is missing. SQLite itself would silently open an
+// unwritable file read-only, or create it world-readable.
+func checkDBFile(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("authn: open: empty database path")
+	}
+	if strings.IndexByte(path, 0) >= 0 {
+		return "", errors.New("authn: open: database path contains a NUL byte")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("authn: open %s: %w", path, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("authn: open %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("authn: open %s: %w", path, err)
+	}
+	return abs, f.Close()
+}
+
+// sqliteDSN returns a file: URI for the absolute path abs with the settings
+// every connection needs, spelled for the driver sqliteshim picked:
+// modernc.org/sqlite ("sqlite") takes _pragma=name(value), mattn/go-sqlite3
+// ("sqlite3") takes _name=value. Both read _txlock; immediate transactions
+// take the write lock at BEGIN, so two transactions never deadlock upgrading
+// a read lock.
+func sqliteDSN(abs, driver string) string {
+	pragmas := [][2]string{
+		{"busy_timeout", fmt.Sprint(busyTimeoutMillis)},
+		{"journal_mode", "WAL"},
+		// FULL (SQLite's default) syncs the WAL at every commit, so a
+		// registration or a counted failure survives a power cut too.
+		{"synchronous", "FULL"},
+	}
+	q := url.Values{"_txlock": {"immediate"}}
+	for _, p := range pragmas {
+		if driver == "sqlite3" {
+			q.Add("_"+p[0], p[1])
+		} else {
+			q.Add("_pragma", p[0]+"("+p[1]+")")
+		}
+	}
+	// In a URI, SQLite decodes %XX; '?' and '#' would end the path.
+	r := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
+	return "file:" + r.Replace(filepath.ToSlash(abs)) + "?" + q.Encode()
+}
