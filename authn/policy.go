@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -78,10 +79,43 @@ func (p PasswordPolicy) Check(username, password string) error {
 	if !p.AllowUsername && strings.EqualFold(password, username) {
 		return fmt.Errorf("%w: same as the username", ErrInvalidPassword)
 	}
-	if !p.AllowCommon && isCommonPassword(password) {
-		return fmt.Errorf("%w: on the list of common passwords", ErrInvalidPassword)
+	if !p.AllowCommon {
+		if rule := commonRule(password); rule != "" {
+			return fmt.Errorf("%w: %s", ErrInvalidPassword, rule)
+		}
 	}
 	return nil
+}
+
+// commonRule names the way password is predictable, or returns "". The
+// embedded list has no entry of 15 characters or more, so at the default
+// length the list alone would catch nothing; what it does catch is the
+// usual ways of lengthening a common password: repeating it, or padding it
+// with digits and symbols.
+func commonRule(password string) string {
+	switch {
+	case isCommonPassword(password):
+		return "on the list of common passwords"
+	case isRepetition(password):
+		return "a short pattern repeated"
+	}
+	core := strings.TrimFunc(password, func(r rune) bool { return !unicode.IsLetter(r) })
+	if core == "" || isCommonPassword(core) || isRepetition(core) {
+		return "a common password with digits or symbols around it"
+	}
+	return ""
+}
+
+// isRepetition reports whether s is one substring repeated two or more
+// times, as in "passwordpassword" or "aaaaaaaaaaaaaaa", ignoring case.
+func isRepetition(s string) bool {
+	s = strings.ToLower(s)
+	for n := 1; n <= len(s)/2; n++ {
+		if len(s)%n == 0 && strings.Repeat(s[:n], len(s)/n) == s {
+			return true
+		}
+	}
+	return false
 }
 
 // commonPasswords is Openwall's password.lst as Debian's john-data ships it,

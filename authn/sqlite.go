@@ -65,8 +65,10 @@ func checkDBFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("authn: open %s: %w", path, err)
 	}
-	if fi, err := os.Stat(abs); err == nil && !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("authn: open %s: not a regular file (%s)", path, fi.Mode().Type())
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return "", fmt.Errorf("authn: open %s: is a directory, not a database file", path)
+	} else if err == nil && !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("authn: open %s: not a regular file", path)
 	}
 	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

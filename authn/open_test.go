@@ -1,0 +1,120 @@
+package authn_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+)
+
+// TestOpenBadPaths: every path that cannot hold the database gives an error
+// that names the path and the problem, and no panic.
+func TestOpenBadPaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("this is not a database\n", 200)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	aFile := filepath.Join(dir, "file")
+	if err := os.WriteFile(aFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ path, want string }{
+		{"", "empty database path"},
+		{dir, "is a directory"},
+		{"/dev/null", "not a regular file"},
+		{filepath.Join(dir, "missing", "auth.db"), "no such file or directory"},
+		{filepath.Join(aFile, "auth.db"), "not a directory"},
+		{garbage, "not a database"},
+		{"nul\x00byte.db", "NUL byte"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(dir, "ro")
+		if err := os.Mkdir(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, struct{ path, want string }{filepath.Join(ro, "auth.db"), "permission denied"})
+	} else {
+		t.Log("running as root: the unwritable-directory case is left out, root may write anywhere")
+	}
+	for _, tc := range cases {
+		a, err := authn.Open(context.Background(), tc.path, authn.Config{Hasher: fastHasher})
+		if err == nil {
+			a.Close()
+			t.Errorf("Open(%q) succeeded", tc.path)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%q) = %v, want an error saying %q", tc.path, err, tc.want)
+		}
+	}
+	// The garbage file is left as it was.
+	if b, _ := os.ReadFile(garbage); !strings.HasPrefix(string(b), "this is not a database") {
+		t.Error("Open wrote into a file that is not a database")
+	}
+}
+
+// TestOpenOddPathCharacters: a file name with URI characters is a file name.
+func TestOpenOddPathCharacters(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "a?b#c%20d:memory:.db")
+	a := openPath(t, path, authn.Config{})
+	if err := a.Register(context.Background(), "u", goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("the database is not at the path given: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("database file mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// TestDatabaseClosed: with the database gone, every operation fails with an
+// error, and a login is never a success.
+func TestDatabaseClosed(t *testing.T) {
+	t.Parallel()
+	a, _ := openTest(t, authn.Config{})
+	ctx := context.Background()
+	if err := a.Register(ctx, "u", goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	err := a.Authenticate(ctx, "u", goodPassword)
+	if err == nil || errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatalf("login on a closed database: %v, want a database error", err)
+	}
+	if err := a.Register(ctx, "v", goodPassword); err == nil {
+		t.Fatal("Register on a closed database succeeded")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	t.Parallel()
+	if _, err := authn.New(context.Background(), nil, authn.Config{}); err == nil {
+		t.Fatal("New(nil db) succeeded")
+	}
+	// A users table of another shape is refused with a clear error.
+	path := filepath.Join(t.TempDir(), "other.db")
+	db := rawDB(t, path)
+	if _, err := db.Exec("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := authn.New(context.Background(), bun.NewDB(db, sqlitedialect.New()), authn.Config{Hasher: fastHasher})
+	if err == nil || !strings.Contains(err.Error(), "users table") {
+		t.Fatalf("New on a foreign users table: %v", err)
+	}
+}
