@@ -65,7 +65,7 @@ func newClock() *clock {
 	c.t.Store(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func (c *clock) Now() time.Time           { return time.Unix(0, c.t.Load()) }
+func (c *clock) Now() time.Time          { return time.Unix(0, c.t.Load()) }
 func (c *clock) Advance(d time.Duration) { c.t.Add(int64(d)) }
 
 // openTest opens a fresh SQLite file in t.TempDir(); it closes with the test.
