@@ -1,0 +1,89 @@
+package authn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+)
+
+func Example() {
+	dir, _ := os.MkdirTemp("", "authn-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+
+	a, err := authn.Open(ctx, filepath.Join(dir, "auth.db"), authn.Config{
+		Logger: slog.New(slog.DiscardHandler), // keep the example's output short
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+
+	if err := a.Register(ctx, "alice", "correct horse battery staple"); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(a.Authenticate(ctx, "alice", "correct horse battery staple"))
+	fmt.Println(a.Authenticate(ctx, "alice", "wrong"))
+	fmt.Println(a.Register(ctx, "alice", "short"))
+	// Output:
+	// <nil>
+	// authn: invalid username or password
+	// authn: password rejected: shorter than 15 characters
+}
+
+func ExampleAuthenticator_Authenticate() {
+	dir, _ := os.MkdirTemp("", "authn-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	a, err := authn.Open(ctx, filepath.Join(dir, "auth.db"), authn.Config{
+		LockoutThreshold: 3,
+		LockoutDuration:  time.Minute,
+		Logger:           slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Register(ctx, "bob", "bob's long passphrase here"); err != nil {
+		log.Fatal(err)
+	}
+
+	for range 3 {
+		a.Authenticate(ctx, "bob", "guess")
+	}
+	err = a.Authenticate(ctx, "bob", "bob's long passphrase here")
+	var locked *authn.LockedError
+	switch {
+	case errors.As(err, &locked):
+		// The application may tell the user apart; an HTTP client is told
+		// only "invalid username or password".
+		fmt.Println("locked for", locked.Until.Sub(time.Now()).Round(time.Minute))
+	case errors.Is(err, authn.ErrInvalidCredentials):
+		fmt.Println("invalid credentials")
+	case err != nil:
+		fmt.Println("service unavailable:", err) // database down, ErrBusy: fail closed
+	default:
+		fmt.Println("welcome")
+	}
+	// Output: locked for 1m0s
+}
+
+func ExamplePasswordPolicy_Check() {
+	p := authn.PasswordPolicy{}
+	fmt.Println(p.Check("carol", "carol"))
+	fmt.Println(p.Check("carol", "passwordpasswordpassword"))
+	fmt.Println(p.Check("carol", "qwerty1234567890!"))
+	fmt.Println(p.Check("carol", "plenty of entropy in here"))
+	// Output:
+	// authn: password rejected: shorter than 15 characters
+	// authn: password rejected: a short pattern repeated
+	// authn: password rejected: a common password with digits or symbols around it
+	// <nil>
+}
