@@ -14,6 +14,8 @@ import (
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/authn/password"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"github.com/uptrace/bun/driver/sqliteshim"
 )
 
@@ -75,15 +77,20 @@ func openTest(t testing.TB, cfg authn.Config) (*authn.Authenticator, string) {
 	return openPath(t, path, cfg), path
 }
 
-func openPath(t testing.TB, path string, cfg authn.Config) *authn.Authenticator {
-	t.Helper()
+// testConfig fills what tests leave unset: the fast hasher, no log output.
+func testConfig(cfg authn.Config) authn.Config {
 	if cfg.Hasher == nil {
 		cfg.Hasher = fastHasher
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a, err := authn.Open(context.Background(), path, cfg)
+	return cfg
+}
+
+func openPath(t testing.TB, path string, cfg authn.Config) *authn.Authenticator {
+	t.Helper()
+	a, err := authn.Open(context.Background(), path, testConfig(cfg))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", path, err)
 	}
@@ -91,13 +98,15 @@ func openPath(t testing.TB, path string, cfg authn.Config) *authn.Authenticator 
 	return a
 }
 
-// rawDB opens the file directly, to look at rows behind the library's back.
-func rawDB(t testing.TB, path string) *sql.DB {
+// rawDB opens the SQLite file directly, to look at rows behind the
+// library's back.
+func rawDB(t testing.TB, path string) *bun.DB {
 	t.Helper()
-	db, err := sql.Open(sqliteshim.ShimName, "file:"+path+"?_pragma=busy_timeout(5000)")
+	sqldb, err := sql.Open(sqliteshim.ShimName, "file:"+path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
 	}
+	db := bun.NewDB(sqldb, sqlitedialect.New())
 	t.Cleanup(func() { db.Close() })
 	return db
 }
@@ -111,7 +120,7 @@ func loadPythonDB(t testing.TB) string {
 	}
 	path := filepath.Join(t.TempDir(), "auth.db")
 	db := rawDB(t, path)
-	if _, err := db.Exec(string(dump)); err != nil {
+	if _, err := db.DB.Exec(string(dump)); err != nil {
 		t.Fatalf("loading the dump: %v", err)
 	}
 	if _, err := db.Exec("PRAGMA journal_mode=WAL"); err != nil { // as the Python app left it
@@ -129,7 +138,7 @@ type userRow struct {
 }
 
 // readUser reads one row of users directly.
-func readUser(t testing.TB, db *sql.DB, name string) userRow {
+func readUser(t testing.TB, db *bun.DB, name string) userRow {
 	t.Helper()
 	var u userRow
 	err := db.QueryRow("SELECT username, password_hash, failed_attempts, lockout_until FROM users WHERE username = ?", name).
@@ -140,7 +149,7 @@ func readUser(t testing.TB, db *sql.DB, name string) userRow {
 	return u
 }
 
-func allUsers(t testing.TB, db *sql.DB) []userRow {
+func allUsers(t testing.TB, db *bun.DB) []userRow {
 	t.Helper()
 	rows, err := db.Query("SELECT username, password_hash, failed_attempts, lockout_until FROM users ORDER BY username")
 	if err != nil {

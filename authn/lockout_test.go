@@ -10,12 +10,6 @@ import (
 	"github.com/minimost/minimost/authn"
 )
 
-// realHash returns the hash stored for name.
-func realHash(t testing.TB, path, name string) string {
-	t.Helper()
-	return readUser(t, rawDB(t, path), name).Hash
-}
-
 // attackInParallel sends n wrong passwords for name at once, spread over the
 // Authenticators, and fails the test if any answer is other than
 // ErrInvalidCredentials or ErrLocked.
@@ -48,249 +42,264 @@ func attackInParallel(t *testing.T, n int, name string, as ...*authn.Authenticat
 // the lock ends, and works after it with the counter at 0.
 func TestLockoutUnderParallelAttack(t *testing.T) {
 	t.Parallel()
-	h := newCountingHasher(fastHasher)
-	clk := newClock()
-	a, path := openTest(t, authn.Config{Hasher: h, Now: clk.Now, LockoutThreshold: 5, LockoutDuration: time.Hour})
-	ctx := context.Background()
-	if err := a.Register(ctx, "victim", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	stored := realHash(t, path, "victim")
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		h := newCountingHasher(fastHasher)
+		clk := newClock()
+		a := db.open(t, authn.Config{Hasher: h, Now: clk.Now, LockoutThreshold: 5, LockoutDuration: time.Hour})
+		ctx := context.Background()
+		if err := a.Register(ctx, "victim", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		stored := readUser(t, db.raw, "victim").Hash
 
-	attackInParallel(t, 200, "victim", a)
+		attackInParallel(t, 200, "victim", a)
 
-	if got := h.count(stored); got != 5 {
-		t.Fatalf("real password checks = %d, want exactly 5", got)
-	}
-	err := a.Authenticate(ctx, "victim", goodPassword)
-	var locked *authn.LockedError
-	if !errors.As(err, &locked) || !errors.Is(err, authn.ErrLocked) {
-		t.Fatalf("right password while locked: %v, want a *LockedError", err)
-	}
-	if want := clk.Now().Add(time.Hour); !locked.Until.Equal(want) {
-		t.Errorf("locked until %v, want %v", locked.Until, want)
-	}
-	if got := h.count(stored); got != 5 {
-		t.Fatalf("the locked account's hash was checked again: %d checks", got)
-	}
-	acc, err := a.Account(ctx, "victim")
-	if err != nil || acc.LockedUntil.IsZero() || acc.FailedAttempts != 0 {
-		t.Fatalf("Account = %+v, %v; want locked with 0 failed attempts", acc, err)
-	}
+		if got := h.count(stored); got != 5 {
+			t.Fatalf("real password checks = %d, want exactly 5", got)
+		}
+		err := a.Authenticate(ctx, "victim", goodPassword)
+		var locked *authn.LockedError
+		if !errors.As(err, &locked) || !errors.Is(err, authn.ErrLocked) {
+			t.Fatalf("right password while locked: %v, want a *LockedError", err)
+		}
+		if want := clk.Now().Add(time.Hour); !locked.Until.Equal(want) {
+			t.Errorf("locked until %v, want %v", locked.Until, want)
+		}
+		if got := h.count(stored); got != 5 {
+			t.Fatalf("the locked account's hash was checked again: %d checks", got)
+		}
+		acc, err := a.Account(ctx, "victim")
+		if err != nil || acc.LockedUntil.IsZero() || acc.FailedAttempts != 0 {
+			t.Fatalf("Account = %+v, %v; want locked with 0 failed attempts", acc, err)
+		}
 
-	clk.Advance(time.Hour)
-	if err := a.Authenticate(ctx, "victim", goodPassword); err != nil {
-		t.Fatalf("right password after the lock: %v", err)
-	}
-	row := readUser(t, rawDB(t, path), "victim")
-	if row.Failed.Int64 != 0 || row.Until.Valid {
-		t.Fatalf("after success: failed_attempts=%v lockout_until=%v, want 0 and NULL", row.Failed, row.Until)
-	}
+		clk.Advance(time.Hour)
+		if err := a.Authenticate(ctx, "victim", goodPassword); err != nil {
+			t.Fatalf("right password after the lock: %v", err)
+		}
+		row := readUser(t, db.raw, "victim")
+		if row.Failed.Int64 != 0 || row.Until.Valid {
+			t.Fatalf("after success: failed_attempts=%v lockout_until=%v, want 0 and NULL", row.Failed, row.Until)
+		}
+	})
 }
 
-// TestLockoutAcrossPools: two connection pools on one SQLite file, as two
-// processes would have, still allow exactly T checks in all.
+// TestLockoutAcrossPools: two Authenticators on two connection pools over
+// one database, as two processes or machines would have, still allow
+// exactly T checks in all.
 func TestLockoutAcrossPools(t *testing.T) {
 	t.Parallel()
-	h := newCountingHasher(fastHasher)
-	a1, path := openTest(t, authn.Config{Hasher: h, LockoutThreshold: 5})
-	a2 := openPath(t, path, authn.Config{Hasher: h, LockoutThreshold: 5})
-	if a1.DB() == a2.DB() {
-		t.Fatal("the two Authenticators share a pool")
-	}
-	ctx := context.Background()
-	if err := a1.Register(ctx, "victim", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	stored := realHash(t, path, "victim")
-
-	attackInParallel(t, 200, "victim", a1, a2)
-
-	if got := h.count(stored); got != 5 {
-		t.Fatalf("real password checks over two pools = %d, want exactly 5", got)
-	}
-	for _, a := range []*authn.Authenticator{a1, a2} {
-		if err := a.Authenticate(ctx, "victim", goodPassword); !errors.Is(err, authn.ErrLocked) {
-			t.Fatalf("right password after the attack: %v, want ErrLocked", err)
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		h := newCountingHasher(fastHasher)
+		a1 := db.open(t, authn.Config{Hasher: h, LockoutThreshold: 5})
+		a2 := db.open(t, authn.Config{Hasher: h, LockoutThreshold: 5})
+		if a1.DB() == a2.DB() {
+			t.Fatal("the two Authenticators share a pool")
 		}
-	}
+		ctx := context.Background()
+		if err := a1.Register(ctx, "victim", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		stored := readUser(t, db.raw, "victim").Hash
+
+		attackInParallel(t, 200, "victim", a1, a2)
+
+		if got := h.count(stored); got != 5 {
+			t.Fatalf("real password checks over two pools = %d, want exactly 5", got)
+		}
+		for _, a := range []*authn.Authenticator{a1, a2} {
+			if err := a.Authenticate(ctx, "victim", goodPassword); !errors.Is(err, authn.ErrLocked) {
+				t.Fatalf("right password after the attack: %v, want ErrLocked", err)
+			}
+		}
+	})
 }
 
 // TestLockoutCountsConsecutiveFailures checks the rule step by step: the
 // T-th failure locks and resets the counter, a success resets it.
 func TestLockoutCountsConsecutiveFailures(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
-	a, path := openTest(t, authn.Config{Now: clk.Now, LockoutThreshold: 3, LockoutDuration: time.Minute})
-	ctx := context.Background()
-	if err := a.Register(ctx, "u", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	db := rawDB(t, path)
-	wrong := func() {
-		t.Helper()
-		if err := a.Authenticate(ctx, "u", "not the password"); !errors.Is(err, authn.ErrInvalidCredentials) {
-			t.Fatalf("wrong password: %v", err)
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		clk := newClock()
+		a := db.open(t, authn.Config{Now: clk.Now, LockoutThreshold: 3, LockoutDuration: time.Minute})
+		ctx := context.Background()
+		if err := a.Register(ctx, "u", goodPassword); err != nil {
+			t.Fatal(err)
 		}
-	}
-	wrong()
-	wrong()
-	if got := readUser(t, db, "u").Failed.Int64; got != 2 {
-		t.Fatalf("failed_attempts = %d, want 2", got)
-	}
-	if err := a.Authenticate(ctx, "u", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	if got := readUser(t, db, "u").Failed.Int64; got != 0 {
-		t.Fatalf("failed_attempts after success = %d, want 0", got)
-	}
-	wrong()
-	wrong()
-	wrong() // the third locks
-	row := readUser(t, db, "u")
-	if row.Failed.Int64 != 0 || !row.Until.Valid {
-		t.Fatalf("after 3 failures: failed_attempts=%v lockout_until=%v, want 0 and a time", row.Failed, row.Until)
-	}
-	if want := float64(clk.Now().Add(time.Minute).UnixMicro()) / 1e6; row.Until.Float64 != want {
-		t.Fatalf("lockout_until = %f, want %f", row.Until.Float64, want)
-	}
-	// A refused attempt on a locked account changes nothing.
-	if err := a.Authenticate(ctx, "u", "not the password"); !errors.Is(err, authn.ErrLocked) {
-		t.Fatalf("attempt while locked: %v", err)
-	}
-	if after := readUser(t, db, "u"); after != row {
-		t.Fatalf("a refused attempt wrote: %+v -> %+v", row, after)
-	}
-	clk.Advance(time.Minute)
-	wrong() // the lock has ended: counting starts again
-	if row := readUser(t, db, "u"); row.Failed.Int64 != 1 || row.Until.Valid {
-		t.Fatalf("first failure after the lock: %+v, want 1 and NULL", row)
-	}
+		raw := db.raw
+		wrong := func() {
+			t.Helper()
+			if err := a.Authenticate(ctx, "u", "not the password"); !errors.Is(err, authn.ErrInvalidCredentials) {
+				t.Fatalf("wrong password: %v", err)
+			}
+		}
+		wrong()
+		wrong()
+		if got := readUser(t, raw, "u").Failed.Int64; got != 2 {
+			t.Fatalf("failed_attempts = %d, want 2", got)
+		}
+		if err := a.Authenticate(ctx, "u", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		if got := readUser(t, raw, "u").Failed.Int64; got != 0 {
+			t.Fatalf("failed_attempts after success = %d, want 0", got)
+		}
+		wrong()
+		wrong()
+		wrong() // the third locks
+		row := readUser(t, raw, "u")
+		if row.Failed.Int64 != 0 || !row.Until.Valid {
+			t.Fatalf("after 3 failures: failed_attempts=%v lockout_until=%v, want 0 and a time", row.Failed, row.Until)
+		}
+		if want := float64(clk.Now().Add(time.Minute).UnixMicro()) / 1e6; row.Until.Float64 != want {
+			t.Fatalf("lockout_until = %f, want %f", row.Until.Float64, want)
+		}
+		// A refused attempt on a locked account changes nothing.
+		if err := a.Authenticate(ctx, "u", "not the password"); !errors.Is(err, authn.ErrLocked) {
+			t.Fatalf("attempt while locked: %v", err)
+		}
+		if after := readUser(t, raw, "u"); after != row {
+			t.Fatalf("a refused attempt wrote: %+v -> %+v", row, after)
+		}
+		clk.Advance(time.Minute)
+		wrong() // the lock has ended: counting starts again
+		if row := readUser(t, raw, "u"); row.Failed.Int64 != 1 || row.Until.Valid {
+			t.Fatalf("first failure after the lock: %+v, want 1 and NULL", row)
+		}
+	})
 }
 
 func TestLockoutDisabled(t *testing.T) {
 	t.Parallel()
-	h := newCountingHasher(fastHasher)
-	a, path := openTest(t, authn.Config{Hasher: h, LockoutThreshold: -1})
-	ctx := context.Background()
-	if err := a.Register(ctx, "u", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	for range 20 {
-		if err := a.Authenticate(ctx, "u", "not the password"); !errors.Is(err, authn.ErrInvalidCredentials) {
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		h := newCountingHasher(fastHasher)
+		a := db.open(t, authn.Config{Hasher: h, LockoutThreshold: -1})
+		ctx := context.Background()
+		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if got := h.count(realHash(t, path, "u")); got != 20 {
-		t.Fatalf("checks = %d, want 20 with lockout disabled", got)
-	}
-	if err := a.Authenticate(ctx, "u", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	// An explicit lock still holds.
-	if err := a.Lock(ctx, "u", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Authenticate(ctx, "u", goodPassword); !errors.Is(err, authn.ErrLocked) {
-		t.Fatalf("after Lock: %v, want ErrLocked", err)
-	}
+		for range 20 {
+			if err := a.Authenticate(ctx, "u", "not the password"); !errors.Is(err, authn.ErrInvalidCredentials) {
+				t.Fatal(err)
+			}
+		}
+		if got := h.count(readUser(t, db.raw, "u").Hash); got != 20 {
+			t.Fatalf("checks = %d, want 20 with lockout disabled", got)
+		}
+		if err := a.Authenticate(ctx, "u", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		// An explicit lock still holds.
+		if err := a.Lock(ctx, "u", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Authenticate(ctx, "u", goodPassword); !errors.Is(err, authn.ErrLocked) {
+			t.Fatalf("after Lock: %v, want ErrLocked", err)
+		}
+	})
 }
 
 // TestUnknownUserRunsDummyVerification: failures that check no real hash
 // still run one verification, against the dummy hash, so they take as long.
 func TestUnknownUserRunsDummyVerification(t *testing.T) {
 	t.Parallel()
-	h := newCountingHasher(fastHasher)
-	a, _ := openTest(t, authn.Config{Hasher: h})
-	ctx := context.Background()
-	if err := a.Register(ctx, "locked", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Lock(ctx, "locked", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct{ user, pw string }{
-		{"nobody", goodPassword},
-		{"bad name!", goodPassword},
-		{"locked", goodPassword},
-		{"nobody", ""},
-	}
-	for _, c := range cases {
-		err := a.Authenticate(ctx, c.user, c.pw)
-		if !errors.Is(err, authn.ErrInvalidCredentials) && !errors.Is(err, authn.ErrLocked) {
-			t.Fatalf("Authenticate(%q): %v", c.user, err)
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		h := newCountingHasher(fastHasher)
+		a := db.open(t, authn.Config{Hasher: h})
+		ctx := context.Background()
+		if err := a.Register(ctx, "locked", goodPassword); err != nil {
+			t.Fatal(err)
 		}
-	}
-	h.mu.Lock()
-	total := 0
-	for _, n := range h.verifies {
-		total += n
-	}
-	h.mu.Unlock()
-	if total != len(cases) {
-		t.Fatalf("%d verifications for %d failures, want one each", total, len(cases))
-	}
+		if err := a.Lock(ctx, "locked", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		cases := []struct{ user, pw string }{
+			{"nobody", goodPassword},
+			{"bad name!", goodPassword},
+			{"locked", goodPassword},
+			{"nobody", ""},
+		}
+		for _, c := range cases {
+			err := a.Authenticate(ctx, c.user, c.pw)
+			if !errors.Is(err, authn.ErrInvalidCredentials) && !errors.Is(err, authn.ErrLocked) {
+				t.Fatalf("Authenticate(%q): %v", c.user, err)
+			}
+		}
+		h.mu.Lock()
+		total := 0
+		for _, n := range h.verifies {
+			total += n
+		}
+		h.mu.Unlock()
+		if total != len(cases) {
+			t.Fatalf("%d verifications for %d failures, want one each", total, len(cases))
+		}
+	})
 }
 
 // TestPasswordChangedDuringLogin: a login whose password was verified just
 // as the password changed must fail, not reset the new row.
 func TestPasswordChangedDuringLogin(t *testing.T) {
 	t.Parallel()
-	h := newCountingHasher(fastHasher)
-	a, _ := openTest(t, authn.Config{Hasher: h})
-	ctx := context.Background()
-	if err := a.Register(ctx, "u", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	h.onVerify = func(string) {
-		once.Do(func() {
-			if err := a.SetPassword(ctx, "u", "the brand new passphrase"); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	if err := a.Authenticate(ctx, "u", goodPassword); !errors.Is(err, authn.ErrInvalidCredentials) {
-		t.Fatalf("login racing a password change: %v, want ErrInvalidCredentials", err)
-	}
-	h.onVerify = nil
-	if err := a.Authenticate(ctx, "u", "the brand new passphrase"); err != nil {
-		t.Fatalf("new password: %v", err)
-	}
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		h := newCountingHasher(fastHasher)
+		a := db.open(t, authn.Config{Hasher: h})
+		ctx := context.Background()
+		if err := a.Register(ctx, "u", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		var once sync.Once
+		h.onVerify = func(string) {
+			once.Do(func() {
+				if err := a.SetPassword(ctx, "u", "the brand new passphrase"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		if err := a.Authenticate(ctx, "u", goodPassword); !errors.Is(err, authn.ErrInvalidCredentials) {
+			t.Fatalf("login racing a password change: %v, want ErrInvalidCredentials", err)
+		}
+		h.onVerify = nil
+		if err := a.Authenticate(ctx, "u", "the brand new passphrase"); err != nil {
+			t.Fatalf("new password: %v", err)
+		}
+	})
 }
 
 // TestBusy: with every hashing slot taken, a login whose context ends gets
 // ErrBusy and writes nothing.
 func TestBusy(t *testing.T) {
 	t.Parallel()
-	h := newCountingHasher(fastHasher)
-	a, path := openTest(t, authn.Config{Hasher: h, HashConcurrency: 1})
-	ctx := context.Background()
-	if err := a.Register(ctx, "u", goodPassword); err != nil {
-		t.Fatal(err)
-	}
-	inside, leave := make(chan struct{}), make(chan struct{})
-	h.onVerify = func(string) { close(inside); <-leave }
-	done := make(chan error)
-	go func() { done <- a.Authenticate(ctx, "u", goodPassword) }()
-	<-inside // the only slot is taken
+	eachBackend(t, func(t *testing.T, db *testDB) {
+		h := newCountingHasher(fastHasher)
+		a := db.open(t, authn.Config{Hasher: h, HashConcurrency: 1})
+		ctx := context.Background()
+		if err := a.Register(ctx, "u", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		inside, leave := make(chan struct{}), make(chan struct{})
+		h.onVerify = func(string) { close(inside); <-leave }
+		done := make(chan error)
+		go func() { done <- a.Authenticate(ctx, "u", goodPassword) }()
+		<-inside // the only slot is taken
 
-	before := readUser(t, rawDB(t, path), "u")
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if err := a.Authenticate(short, "u", "not the password"); !errors.Is(err, authn.ErrBusy) {
-		t.Fatalf("login with no free slot: %v, want ErrBusy", err)
-	}
-	short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if err := a.Register(short, "v", goodPassword); !errors.Is(err, authn.ErrBusy) {
-		t.Fatalf("register with no free slot: %v, want ErrBusy", err)
-	}
-	if after := readUser(t, rawDB(t, path), "u"); after != before {
-		t.Fatalf("a refused login wrote: %+v -> %+v", before, after)
-	}
-	close(leave)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+		before := readUser(t, db.raw, "u")
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		if err := a.Authenticate(short, "u", "not the password"); !errors.Is(err, authn.ErrBusy) {
+			t.Fatalf("login with no free slot: %v, want ErrBusy", err)
+		}
+		short, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		if err := a.Register(short, "v", goodPassword); !errors.Is(err, authn.ErrBusy) {
+			t.Fatalf("register with no free slot: %v, want ErrBusy", err)
+		}
+		if after := readUser(t, db.raw, "u"); after != before {
+			t.Fatalf("a refused login wrote: %+v -> %+v", before, after)
+		}
+		close(leave)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

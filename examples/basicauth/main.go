@@ -1,7 +1,7 @@
 // Command basicauth serves a page behind HTTP Basic authentication, with the
 // users in an embedded SQLite database.
 //
-//	go run ./examples/basicauth [-addr 127.0.0.1:8080] [-db auth.db] [-demo-password PW]
+//	go run ./examples/basicauth [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
 //
 // When the database has no users it creates "demo" with a random password
 // (or -demo-password) and prints it once, with a curl command to try.
@@ -28,7 +28,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	dbPath := flag.String("db", "auth.db", "SQLite database file (created if missing)")
+	dbPath := flag.String("db", "auth.db", "SQLite database file (created if missing), or a postgres:// URL")
 	demoPassword := flag.String("demo-password", "", "password of the demo user created in an empty database (default: random)")
 	flag.Parse()
 
@@ -40,7 +40,11 @@ func main() {
 }
 
 func run(ctx context.Context, addr, dbPath, demoPassword string) error {
-	a, err := authn.Open(ctx, dbPath, authn.Config{})
+	open := authn.Open
+	if authn.IsPostgresURL(dbPath) {
+		open = authn.OpenPostgres
+	}
+	a, err := open(ctx, dbPath, authn.Config{})
 	if err != nil {
 		return err
 	}
@@ -63,7 +67,7 @@ func run(ctx context.Context, addr, dbPath, demoPassword string) error {
 		defer cancel()
 		srv.Shutdown(shutdown)
 	}()
-	log.Printf("listening on http://%s/ (database %s)", addr, dbPath)
+	log.Printf("listening on http://%s/", addr)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
