@@ -11,16 +11,17 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
 	"github.com/uptrace/bun"
 )
 
 func TestAccountOperations(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		clk := newClock()
-		a := db.open(t, authn.Config{Now: clk.Now})
+		a := db.Open(t, authn.Config{Now: clk.Now})
 		ctx := context.Background()
-		raw := db.raw
+		raw := db.Raw
 
 		for _, name := range []string{"carol", "alice", "bob"} {
 			if err := a.Register(ctx, name, goodPassword+" "+name); err != nil {
@@ -99,10 +100,10 @@ func TestAccountOperations(t *testing.T) {
 		if err := a.Authenticate(ctx, "carol", "carol's new long passphrase"); err != nil {
 			t.Fatalf("new password after SetPassword: %v", err)
 		}
-		if n := countSessions(t, db.raw, "carol"); n != 0 {
+		if n := countSessions(t, db.Raw, "carol"); n != 0 {
 			t.Fatalf("carol has %d sessions after SetPassword", n)
 		}
-		if n := countSessions(t, db.raw, "alice"); n != 1 {
+		if n := countSessions(t, db.Raw, "alice"); n != 1 {
 			t.Fatalf("alice has %d sessions, want her 1 untouched", n)
 		}
 
@@ -110,7 +111,7 @@ func TestAccountOperations(t *testing.T) {
 		if err := a.Delete(ctx, "alice"); err != nil {
 			t.Fatal(err)
 		}
-		if n := countSessions(t, db.raw, "alice"); n != 0 {
+		if n := countSessions(t, db.Raw, "alice"); n != 0 {
 			t.Fatalf("alice has %d sessions after Delete", n)
 		}
 		if err := a.Authenticate(ctx, "alice", goodPassword+" alice"); !errors.Is(err, authn.ErrInvalidCredentials) {
@@ -140,8 +141,8 @@ func countSessions(t *testing.T, db *bun.DB, name string) int {
 // TestRegisterRace: of 20 registrations of one name at once, one wins.
 func TestRegisterRace(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
-		a := db.open(t, authn.Config{})
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, authn.Config{})
 		var wins, taken atomic.Int32
 		var wg sync.WaitGroup
 		for i := range 20 {
@@ -163,7 +164,7 @@ func TestRegisterRace(t *testing.T) {
 		if wins.Load() != 1 || taken.Load() != 19 {
 			t.Fatalf("%d registrations won, %d were told the name is taken; want 1 and 19", wins.Load(), taken.Load())
 		}
-		if n := len(allUsers(t, db.raw)); n != 1 {
+		if n := len(allUsers(t, db.Raw)); n != 1 {
 			t.Fatalf("%d rows, want 1", n)
 		}
 	})
@@ -173,8 +174,8 @@ func TestRegisterRace(t *testing.T) {
 // the problem and write nothing.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
-		a := db.open(t, authn.Config{})
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, authn.Config{})
 		ctx := context.Background()
 		badNames := []string{
 			"", "with\x00nul", strings.Repeat("a", 33), "ünïcode", "Robert'); DROP TABLE users;--",
@@ -229,7 +230,7 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("Authenticate with a %d-byte password = %v", len(pw), err)
 			}
 		}
-		if users := allUsers(t, db.raw); len(users) != 1 || users[0].Failed.Int64 != 0 {
+		if users := allUsers(t, db.Raw); len(users) != 1 || users[0].Failed.Int64 != 0 {
 			t.Fatalf("rows after bad input: %+v, want only u, with no failure counted", users)
 		}
 	})
@@ -239,10 +240,10 @@ func TestBadInput(t *testing.T) {
 // closed with an error that says so, and never panics.
 func TestUnusableStoredHash(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
-		a := db.open(t, authn.Config{})
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, authn.Config{})
 		ctx := context.Background()
-		raw := db.raw
+		raw := db.Raw
 		for i, stored := range []string{
 			"", "plaintext-password", "pbkdf2:sha256:600000$salt$zz",
 			"pbkdf2:sha256:999999999$abcdefgh$" + strings.Repeat("00", 32),
@@ -264,7 +265,7 @@ func TestUnusableStoredHash(t *testing.T) {
 // no password reaches the log.
 func TestEvents(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		var mu sync.Mutex
 		var got []string
 		var log strings.Builder
@@ -277,7 +278,7 @@ func TestEvents(t *testing.T) {
 			LockoutThreshold: 2,
 			Logger:           newTextLogger(&log),
 		}
-		a := db.open(t, cfg)
+		a := db.Open(t, cfg)
 		ctx := context.Background()
 		const secret = "a secret passphrase nobody may log"
 		must := func(err error) {

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -25,20 +26,27 @@ import (
 // every failure costs about the same time. A database error or a context
 // that ends is returned as it is: never nil, never a success.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) error {
+	_, err := a.authenticate(ctx, username, password)
+	return err
+}
+
+// authenticate is Authenticate, returning the user's hash as it is stored
+// after the login (the re-hash, if there was one).
+func (a *Authenticator) authenticate(ctx context.Context, username, password string) (stored string, err error) {
 	if err := a.acquire(ctx); err != nil {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonBusy})
-		return err
+		return "", err
 	}
-	rehash, err := a.checkPassword(ctx, username, password)
+	change, err := a.checkPassword(ctx, username, password)
 	a.release()
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := a.resetAfterLogin(ctx, username, rehash); err != nil {
-		return err
+	if err := a.resetAfterLogin(ctx, username, change); err != nil {
+		return "", err
 	}
 	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
-	return nil
+	return cmp.Or(change.new, change.old), nil
 }
 
 // passwordChange is a verified hash and, when it needs one, its re-hash.

@@ -94,6 +94,9 @@ type Config struct {
 	// runtime.GOMAXPROCS(0). An operation that cannot get a slot before
 	// its context ends fails with ErrBusy.
 	HashConcurrency int
+
+	// HTTP settings: see HTTPConfig.
+	HTTP HTTPConfig
 }
 
 // Authenticator checks passwords and manages accounts. It is safe for
@@ -116,6 +119,11 @@ type Authenticator struct {
 	dummyHash string
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
+
+	web       web // the HTTP handlers' settings, defaults applied
+	basicAuth *credentialCache
+	stop      context.CancelFunc // stops the session cleanup
+	done      chan struct{}      // closed when the cleanup has stopped
 }
 
 // New returns an Authenticator over db, a *bun.DB with the SQLite or the
@@ -168,12 +176,16 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		return nil, fmt.Errorf("authn: making the dummy hash: %w", err)
 	}
 	a.dummyHash = dummy
+	a.web = newWeb(cfg.HTTP)
+	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
+	a.startSessionCleanup()
 	return a, nil
 }
 
 // Close closes the database if Open opened it; a *bun.DB given to New stays
 // open. It is safe to call more than once.
 func (a *Authenticator) Close() error {
+	a.stopSessionCleanup()
 	if !a.ownsDB {
 		return nil
 	}

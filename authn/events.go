@@ -19,16 +19,19 @@ const (
 	EventRegistered      EventType = "registered"
 	EventPasswordChanged EventType = "password_changed"
 	EventDeleted         EventType = "deleted"
+	EventLogout          EventType = "logout"
 )
 
 // Reasons of EventLoginFailed. Clients never see them; logs and OnEvent do.
 const (
 	ReasonUnknownUser       = "unknown user"
 	ReasonMalformedUsername = "malformed username"
-	ReasonMalformedPassword = "malformed password" // empty or over-long
+	ReasonMalformedPassword = "malformed password"    // empty or over-long
+	ReasonMalformedHeader   = "malformed credentials" // a broken Authorization header or body
 	ReasonWrongPassword     = "wrong password"
 	ReasonLocked            = "locked"
 	ReasonBusy              = "hashing capacity exhausted"
+	ReasonThrottled         = "throttled" // the client address is over its failure budget
 	ReasonUnusableHash      = "stored hash unusable"
 	ReasonChanged           = "password changed during login"
 	ReasonError             = "database error"
@@ -40,6 +43,7 @@ type Event struct {
 	Type     EventType
 	Username string // "" when it was malformed: it may be a mistyped password
 	Reason   string // for EventLoginFailed
+	ClientIP string // the client's address, for events of HTTP requests
 	Time     time.Time
 }
 
@@ -47,6 +51,7 @@ type Event struct {
 // one line each, so that a tool like fail2ban can act on them.
 func (a *Authenticator) emit(ctx context.Context, e Event) {
 	e.Time = a.now()
+	e.ClientIP = clientIP(ctx)
 	level := slog.LevelInfo
 	if e.Type == EventLoginFailed || e.Type == EventLockout {
 		level = slog.LevelWarn
@@ -54,6 +59,9 @@ func (a *Authenticator) emit(ctx context.Context, e Event) {
 	attrs := []slog.Attr{slog.String("event", string(e.Type)), slog.String("user", e.Username)}
 	if e.Reason != "" {
 		attrs = append(attrs, slog.String("reason", e.Reason))
+	}
+	if e.ClientIP != "" {
+		attrs = append(attrs, slog.String("client", e.ClientIP))
 	}
 	a.logger.LogAttrs(ctx, level, "authn: "+string(e.Type), attrs...)
 	if a.onEvent != nil {

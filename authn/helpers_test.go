@@ -1,7 +1,6 @@
 package authn_test
 
 import (
-	"context"
 	"database/sql"
 	"log/slog"
 	"os"
@@ -14,14 +13,12 @@ import (
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/authn/password"
+	"github.com/minimost/minimost/internal/testdb"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/sqlitedialect"
-	"github.com/uptrace/bun/driver/sqliteshim"
 )
 
-// fastHasher keeps tests quick: the lockout logic does not depend on the
-// cost of a hash. Tests of the default parameters use password.Default().
-var fastHasher = password.PBKDF2{Iterations: 1000}
+// fastHasher is the cheap Hasher of the tests.
+var fastHasher = testdb.FastHasher
 
 // countingHasher counts verifications per encoded hash, so a test can tell
 // real password checks from dummy ones.
@@ -77,39 +74,15 @@ func openTest(t testing.TB, cfg authn.Config) (*authn.Authenticator, string) {
 	return openPath(t, path, cfg), path
 }
 
-// testConfig fills what tests leave unset: the fast hasher, no log output.
-func testConfig(cfg authn.Config) authn.Config {
-	if cfg.Hasher == nil {
-		cfg.Hasher = fastHasher
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	return cfg
-}
-
+// openPath opens the SQLite file at path with testdb's test defaults.
 func openPath(t testing.TB, path string, cfg authn.Config) *authn.Authenticator {
 	t.Helper()
-	a, err := authn.Open(context.Background(), path, testConfig(cfg))
-	if err != nil {
-		t.Fatalf("Open(%s): %v", path, err)
-	}
-	t.Cleanup(func() { a.Close() })
-	return a
+	return (&testdb.DB{Name: "sqlite", URL: path}).Open(t, cfg)
 }
 
 // rawDB opens the SQLite file directly, to look at rows behind the
 // library's back.
-func rawDB(t testing.TB, path string) *bun.DB {
-	t.Helper()
-	sqldb, err := sql.Open(sqliteshim.ShimName, "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := bun.NewDB(sqldb, sqlitedialect.New())
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+func rawDB(t testing.TB, path string) *bun.DB { return testdb.RawSQLite(t, path) }
 
 // loadPythonDB writes the Python application's auth.db dump into a new file.
 func loadPythonDB(t testing.TB) string {

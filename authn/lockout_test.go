@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
 )
 
 // attackInParallel sends n wrong passwords for name at once, spread over the
@@ -42,15 +43,15 @@ func attackInParallel(t *testing.T, n int, name string, as ...*authn.Authenticat
 // the lock ends, and works after it with the counter at 0.
 func TestLockoutUnderParallelAttack(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		h := newCountingHasher(fastHasher)
 		clk := newClock()
-		a := db.open(t, authn.Config{Hasher: h, Now: clk.Now, LockoutThreshold: 5, LockoutDuration: time.Hour})
+		a := db.Open(t, authn.Config{Hasher: h, Now: clk.Now, LockoutThreshold: 5, LockoutDuration: time.Hour})
 		ctx := context.Background()
 		if err := a.Register(ctx, "victim", goodPassword); err != nil {
 			t.Fatal(err)
 		}
-		stored := readUser(t, db.raw, "victim").Hash
+		stored := readUser(t, db.Raw, "victim").Hash
 
 		attackInParallel(t, 200, "victim", a)
 
@@ -77,7 +78,7 @@ func TestLockoutUnderParallelAttack(t *testing.T) {
 		if err := a.Authenticate(ctx, "victim", goodPassword); err != nil {
 			t.Fatalf("right password after the lock: %v", err)
 		}
-		row := readUser(t, db.raw, "victim")
+		row := readUser(t, db.Raw, "victim")
 		if row.Failed.Int64 != 0 || row.Until.Valid {
 			t.Fatalf("after success: failed_attempts=%v lockout_until=%v, want 0 and NULL", row.Failed, row.Until)
 		}
@@ -89,10 +90,10 @@ func TestLockoutUnderParallelAttack(t *testing.T) {
 // exactly T checks in all.
 func TestLockoutAcrossPools(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		h := newCountingHasher(fastHasher)
-		a1 := db.open(t, authn.Config{Hasher: h, LockoutThreshold: 5})
-		a2 := db.open(t, authn.Config{Hasher: h, LockoutThreshold: 5})
+		a1 := db.Open(t, authn.Config{Hasher: h, LockoutThreshold: 5})
+		a2 := db.Open(t, authn.Config{Hasher: h, LockoutThreshold: 5})
 		if a1.DB() == a2.DB() {
 			t.Fatal("the two Authenticators share a pool")
 		}
@@ -100,7 +101,7 @@ func TestLockoutAcrossPools(t *testing.T) {
 		if err := a1.Register(ctx, "victim", goodPassword); err != nil {
 			t.Fatal(err)
 		}
-		stored := readUser(t, db.raw, "victim").Hash
+		stored := readUser(t, db.Raw, "victim").Hash
 
 		attackInParallel(t, 200, "victim", a1, a2)
 
@@ -119,14 +120,14 @@ func TestLockoutAcrossPools(t *testing.T) {
 // T-th failure locks and resets the counter, a success resets it.
 func TestLockoutCountsConsecutiveFailures(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		clk := newClock()
-		a := db.open(t, authn.Config{Now: clk.Now, LockoutThreshold: 3, LockoutDuration: time.Minute})
+		a := db.Open(t, authn.Config{Now: clk.Now, LockoutThreshold: 3, LockoutDuration: time.Minute})
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
 		}
-		raw := db.raw
+		raw := db.Raw
 		wrong := func() {
 			t.Helper()
 			if err := a.Authenticate(ctx, "u", "not the password"); !errors.Is(err, authn.ErrInvalidCredentials) {
@@ -171,9 +172,9 @@ func TestLockoutCountsConsecutiveFailures(t *testing.T) {
 
 func TestLockoutDisabled(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		h := newCountingHasher(fastHasher)
-		a := db.open(t, authn.Config{Hasher: h, LockoutThreshold: -1})
+		a := db.Open(t, authn.Config{Hasher: h, LockoutThreshold: -1})
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
@@ -183,7 +184,7 @@ func TestLockoutDisabled(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if got := h.count(readUser(t, db.raw, "u").Hash); got != 20 {
+		if got := h.count(readUser(t, db.Raw, "u").Hash); got != 20 {
 			t.Fatalf("checks = %d, want 20 with lockout disabled", got)
 		}
 		if err := a.Authenticate(ctx, "u", goodPassword); err != nil {
@@ -203,9 +204,9 @@ func TestLockoutDisabled(t *testing.T) {
 // still run one verification, against the dummy hash, so they take as long.
 func TestUnknownUserRunsDummyVerification(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		h := newCountingHasher(fastHasher)
-		a := db.open(t, authn.Config{Hasher: h})
+		a := db.Open(t, authn.Config{Hasher: h})
 		ctx := context.Background()
 		if err := a.Register(ctx, "locked", goodPassword); err != nil {
 			t.Fatal(err)
@@ -241,9 +242,9 @@ func TestUnknownUserRunsDummyVerification(t *testing.T) {
 // as the password changed must fail, not reset the new row.
 func TestPasswordChangedDuringLogin(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		h := newCountingHasher(fastHasher)
-		a := db.open(t, authn.Config{Hasher: h})
+		a := db.Open(t, authn.Config{Hasher: h})
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
@@ -270,9 +271,9 @@ func TestPasswordChangedDuringLogin(t *testing.T) {
 // ErrBusy and writes nothing.
 func TestBusy(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		h := newCountingHasher(fastHasher)
-		a := db.open(t, authn.Config{Hasher: h, HashConcurrency: 1})
+		a := db.Open(t, authn.Config{Hasher: h, HashConcurrency: 1})
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
@@ -283,7 +284,7 @@ func TestBusy(t *testing.T) {
 		go func() { done <- a.Authenticate(ctx, "u", goodPassword) }()
 		<-inside // the only slot is taken
 
-		before := readUser(t, db.raw, "u")
+		before := readUser(t, db.Raw, "u")
 		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
 		if err := a.Authenticate(short, "u", "not the password"); !errors.Is(err, authn.ErrBusy) {
@@ -294,7 +295,7 @@ func TestBusy(t *testing.T) {
 		if err := a.Register(short, "v", goodPassword); !errors.Is(err, authn.ErrBusy) {
 			t.Fatalf("register with no free slot: %v, want ErrBusy", err)
 		}
-		if after := readUser(t, db.raw, "u"); after != before {
+		if after := readUser(t, db.Raw, "u"); after != before {
 			t.Fatalf("a refused login wrote: %+v -> %+v", before, after)
 		}
 		close(leave)

@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
 )
 
 // TestLockTimeRoundTrip: a lockout time reads back to within a millisecond
 // (PostgreSQL's 4-byte real would be off by about a minute).
 func TestLockTimeRoundTrip(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		clk := newClock()
 		clk.Advance(123456789 * time.Microsecond) // a time with sub-second digits
-		a := db.open(t, authn.Config{Now: clk.Now})
+		a := db.Open(t, authn.Config{Now: clk.Now})
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
@@ -34,10 +35,10 @@ func TestLockTimeRoundTrip(t *testing.T) {
 		}
 		var typ string
 		q := "SELECT data_type FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'lockout_until' AND table_schema = current_schema()"
-		if db.name == "sqlite" {
+		if db.Name == "sqlite" {
 			q = "SELECT type FROM pragma_table_info('users') WHERE name = 'lockout_until'"
 		}
-		if err := db.raw.QueryRow(q).Scan(&typ); err != nil {
+		if err := db.Raw.QueryRow(q).Scan(&typ); err != nil {
 			t.Fatal(err)
 		}
 		if typ != "double precision" && typ != "DOUBLE PRECISION" && typ != "REAL" {
@@ -51,9 +52,9 @@ func TestLockTimeRoundTrip(t *testing.T) {
 // changes no table and no row.
 func TestExistingTablesUnchanged(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		real := "REAL"
-		if db.name == "postgres" {
+		if db.Name == "postgres" {
 			real = "DOUBLE PRECISION"
 		}
 		for _, stmt := range []string{
@@ -61,16 +62,16 @@ func TestExistingTablesUnchanged(t *testing.T) {
 			"INSERT INTO users VALUES ('alice', 'pbkdf2:sha256:260000$9ixd7z1wPRg8DocJ$52cca4f55370cee0ec122eda3446d1dcb9d68ee90b03e0ae2a6b3ea7ca6a67d8', 0, NULL)",
 			"INSERT INTO users VALUES ('carol', 'x', NULL, 4102444800.0)",
 		} {
-			if _, err := db.raw.Exec(stmt); err != nil {
+			if _, err := db.Raw.Exec(stmt); err != nil {
 				t.Fatal(err)
 			}
 		}
-		before := allUsers(t, db.raw)
+		before := allUsers(t, db.Raw)
 		for range 2 {
-			a := db.open(t, authn.Config{})
+			a := db.Open(t, authn.Config{})
 			a.Close()
 		}
-		after := allUsers(t, db.raw)
+		after := allUsers(t, db.Raw)
 		if len(after) != len(before) {
 			t.Fatalf("%d rows before, %d after", len(before), len(after))
 		}
@@ -79,7 +80,7 @@ func TestExistingTablesUnchanged(t *testing.T) {
 				t.Errorf("row changed: %+v -> %+v", before[i], after[i])
 			}
 		}
-		a := db.open(t, authn.Config{Hasher: fastHasher})
+		a := db.Open(t, authn.Config{Hasher: fastHasher})
 		if err := a.Authenticate(context.Background(), "carol", "x"); !errors.Is(err, authn.ErrLocked) {
 			t.Fatalf("carol, locked until 2100: %v", err)
 		}
@@ -90,8 +91,8 @@ func TestExistingTablesUnchanged(t *testing.T) {
 // error, and a login is never a success.
 func TestDatabaseClosed(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, db *testDB) {
-		a := db.open(t, authn.Config{})
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, authn.Config{})
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,369 @@
+package authn
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+//go:embed templates/*.html
+var templateFiles embed.FS
+
+// defaultTemplates are the built-in forms. Parsing embedded, fixed files
+// cannot fail at run time without failing every test first.
+var defaultTemplates = template.Must(template.ParseFS(templateFiles, "templates/*.html"))
+
+// FormData is what the login and registration templates are executed with.
+type FormData struct {
+	Action       string // the URL the form posts to: the request's path
+	Error        string // a message for the user, or ""
+	Username     string // the name entered, when well-formed
+	Next         string // login: where to go after signing in
+	LoginPath    string
+	RegisterPath string
+	MinLength    int  // registration: the password policy's minimum
+	Done         bool // registration: the account was created
+}
+
+// Messages shown to users. Every failed login shows the same one.
+const (
+	msgInvalid     = "Invalid username or password."
+	msgMissing     = "Enter your username and password."
+	msgThrottled   = "Too many failed attempts. Try again later."
+	msgUnavailable = "Signing in is unavailable right now. Try again shortly."
+)
+
+// LoginHandler serves the login route. GET shows an HTML form; POST takes
+// application/x-www-form-urlencoded fields username, password and an
+// optional next, or a JSON object {"username","password"}. A correct login
+// starts a new session (cookie) and, for a form, redirects (303) to next
+// when it is a local path, else to "/"; JSON gets 200 {"username":…}. Every
+// failed login (unknown user, malformed name, wrong password, locked
+// account) gets the same 401 answer. See the package documentation for the
+// other statuses.
+func (a *Authenticator) LoginHandler() http.Handler {
+	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.render(w, http.StatusOK, a.web.loginTemplate, a.loginForm(r, "", "", r.URL.Query().Get("next")))
+	})
+	post := a.protectPOST(http.HandlerFunc(a.postLogin))
+	return a.guard(methods(get, post))
+}
+
+func (a *Authenticator) loginForm(r *http.Request, msg, username, next string) FormData {
+	if CheckUsername(username) != nil {
+		username = "" // it may be a password typed in the wrong field
+	}
+	return FormData{
+		Action: r.URL.Path, Error: msg, Username: username, Next: localRedirect(next, ""),
+		LoginPath: a.web.loginPath, RegisterPath: a.web.registerPath,
+	}
+}
+
+func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
+	in, status := decodeCredentials(r)
+	isJSON := wantsJSON(r)
+	fail := func(status int, msg, jsonMsg string) {
+		if isJSON {
+			writeJSON(w, status, map[string]string{"error": jsonMsg})
+			return
+		}
+		a.render(w, status, a.web.loginTemplate, a.loginForm(r, msg, in.Username, in.Next))
+	}
+	if a.overBudget(w, r, in.Username) {
+		fail(http.StatusTooManyRequests, msgThrottled, "too many failed attempts, try again later")
+		return
+	}
+	if status != 0 {
+		a.failed(r)
+		a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
+		fail(status, msgMissing, http.StatusText(status))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.web.hashWait)
+	defer cancel()
+	err := a.Authenticate(ctx, in.Username, in.Password)
+	if err == nil {
+		err = a.startSession(w, r, in.Username)
+	}
+	switch {
+	case isClientFailure(err):
+		a.failed(r)
+		fail(http.StatusUnauthorized, msgInvalid, "invalid username or password")
+	case err != nil:
+		a.logger.ErrorContext(r.Context(), "authn: login failed closed", "error", err, "client", clientIP(r.Context()))
+		w.Header().Set("Retry-After", "5")
+		fail(http.StatusServiceUnavailable, msgUnavailable, "service unavailable, try again later")
+	case isJSON:
+		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
+	default:
+		http.Redirect(w, r, localRedirect(in.Next, "/"), http.StatusSeeOther)
+	}
+}
+
+// startSession ends the session the request came with, if any (a new token
+// at every login), and sets the cookie of a new one.
+func (a *Authenticator) startSession(w http.ResponseWriter, r *http.Request, username string) error {
+	if old := a.sessionToken(r); old != "" {
+		if _, err := a.endSession(r.Context(), old); err != nil {
+			return err
+		}
+	}
+	token, err := a.createSession(r.Context(), username)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, a.sessionCookie(token))
+	return nil
+}
+
+// LogoutHandler serves the logout route: POST ends the request's session in
+// the database and clears its cookie, then redirects (303) to the login
+// page, or answers 204 to an API client. Other methods get 405.
+func (a *Authenticator) LogoutHandler() http.Handler {
+	post := a.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		username, err := a.endSession(r.Context(), a.sessionToken(r))
+		if err != nil {
+			a.unavailable(w, r, err)
+			return
+		}
+		http.SetCookie(w, a.sessionCookie(""))
+		if username != "" {
+			a.emit(r.Context(), Event{Type: EventLogout, Username: username})
+		}
+		if wantsJSON(r) {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		http.Redirect(w, r, a.web.loginPath, http.StatusSeeOther)
+	}))
+	return a.guard(methods(nil, post))
+}
+
+// RegisterHandler serves the registration route. GET shows an HTML form;
+// POST takes the fields username and password, as a form or as JSON, and
+// answers 201 when the account was created, 400 naming the username or
+// password rule broken, 409 when the name is taken, 429 when the client is
+// over its failure budget and 503 when the database or the hashing capacity
+// is not available. Registering does not sign in.
+func (a *Authenticator) RegisterHandler() http.Handler {
+	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.render(w, http.StatusOK, a.web.registerTemplate, a.registerForm(r, "", ""))
+	})
+	post := a.protectPOST(http.HandlerFunc(a.postRegister))
+	return a.guard(methods(get, post))
+}
+
+func (a *Authenticator) registerForm(r *http.Request, msg, username string) FormData {
+	f := a.loginForm(r, msg, username, "")
+	f.MinLength = a.policy.minLength()
+	return f
+}
+
+func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
+	in, status := decodeCredentials(r)
+	isJSON := wantsJSON(r)
+	answer := func(status int, msg string) {
+		if isJSON {
+			key := "error"
+			if status == http.StatusCreated {
+				key, msg = "username", in.Username
+			}
+			writeJSON(w, status, map[string]string{key: msg})
+			return
+		}
+		f := a.registerForm(r, msg, in.Username)
+		f.Done = status == http.StatusCreated
+		a.render(w, status, a.web.registerTemplate, f)
+	}
+	if a.overBudget(w, r, in.Username) {
+		answer(http.StatusTooManyRequests, "too many failed attempts, try again later")
+		return
+	}
+	if status != 0 {
+		a.failed(r)
+		answer(status, "enter a username and a password")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.web.hashWait)
+	defer cancel()
+	switch err := a.Register(ctx, in.Username, in.Password); {
+	case err == nil:
+		answer(http.StatusCreated, "")
+	case errors.Is(err, ErrInvalidUsername), errors.Is(err, ErrInvalidPassword):
+		a.failed(r)
+		answer(http.StatusBadRequest, strings.TrimPrefix(err.Error(), "authn: "))
+	case errors.Is(err, ErrUserExists):
+		a.failed(r)
+		answer(http.StatusConflict, "username already taken")
+	default:
+		a.logger.ErrorContext(r.Context(), "authn: registration failed closed", "error", err, "client", clientIP(r.Context()))
+		w.Header().Set("Retry-After", "5")
+		answer(http.StatusServiceUnavailable, "registration is unavailable right now, try again shortly")
+	}
+}
+
+// RequireSession returns a handler that runs next for requests with a live
+// session, with the username in the context (see Username). Without one, a
+// browser is redirected (303) to the login page with next set to the
+// request's path, and an API client gets 401 JSON. A database error gets
+// 503; next never runs then.
+func (a *Authenticator) RequireSession(next http.Handler) http.Handler {
+	return a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		username, err := a.sessionUser(r.Context(), a.sessionToken(r))
+		switch {
+		case err == nil:
+			next.ServeHTTP(w, withUsername(r, username))
+		case !errors.Is(err, errNoSession):
+			a.unavailable(w, r, err)
+		case wantsJSON(r) || r.Method != http.MethodGet && r.Method != http.MethodHead:
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
+		default:
+			target := a.web.loginPath + "?" + url.Values{"next": {r.URL.RequestURI()}}.Encode()
+			http.Redirect(w, r, target, http.StatusSeeOther)
+		}
+	}))
+}
+
+// methods dispatches GET and HEAD to get and POST to post, and answers
+// other methods 405 with Allow. A nil get allows POST only.
+func methods(get, post http.Handler) http.Handler {
+	allow := "GET, HEAD, POST"
+	if get == nil {
+		allow = "POST"
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost:
+			post.ServeHTTP(w, r)
+		case get != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			get.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Allow", allow)
+			writeError(w, r, http.StatusMethodNotAllowed, "method not allowed")
+		}
+	})
+}
+
+// render executes a form template. The page may not be framed, and loads
+// nothing from anywhere.
+func (a *Authenticator) render(w http.ResponseWriter, status int, t *template.Template, data FormData) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(status)
+	if err := t.Execute(w, data); err != nil {
+		a.logger.Error("authn: rendering a form", "error", err)
+	}
+}
+
+// credentials is a decoded login or registration body.
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Next     string `json:"next"`
+}
+
+// decodeCredentials reads a form or JSON body. status is 0 on success, or
+// 413 (body too large), 415 (another content type) or 400 (malformed, a
+// field repeated, or username or password missing).
+func decodeCredentials(r *http.Request) (in credentials, status int) {
+	var err error
+	switch mediaType(r.Header.Get("Content-Type")) {
+	case "application/x-www-form-urlencoded":
+		in, err = decodeForm(r)
+	case "application/json":
+		in, err = decodeJSON(r.Body)
+	default:
+		return in, http.StatusUnsupportedMediaType
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return credentials{}, http.StatusRequestEntityTooLarge
+	case err != nil, in.Username == "", in.Password == "":
+		return in, http.StatusBadRequest
+	}
+	return in, 0
+}
+
+var errRepeated = errors.New("authn: a field is repeated")
+
+func decodeForm(r *http.Request) (credentials, error) {
+	if err := r.ParseForm(); err != nil {
+		return credentials{}, err
+	}
+	var in credentials
+	for name, dst := range map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next} {
+		switch v := r.PostForm[name]; len(v) {
+		case 0:
+		case 1:
+			*dst = v[0]
+		default:
+			return credentials{}, errRepeated
+		}
+	}
+	return in, nil
+}
+
+// decodeJSON reads exactly one JSON object.
+func decodeJSON(body io.Reader) (credentials, error) {
+	var in credentials
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(&in); err != nil {
+		return credentials{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return credentials{}, errors.New("authn: data after the JSON object")
+	}
+	return in, nil
+}
+
+// localRedirect returns next if it is a path on this site, else def. It
+// refuses what browsers would take to another host: "//host", "/\host",
+// schemes, and control characters, which browsers strip ("/\t/host").
+func localRedirect(next, def string) string {
+	if len(next) == 0 || len(next) > 2048 || next[0] != '/' {
+		return def
+	}
+	if len(next) > 1 && (next[1] == '/' || next[1] == '\\') {
+		return def
+	}
+	if strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return def
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return def
+	}
+	return next
+}
+
+// mediaType returns the media type of a Content-Type value, lower-cased,
+// or "".
+func mediaType(contentType string) string {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
+// containsToken reports whether a comma-separated header value lists the
+// media type mt (parameters ignored).
+func containsToken(header, mt string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		if mediaType(strings.TrimSpace(part)) == mt {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,244 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/minimost/minimost/middleware"
+)
+
+// HTTPConfig configures the HTTP handlers of an Authenticator. The zero
+// value serves HTTPS deployments; see InsecureCookies for plain-HTTP
+// development.
+type HTTPConfig struct {
+	// Realm is the Basic authentication realm. "" means "restricted".
+	Realm string
+	// LoginPath is where RequireSession sends browsers without a session.
+	// "" means "/login".
+	LoginPath string
+	// RegisterPath, when set, is linked from the login form.
+	RegisterPath string
+
+	// SessionIdleTimeout ends a session not used for this long. 0 means
+	// 30 minutes.
+	SessionIdleTimeout time.Duration
+	// SessionLifetime ends a session this long after login, used or not.
+	// 0 means 12 hours.
+	SessionLifetime time.Duration
+	// SessionCleanupInterval is how often a background goroutine deletes
+	// expired sessions. 0 means 10 minutes; negative disables it.
+	SessionCleanupInterval time.Duration
+	// CookieName names the session cookie. "" means "__Host-session"
+	// ("session" with InsecureCookies, since the __Host- prefix requires
+	// Secure).
+	CookieName string
+	// InsecureCookies drops the Secure attribute and the __Host- prefix,
+	// so that sessions work over plain HTTP. For local development only.
+	InsecureCookies bool
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed when finding a client's address. None by default.
+	TrustedProxies []netip.Prefix
+	// Throttle limits failed attempts per client address, shared by every
+	// handler of the Authenticator (one budget, not one per route).
+	// nil means middleware.NewThrottle(middleware.ThrottleConfig{}).
+	Throttle *middleware.Throttle
+	// MaxBodyBytes bounds login and registration bodies. 0 means 8 KiB.
+	MaxBodyBytes int64
+	// HashWait is how long a request waits for a free hashing slot before
+	// it is answered 503. 0 means 5 seconds.
+	HashWait time.Duration
+
+	// BasicAuthCacheTTL is how long a verified Basic-auth credential is
+	// remembered (as an HMAC, never in plain). 0 means 5 minutes;
+	// negative disables the cache.
+	BasicAuthCacheTTL time.Duration
+	// BasicAuthCacheSize bounds the remembered credentials. 0 means 10,000.
+	BasicAuthCacheSize int
+
+	// LoginTemplate and RegisterTemplate replace the built-in forms. They
+	// are executed with a FormData.
+	LoginTemplate    *template.Template
+	RegisterTemplate *template.Template
+}
+
+// web is an HTTPConfig with its defaults applied.
+type web struct {
+	realm, loginPath, registerPath  string
+	idle, lifetime, cleanupEvery    time.Duration
+	cookieName                      string
+	secure                          bool
+	trusted                         []netip.Prefix
+	throttle                        *middleware.Throttle
+	maxBody                         int64
+	hashWait                        time.Duration
+	basicAuthCacheTTL               time.Duration
+	basicAuthCacheSize              int
+	loginTemplate, registerTemplate *template.Template
+	crossOrigin                     *http.CrossOriginProtection
+}
+
+func newWeb(c HTTPConfig) web {
+	w := web{
+		realm:              or(c.Realm, "restricted"),
+		loginPath:          or(c.LoginPath, "/login"),
+		registerPath:       c.RegisterPath,
+		idle:               orDuration(c.SessionIdleTimeout, 30*time.Minute),
+		lifetime:           orDuration(c.SessionLifetime, 12*time.Hour),
+		cleanupEvery:       orDuration(c.SessionCleanupInterval, 10*time.Minute),
+		secure:             !c.InsecureCookies,
+		trusted:            c.TrustedProxies,
+		throttle:           c.Throttle,
+		maxBody:            c.MaxBodyBytes,
+		hashWait:           orDuration(c.HashWait, 5*time.Second),
+		basicAuthCacheTTL:  orDuration(c.BasicAuthCacheTTL, 5*time.Minute),
+		basicAuthCacheSize: c.BasicAuthCacheSize,
+		loginTemplate:      c.LoginTemplate,
+		registerTemplate:   c.RegisterTemplate,
+		crossOrigin:        http.NewCrossOriginProtection(),
+	}
+	if c.SessionCleanupInterval < 0 {
+		w.cleanupEvery = 0
+	}
+	if c.BasicAuthCacheTTL < 0 {
+		w.basicAuthCacheTTL = 0
+	}
+	w.cookieName = c.CookieName
+	if w.cookieName == "" {
+		w.cookieName = "__Host-session"
+		if !w.secure {
+			w.cookieName = "session"
+		}
+	}
+	if w.throttle == nil {
+		w.throttle = middleware.NewThrottle(middleware.ThrottleConfig{})
+	}
+	if w.maxBody <= 0 {
+		w.maxBody = 8 << 10
+	}
+	if w.basicAuthCacheSize <= 0 {
+		w.basicAuthCacheSize = 10_000
+	}
+	if w.loginTemplate == nil {
+		w.loginTemplate = defaultTemplates.Lookup("login.html")
+	}
+	if w.registerTemplate == nil {
+		w.registerTemplate = defaultTemplates.Lookup("register.html")
+	}
+	return w
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// guard wraps every handler of the Authenticator: the client's address in
+// the context, and no-store on every response.
+func (a *Authenticator) guard(h http.Handler) http.Handler {
+	return middleware.Chain(middleware.ClientIP(a.web.trusted), middleware.NoStore)(h)
+}
+
+// protectPOST adds what state-changing endpoints need inside guard:
+// cross-origin protection against CSRF, and a body limit.
+func (a *Authenticator) protectPOST(h http.Handler) http.Handler {
+	return a.web.crossOrigin.Handler(middleware.MaxBytes(a.web.maxBody)(h))
+}
+
+// clientIP is the client's address as guard resolved it, as text.
+func clientIP(ctx context.Context) string {
+	if ip, ok := middleware.ClientIPFromContext(ctx); ok && ip.IsValid() {
+		return ip.String()
+	}
+	return ""
+}
+
+// overBudget reports whether the client is over its failure budget; if so
+// it sets Retry-After and reports the attempt, and the caller answers 429.
+func (a *Authenticator) overBudget(w http.ResponseWriter, r *http.Request, username string) bool {
+	ok, wait := a.web.throttle.Allow(clientIP(r.Context()))
+	if ok {
+		return false
+	}
+	a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonThrottled})
+	w.Header().Set("Retry-After", retryAfter(wait))
+	return true
+}
+
+// failed counts a failure against the client's budget.
+func (a *Authenticator) failed(r *http.Request) { a.web.throttle.Fail(clientIP(r.Context())) }
+
+func retryAfter(d time.Duration) string {
+	s := int((d + time.Second - 1) / time.Second)
+	return strconv.Itoa(max(s, 1))
+}
+
+// unavailable answers 503 for an error that is not the client's: a
+// database error, or no free hashing slot. The cause is logged, not sent.
+func (a *Authenticator) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
+	w.Header().Set("Retry-After", "5")
+	writeError(w, r, http.StatusServiceUnavailable, "service unavailable, try again later")
+}
+
+// isClientFailure reports whether err is the client's fault: wrong or
+// unknown credentials, or a locked account.
+func isClientFailure(err error) bool {
+	return errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrLocked)
+}
+
+// wantsJSON reports whether the request is an API call (a JSON body, or a
+// client asking for JSON and not HTML).
+func wantsJSON(r *http.Request) bool {
+	if mediaType(r.Header.Get("Content-Type")) == "application/json" {
+		return true
+	}
+	accept := r.Header.Get("Accept")
+	return containsToken(accept, "application/json") && !containsToken(accept, "text/html")
+}
+
+// writeJSON writes v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers with status and a message, as JSON for an API call and
+// as plain text otherwise.
+func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if wantsJSON(r) {
+		writeJSON(w, status, map[string]string{"error": msg})
+		return
+	}
+	http.Error(w, msg, status)
+}
+
+type usernameKey struct{}
+
+// Username returns the name of the user that BasicAuth or RequireSession
+// authenticated for this request.
+func Username(ctx context.Context) (string, bool) {
+	name, ok := ctx.Value(usernameKey{}).(string)
+	return name, ok
+}
+
+func withUsername(r *http.Request, name string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), usernameKey{}, name))
+}
