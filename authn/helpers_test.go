@@ -7,9 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/authn/password"
@@ -20,52 +18,11 @@ import (
 // fastHasher is the cheap Hasher of the tests.
 var fastHasher = testdb.FastHasher
 
-// countingHasher counts verifications per encoded hash, so a test can tell
-// real password checks from dummy ones.
-type countingHasher struct {
-	password.Hasher
-	mu       sync.Mutex
-	verifies map[string]int
-	hashes   atomic.Int64
-	// onVerify, when set, runs inside Verify, before it returns.
-	onVerify func(encoded string)
-}
+type countingHasher = testdb.CountingHasher
 
-func newCountingHasher(h password.Hasher) *countingHasher {
-	return &countingHasher{Hasher: h, verifies: map[string]int{}}
-}
+func newCountingHasher(h password.Hasher) *countingHasher { return testdb.NewCountingHasher(h) }
 
-func (c *countingHasher) Verify(encoded, pw string) (bool, error) {
-	c.mu.Lock()
-	c.verifies[encoded]++
-	c.mu.Unlock()
-	if c.onVerify != nil {
-		c.onVerify(encoded)
-	}
-	return c.Hasher.Verify(encoded, pw)
-}
-
-func (c *countingHasher) Hash(pw string) (string, error) {
-	c.hashes.Add(1)
-	return c.Hasher.Hash(pw)
-}
-
-func (c *countingHasher) count(encoded string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.verifies[encoded]
-}
-
-// clock is a settable Config.Now.
-type clock struct{ t atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.t.Store(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time          { return time.Unix(0, c.t.Load()) }
-func (c *clock) Advance(d time.Duration) { c.t.Add(int64(d)) }
+func newClock() *testdb.Clock { return testdb.NewClock() }
 
 // openTest opens a fresh SQLite file in t.TempDir(); it closes with the test.
 func openTest(t testing.TB, cfg authn.Config) (*authn.Authenticator, string) {

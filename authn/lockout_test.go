@@ -55,7 +55,7 @@ func TestLockoutUnderParallelAttack(t *testing.T) {
 
 		attackInParallel(t, 200, "victim", a)
 
-		if got := h.count(stored); got != 5 {
+		if got := h.Verifies(stored); got != 5 {
 			t.Fatalf("real password checks = %d, want exactly 5", got)
 		}
 		err := a.Authenticate(ctx, "victim", goodPassword)
@@ -66,7 +66,7 @@ func TestLockoutUnderParallelAttack(t *testing.T) {
 		if want := clk.Now().Add(time.Hour); !locked.Until.Equal(want) {
 			t.Errorf("locked until %v, want %v", locked.Until, want)
 		}
-		if got := h.count(stored); got != 5 {
+		if got := h.Verifies(stored); got != 5 {
 			t.Fatalf("the locked account's hash was checked again: %d checks", got)
 		}
 		acc, err := a.Account(ctx, "victim")
@@ -105,7 +105,7 @@ func TestLockoutAcrossPools(t *testing.T) {
 
 		attackInParallel(t, 200, "victim", a1, a2)
 
-		if got := h.count(stored); got != 5 {
+		if got := h.Verifies(stored); got != 5 {
 			t.Fatalf("real password checks over two pools = %d, want exactly 5", got)
 		}
 		for _, a := range []*authn.Authenticator{a1, a2} {
@@ -184,7 +184,7 @@ func TestLockoutDisabled(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if got := h.count(readUser(t, db.Raw, "u").Hash); got != 20 {
+		if got := h.Verifies(readUser(t, db.Raw, "u").Hash); got != 20 {
 			t.Fatalf("checks = %d, want 20 with lockout disabled", got)
 		}
 		if err := a.Authenticate(ctx, "u", goodPassword); err != nil {
@@ -226,13 +226,7 @@ func TestUnknownUserRunsDummyVerification(t *testing.T) {
 				t.Fatalf("Authenticate(%q): %v", c.user, err)
 			}
 		}
-		h.mu.Lock()
-		total := 0
-		for _, n := range h.verifies {
-			total += n
-		}
-		h.mu.Unlock()
-		if total != len(cases) {
+		if total := h.TotalVerifies(); total != len(cases) {
 			t.Fatalf("%d verifications for %d failures, want one each", total, len(cases))
 		}
 	})
@@ -250,17 +244,17 @@ func TestPasswordChangedDuringLogin(t *testing.T) {
 			t.Fatal(err)
 		}
 		var once sync.Once
-		h.onVerify = func(string) {
+		h.SetOnVerify(func(string) {
 			once.Do(func() {
 				if err := a.SetPassword(ctx, "u", "the brand new passphrase"); err != nil {
 					t.Error(err)
 				}
 			})
-		}
+		})
 		if err := a.Authenticate(ctx, "u", goodPassword); !errors.Is(err, authn.ErrInvalidCredentials) {
 			t.Fatalf("login racing a password change: %v, want ErrInvalidCredentials", err)
 		}
-		h.onVerify = nil
+		h.SetOnVerify(nil)
 		if err := a.Authenticate(ctx, "u", "the brand new passphrase"); err != nil {
 			t.Fatalf("new password: %v", err)
 		}
@@ -279,7 +273,7 @@ func TestBusy(t *testing.T) {
 			t.Fatal(err)
 		}
 		inside, leave := make(chan struct{}), make(chan struct{})
-		h.onVerify = func(string) { close(inside); <-leave }
+		h.SetOnVerify(func(string) { close(inside); <-leave })
 		done := make(chan error)
 		go func() { done <- a.Authenticate(ctx, "u", goodPassword) }()
 		<-inside // the only slot is taken
