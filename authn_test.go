@@ -790,4 +790,3 @@ func TestEventsOverHTTP(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
