@@ -5,6 +5,7 @@ package minimost_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -790,3 +791,135 @@ func TestEventsOverHTTP(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestTwoInstances: two Authenticators on two connection pools over one
+// database, as two application instances behind a load balancer, behave as
+// one: a password change through one is seen by the other's next Basic-auth
+// request, and a session made through one is valid on the other and ends on
+// both at logout.
+func TestTwoInstances(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		one, two := newSite(t, db, authn.Config{}), newSite(t, db, authn.Config{})
+		if one.a.DB() == two.a.DB() {
+			t.Fatal("the instances share a pool")
+		}
+		for _, s := range []*site{one, two} {
+			if r := s.basicGet("alice", alicePassword); r.status != 200 {
+				t.Fatalf("Basic auth: %d", r.status)
+			}
+		}
+		if err := one.a.SetPassword(context.Background(), "alice", "alice's brand new passphrase"); err != nil {
+			t.Fatal(err)
+		}
+		if r := two.basicGet("alice", alicePassword); r.status != 401 {
+			t.Fatalf("old password on the other instance after a change: %d, want 401", r.status)
+		}
+		if r := two.basicGet("alice", "alice's brand new passphrase"); r.status != 200 {
+			t.Fatalf("new password on the other instance: %d", r.status)
+		}
+
+		// One browser, its requests spread over both instances: the same
+		// cookie jar works against either server's URL.
+		c := one.client()
+		if r := one.loginForm(c, "bob", bobPassword, ""); r.status != 303 {
+			t.Fatalf("login: %d", r.status)
+		}
+		cookie := c.Jar.Cookies(mustURL(t, one.srv.URL))[0]
+		onTwo := func() int {
+			return two.do(nil, "GET", "/app/", "", "", "Cookie", cookie.Name+"="+cookie.Value, "Accept", "application/json").status
+		}
+		if st := onTwo(); st != 200 {
+			t.Fatalf("session from instance one on instance two: %d", st)
+		}
+		if r := one.do(c, "POST", "/logout", "", ""); r.status != 303 {
+			t.Fatalf("logout: %d", r.status)
+		}
+		if st := onTwo(); st != 401 {
+			t.Fatalf("session on instance two after logout on one: %d, want 401", st)
+		}
+		if r := one.do(nil, "GET", "/app/", "", "", "Cookie", cookie.Name+"="+cookie.Value, "Accept", "application/json"); r.status != 401 {
+			t.Fatalf("session on instance one after its logout: %d, want 401", r.status)
+		}
+	})
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestPostgresRefusesConnections: PostgreSQL stops accepting connections and
+// drops the open ones mid-run; every request fails closed with 503, and the
+// service recovers when connections are allowed again. It uses a database of
+// its own, since it shuts everyone out of it.
+func TestPostgresRefusesConnections(t *testing.T) {
+	t.Parallel()
+	base := testdb.PostgresURL(t)
+	admin := testdb.RawPostgres(t, base)
+	name := "authn_down_" + strings.ToLower(randomSuffix())
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true")
+		admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'")
+		if _, err := admin.Exec("DROP DATABASE " + name); err != nil {
+			t.Errorf("dropping %s: %v", name, err)
+		}
+	})
+	u := mustURL(t, base)
+	u.Path = "/" + name
+	s := newSite(t, &testdb.DB{Name: "postgres", URL: u.String()}, authn.Config{})
+	c := s.client()
+	if r := s.loginForm(c, "alice", alicePassword, ""); r.status != 303 {
+		t.Fatalf("login: %d", r.status)
+	}
+	s.basicGet("bob", bobPassword) // cached
+
+	for _, stmt := range []string{
+		"ALTER DATABASE " + name + " ALLOW_CONNECTIONS false",
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'",
+	} {
+		if _, err := admin.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := s.protectedCalls()
+	for name, get := range map[string]func() response{
+		"basic cached": func() response { return s.basicGet("bob", bobPassword) },
+		"basic":        func() response { return s.basicGet("alice", alicePassword) },
+		"session":      func() response { return s.do(c, "GET", "/app/", "", "") },
+		"login":        func() response { return s.loginJSON(nil, "bob", bobPassword) },
+	} {
+		// The first request on a dropped connection may be retried by
+		// database/sql on a new one, which is refused: either way, 503.
+		for range 2 {
+			if r := get(); r.status != 503 {
+				t.Errorf("%s with connections refused: %d, want 503", name, r.status)
+			}
+		}
+	}
+	if s.protectedCalls() != calls {
+		t.Fatal("a protected handler ran with the database unreachable")
+	}
+	if _, err := admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true"); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.basicGet("bob", bobPassword); r.status != 200 {
+		t.Fatalf("Basic auth after recovery: %d", r.status)
+	}
+	if r := s.do(c, "GET", "/app/", "", ""); r.status != 200 {
+		t.Fatalf("session after recovery: %d", r.status)
+	}
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
