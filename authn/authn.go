@@ -1,13 +1,17 @@
 // Package authn adds password authentication to net/http programs: users in
-// a SQL database (SQLite by default, PostgreSQL for several instances), the
-// werkzeug-compatible hashes of package password, and an account lockout that
-// holds under parallel attack.
+// a SQL database (an embedded SQLite file by default, PostgreSQL for several
+// instances), the werkzeug-compatible hashes of package password, and an
+// account lockout that holds under parallel attack.
 //
-// An Authenticator is made by [Open] (an embedded SQLite file) or [New] (a
-// *bun.DB of the application). Its account operations are [Authenticator.Register],
-// [Authenticator.Authenticate], [Authenticator.SetPassword], [Authenticator.Unlock],
-// [Authenticator.Lock], [Authenticator.Delete], [Authenticator.Account] and
-// [Authenticator.ListAccounts].
+// An Authenticator is made by [Open] (a SQLite file), [OpenPostgres] or [New]
+// (a *bun.DB of the application). It offers account operations
+// ([Authenticator.Register], [Authenticator.Authenticate],
+// [Authenticator.SetPassword], [Authenticator.Lock], [Authenticator.Unlock],
+// [Authenticator.Delete], [Authenticator.Account], [Authenticator.ListAccounts])
+// and standard http.Handlers: [Authenticator.BasicAuth] wraps an existing
+// handler; [Authenticator.LoginHandler], [Authenticator.LogoutHandler] and
+// [Authenticator.RegisterHandler] are drop-in routes; [Authenticator.RequireSession]
+// guards pages behind a login session.
 //
 // # Lockout
 //
@@ -17,6 +21,22 @@
 // requests arrive at once, on one process or on many sharing the database, at
 // most LockoutThreshold passwords are checked per account and lockout period.
 // A locked account is refused without checking the password.
+//
+// # What a client sees
+//
+// Unknown user, malformed username, wrong password and locked account get
+// the same status, headers and body, after a verification of the same cost.
+//
+//	situation                        BasicAuth          login form          login JSON
+//	no or malformed credentials      401 + challenge    400, form again     400
+//	bad credentials/unknown/locked   401 + challenge    401, form again     401 {"error":…}
+//	success                          handler runs       303 to next or /    200 {"username":…}
+//	client over its failure budget   429 + Retry-After  429                 429
+//	no hashing slot / database down  503 + Retry-After  503                 503
+//	body too large / content type / method  —           413 / 415 / 405 + Allow
+//
+// Every response of these handlers carries Cache-Control: no-store. An error
+// never lets a request through.
 package authn
 
 import (

@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/minimost/minimost/authn"
@@ -86,4 +92,79 @@ func ExamplePasswordPolicy_Check() {
 	// authn: password rejected: a short pattern repeated
 	// authn: password rejected: a common password with digits or symbols around it
 	// <nil>
+}
+
+func ExampleAuthenticator_BasicAuth() {
+	dir, _ := os.MkdirTemp("", "authn-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	a, err := authn.Open(ctx, filepath.Join(dir, "auth.db"), authn.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Register(ctx, "alice", "correct horse battery staple"); err != nil {
+		log.Fatal(err)
+	}
+
+	// Any existing handler; authn.Username says who is there.
+	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.Username(r.Context())
+		fmt.Fprintf(w, "hello %s", user)
+	})
+	srv := httptest.NewServer(a.BasicAuth(admin))
+	defer srv.Close()
+
+	for _, pw := range []string{"correct horse battery staple", "guess"} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.SetBasicAuth("alice", pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode, resp.Header.Get("WWW-Authenticate"), strings.TrimSpace(string(body)))
+	}
+	// Output:
+	// 200  hello alice
+	// 401 Basic realm="restricted", charset="UTF-8" unauthorized
+}
+
+func ExampleAuthenticator_LoginHandler() {
+	dir, _ := os.MkdirTemp("", "authn-example")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	a, err := authn.Open(ctx, filepath.Join(dir, "auth.db"), authn.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Register(ctx, "alice", "correct horse battery staple"); err != nil {
+		log.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/login", a.LoginHandler())   // GET: the form; POST: form or JSON
+	mux.Handle("/logout", a.LogoutHandler()) // POST
+	mux.Handle("/app/", a.RequireSession(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.Username(r.Context())
+		fmt.Fprintf(w, "%s's page", user)
+	})))
+	srv := httptest.NewTLSServer(mux) // session cookies are Secure by default
+	defer srv.Close()
+
+	jar, _ := cookiejar.New(nil)
+	client := srv.Client()
+	client.Jar = jar
+	resp, err := client.PostForm(srv.URL+"/login", url.Values{
+		"username": {"alice"}, "password": {"correct horse battery staple"}, "next": {"/app/"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body) // the client followed the 303 to /app/
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, resp.Request.URL.Path, string(body))
+	// Output: 200 /app/ alice's page
 }
