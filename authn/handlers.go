@@ -74,7 +74,13 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, status, map[string]string{"error": jsonMsg})
 			return
 		}
-		a.render(w, status, a.web.loginTemplate, a.loginForm(r, msg, in.Username, in.Next))
+		// The name is shown again only when a field was missing: after a
+		// failed login the page must not differ with the name tried.
+		name := ""
+		if status == http.StatusBadRequest {
+			name = in.Username
+		}
+		a.render(w, status, a.web.loginTemplate, a.loginForm(r, msg, name, in.Next))
 	}
 	if a.overBudget(w, r, in.Username) {
 		fail(http.StatusTooManyRequests, msgThrottled, "too many failed attempts, try again later")
