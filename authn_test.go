@@ -662,7 +662,7 @@ func TestRegister(t *testing.T) {
 			"common":       {`{"username":"erin","password":"password123456789"}`, 400, "common password"},
 			"bad name":     {`{"username":"erin!","password":"erin's long passphrase"}`, 400, "invalid username"},
 			"long name":    {`{"username":"` + strings.Repeat("e", 33) + `","password":"erin's long passphrase"}`, 400, "longer than 32"},
-			"missing name": {`{"password":"erin's long passphrase"}`, 400, "enter a username"},
+			"missing name": {`{"password":"erin's long passphrase"}`, 400, "enter your username and password"},
 		} {
 			r := s.do(nil, "POST", "/register", "application/json", tc.body)
 			if r.status != tc.status || !strings.Contains(r.body, tc.msg) {

@@ -40,6 +40,18 @@ const (
 	msgUnavailable = "Signing in is unavailable right now. Try again shortly."
 )
 
+// badRequestMessage tells a user what was wrong with a body that could not
+// be read.
+func badRequestMessage(status int) string {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
+		return "The form is too large."
+	case http.StatusUnsupportedMediaType:
+		return "Send the form as application/x-www-form-urlencoded or application/json."
+	}
+	return msgMissing
+}
+
 // LoginHandler serves the login route. GET shows an HTML form; POST takes
 // application/x-www-form-urlencoded fields username, password and an
 // optional next, or a JSON object {"username","password"}. A correct login
@@ -89,7 +101,7 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 	if status != 0 {
 		a.failed(r)
 		a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
-		fail(status, msgMissing, http.StatusText(status))
+		fail(status, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.web.hashWait)
@@ -194,7 +206,7 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	if status != 0 {
 		a.failed(r)
-		answer(status, "enter a username and a password")
+		answer(status, strings.ToLower(strings.TrimSuffix(badRequestMessage(status), ".")))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.web.hashWait)
