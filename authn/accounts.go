@@ -45,15 +45,19 @@ func (a *Authenticator) Register(ctx context.Context, username, pw string) error
 // insertUser writes a new, unlocked user with an encoded hash.
 func (a *Authenticator) insertUser(ctx context.Context, username, encoded string) error {
 	zero := int64(0)
-	user := &model.User{Username: username, PasswordHash: encoded, FailedAttempts: &zero}
-	res, err := a.db.NewInsert().Model(user).On("CONFLICT (username) DO NOTHING").Exec(ctx)
+	return a.insertRow(ctx, &model.User{Username: username, PasswordHash: encoded, FailedAttempts: &zero})
+}
+
+// insertRow writes a new user row, or fails with ErrUserExists.
+func (a *Authenticator) insertRow(ctx context.Context, u *model.User) error {
+	res, err := a.db.NewInsert().Model(u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("authn: register %s: %w", username, err)
+		return fmt.Errorf("authn: add %s: %w", u.Username, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("authn: register %s: %w", username, err)
+		return fmt.Errorf("authn: add %s: %w", u.Username, err)
 	} else if n == 0 {
-		return fmt.Errorf("%w: %s", ErrUserExists, username)
+		return fmt.Errorf("%w: %s", ErrUserExists, u.Username)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ const (
 type Event struct {
 	Type     EventType
 	Username string // "" when it was malformed: it may be a mistyped password
-	Reason   string // for EventLoginFailed
+	Reason   string // why a login failed; "imported" for users written by ImportUser
 	ClientIP string // the client's address, for events of HTTP requests
 	Time     time.Time
 }

@@ -124,3 +124,26 @@ func prefix(encoded string) string {
 	}
 	return p
 }
+
+// Check reports whether Verify could read encoded, without computing a hash:
+// nil, or an error wrapping ErrUnsupported, ErrMalformed or ErrTooCostly.
+// It is for accepting hashes from elsewhere, such as an htpasswd file.
+func Check(encoded string) error {
+	if len(encoded) > MaxEncodedLength {
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(encoded), MaxEncodedLength)
+	}
+	var err error
+	switch Scheme(encoded) {
+	case "pbkdf2":
+		_, err = parsePBKDF2(encoded)
+	case "scrypt":
+		_, err = parseScrypt(encoded)
+	case "argon2id":
+		_, err = parseArgon2id(encoded)
+	case "bcrypt":
+		_, err = bcryptCost(encoded)
+	default:
+		err = fmt.Errorf("%w: %q", ErrUnsupported, prefix(encoded))
+	}
+	return err
+}

@@ -31,6 +31,9 @@ func TestVectors(t *testing.T) {
 		rows++
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
+			if err := Check(encoded); err != nil {
+				t.Errorf("Check(%q) = %v", encoded, err)
+			}
 			got, err := Default().Verify(encoded, pw)
 			if err != nil || got != want {
 				t.Errorf("Verify(%q, %q) = %v, %v; want %v", encoded, pw, got, err, want)
@@ -237,6 +240,9 @@ func TestMalformed(t *testing.T) {
 		ok, err := Verify(tc.encoded, "password")
 		if ok || !errors.Is(err, tc.want) {
 			t.Errorf("Verify(%.60q) = %v, %v; want false, %v", tc.encoded, ok, err, tc.want)
+		}
+		if err := Check(tc.encoded); !errors.Is(err, tc.want) {
+			t.Errorf("Check(%.60q) = %v, want %v", tc.encoded, err, tc.want)
 		}
 	}
 }

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/examples/internal/demo"
+	"golang.org/x/term"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // the operation failed
+	exitUsage = 2 // the command line is wrong
+)
+
+// env is the outside world of one run, replaceable in tests.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// command is one subcommand.
+type command struct {
+	name, args, summary, help string
+	flags                     func(*flag.FlagSet) // defines the command's flags
+	minArgs, maxArgs          int
+	run                       func(ctx context.Context, c *call) error
+}
+
+// call is one command being run.
+type call struct {
+	env
+	a    *authn.Authenticator
+	fs   *flag.FlagSet
+	args []string
+}
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, e env) int {
+	global := flag.NewFlagSet("authctl", flag.ContinueOnError)
+	global.SetOutput(e.stderr)
+	db := global.String("db", "auth.db", "SQLite database file, or a postgres:// URL")
+	global.Usage = func() { printUsage(e.stderr, global) }
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	rest := global.Args()
+	if len(rest) == 0 {
+		printUsage(e.stderr, global)
+		return exitUsage
+	}
+	if rest[0] == "help" {
+		return help(e, global, rest[1:])
+	}
+	cmd, ok := commands()[rest[0]]
+	if !ok {
+		fmt.Fprintf(e.stderr, "authctl: unknown command %q; run authctl -h for the list\n", rest[0])
+		return exitUsage
+	}
+	c := &call{env: e, fs: flag.NewFlagSet(cmd.name, flag.ContinueOnError)}
+	c.fs.SetOutput(e.stderr)
+	c.fs.Usage = func() { printCommandHelp(e.stderr, cmd, c.fs) }
+	if cmd.flags != nil {
+		cmd.flags(c.fs)
+	}
+	var err error
+	if c.args, err = parseInterspersed(c.fs, rest[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(c.args) < cmd.minArgs || len(c.args) > cmd.maxArgs {
+		fmt.Fprintf(e.stderr, "authctl %s: usage: authctl [-db DB] %s %s\n", cmd.name, cmd.name, cmd.args)
+		return exitUsage
+	}
+	// The library's own log lines would mix with the tool's messages.
+	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "authctl: %v\n", err)
+		return exitError
+	}
+	defer a.Close()
+	c.a = a
+	if err := cmd.run(ctx, c); err != nil {
+		fmt.Fprintf(e.stderr, "authctl %s: %v\n", cmd.name, err)
+		if errors.As(err, new(usageError)) {
+			return exitUsage
+		}
+		return exitError
+	}
+	return exitOK
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments ("delete alice -y" as well as "delete -y alice").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		if args[0] == "--" { // the flag package stops at "--" and keeps it
+			return append(positional, args[1:]...), nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func printUsage(w io.Writer, global *flag.FlagSet) {
+	fmt.Fprint(w, `authctl manages the users of an authn database.
+
+Usage:
+  authctl [-db DB] COMMAND [arguments]
+
+Commands:
+`)
+	for _, name := range commandOrder {
+		cmd := commands()[name]
+		fmt.Fprintf(w, "  %-16s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprint(w, "\nGlobal flags:\n")
+	global.PrintDefaults()
+	fmt.Fprint(w, `
+Run "authctl help COMMAND" for a command's flags and examples.
+Exit status: 0 success, 1 operational error, 2 usage error.
+`)
+}
+
+func help(e env, global *flag.FlagSet, args []string) int {
+	if len(args) != 1 {
+		printUsage(e.stderr, global)
+		return exitOK
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(e.stderr, "authctl: unknown command %q\n", args[0])
+		return exitUsage
+	}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	printCommandHelp(e.stderr, cmd, fs)
+	return exitOK
+}
+
+func printCommandHelp(w io.Writer, cmd command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: authctl [-db DB] %s %s\n\n%s\n", cmd.name, cmd.args, cmd.help)
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
+
+// readPassword reads a new password: with a no-echo prompt, twice, when
+// standard input is a terminal; else one line of standard input. Never from
+// the command line, where other users could read it in the process list.
+func (c *call) readPassword(username string) (string, error) {
+	if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintf(c.stderr, "New password for %s: ", username)
+		first, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.stderr)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		fmt.Fprintf(c.stderr, "Repeat it: ")
+		second, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.stderr)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		if string(first) != string(second) {
+			return "", errors.New("the two passwords differ")
+		}
+		return string(first), nil
+	}
+	line, err := bufio.NewReader(c.stdin).ReadString('\n')
+	if err != nil && (!errors.Is(err, io.EOF) || line == "") {
+		return "", errors.New("no password on standard input (pipe one line, or run on a terminal)")
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
+}
+
+// confirm asks a yes/no question on standard error and reads the answer
+// from standard input.
+func (c *call) confirm(question string) bool {
+	fmt.Fprintf(c.stderr, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(c.stdin).ReadString('\n')
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes"
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
+)
+
+// result is what one run of the tool did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// authctl runs the tool in-process with stdin as standard input.
+func authctl(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := run(context.Background(), args, env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut})
+	return result{code, out.String(), errOut.String()}
+}
+
+func (r result) want(t *testing.T, code int, stderrHas string) {
+	t.Helper()
+	if r.code != code || !strings.Contains(r.stderr, stderrHas) {
+		t.Fatalf("exit %d, stderr %q; want exit %d and stderr containing %q (stdout %q)", r.code, r.stderr, code, stderrHas, r.stdout)
+	}
+}
+
+// login checks a password through the library, as an application would.
+func login(t *testing.T, db, name, pw string) error {
+	t.Helper()
+	a := (&testdb.DB{Name: "sqlite", URL: db}).Open(t, authn.Config{Hasher: nil})
+	defer a.Close()
+	return a.Authenticate(context.Background(), name, pw)
+}
+
+func TestAccountCommands(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "auth.db")
+	authctl(t, "alice's long passphrase\n", "-db", db, "add", "alice").want(t, 0, "created user alice")
+	authctl(t, "bob's long passphrase", "-db", db, "add", "bob").want(t, 0, "created user bob") // no final newline
+	if err := login(t, db, "alice", "alice's long passphrase"); err != nil {
+		t.Fatalf("alice cannot log in after add: %v", err)
+	}
+
+	// Errors name the user and the problem; stdout stays empty.
+	for _, tc := range []struct {
+		stdin string
+		args  []string
+		code  int
+		msg   string
+	}{
+		{"another long passphrase\n", []string{"add", "alice"}, 1, "username already taken: alice"},
+		{"short\n", []string{"add", "carol"}, 1, "password rejected: shorter than 15 characters"},
+		{"carol carol carol\n", []string{"add", "carol!"}, 1, "invalid username"},
+		{"", []string{"add", "carol"}, 1, "no password on standard input"},
+		{"", []string{"unlock", "nobody"}, 1, "no such user"},
+		{"", []string{"show", "nobody"}, 1, "no such user: nobody"},
+		{"another long passphrase\n", []string{"passwd", "nobody"}, 1, "no such user"},
+		{"", []string{"delete", "-y", "nobody"}, 1, "no such user"},
+		{"", []string{"lock", "alice", "soon"}, 2, `DURATION "soon"`},
+		{"", []string{"lock"}, 2, "usage: authctl [-db DB] lock NAME [DURATION]"},
+		{"", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"", []string{"list", "extra"}, 2, "usage"},
+		{"", []string{"list", "-bogus"}, 2, "flag provided but not defined"},
+	} {
+		r := authctl(t, tc.stdin, append([]string{"-db", db}, tc.args...)...)
+		r.want(t, tc.code, tc.msg)
+		if r.stdout != "" {
+			t.Errorf("%v printed %q on stdout", tc.args, r.stdout)
+		}
+	}
+
+	// lock, list, show, unlock.
+	authctl(t, "", "-db", db, "lock", "bob", "2h").want(t, 0, "locked bob until")
+	r := authctl(t, "", "-db", db, "list")
+	r.want(t, 0, "")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "alice ") ||
+		!strings.HasPrefix(lines[2], "bob ") || !strings.Contains(lines[2], "pbkdf2") || !strings.Contains(lines[2], "Z") ||
+		!strings.Contains(lines[1], " - ") {
+		t.Fatalf("list:\n%s", r.stdout)
+	}
+	r = authctl(t, "", "-db", db, "list", "-locked", "-json")
+	var locked []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &locked); err != nil || len(locked) != 1 || locked[0]["username"] != "bob" || locked[0]["locked_until"] == nil {
+		t.Fatalf("list -locked -json: %v\n%s", err, r.stdout)
+	}
+	r = authctl(t, "", "-db", db, "show", "bob")
+	if r.code != 0 || !strings.Contains(r.stdout, "name:            bob") || strings.Contains(r.stdout, "locked until:    -") {
+		t.Fatalf("show bob:\n%s%s", r.stdout, r.stderr)
+	}
+	if err := login(t, db, "bob", "bob's long passphrase"); !errors.Is(err, authn.ErrLocked) {
+		t.Fatalf("bob after lock: %v", err)
+	}
+	authctl(t, "", "-db", db, "unlock", "bob").want(t, 0, "unlocked bob")
+	if err := login(t, db, "bob", "bob's long passphrase"); err != nil {
+		t.Fatalf("bob after unlock: %v", err)
+	}
+
+	// passwd.
+	authctl(t, "alice's second passphrase\n", "-db", db, "passwd", "alice").want(t, 0, "password of alice changed")
+	if err := login(t, db, "alice", "alice's second passphrase"); err != nil {
+		t.Fatalf("alice after passwd: %v", err)
+	}
+
+	// delete asks first.
+	authctl(t, "n\n", "-db", db, "delete", "bob").want(t, 1, "not confirmed; nothing deleted")
+	authctl(t, "", "-db", db, "delete", "bob").want(t, 1, "not confirmed")
+	authctl(t, "y\n", "-db", db, "delete", "bob").want(t, 0, "deleted bob")
+	authctl(t, "", "-db", db, "delete", "alice", "-y").want(t, 0, "deleted alice") // flag after the name
+	if r := authctl(t, "", "-db", db, "list", "-json"); strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("list after deleting everyone: %q", r.stdout)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	r := authctl(t, "", "-h")
+	r.want(t, 0, "Commands:")
+	for _, name := range commandOrder {
+		if !strings.Contains(r.stderr, "  "+name+" ") {
+			t.Errorf("-h does not list %s", name)
+		}
+		h := authctl(t, "", "help", name)
+		h.want(t, 0, "Usage: authctl [-db DB] "+name)
+		if !strings.Contains(h.stderr, "Example") {
+			t.Errorf("help %s has no example", name)
+		}
+	}
+	authctl(t, "").want(t, 2, "Usage:")
+	authctl(t, "", "list", "-h").want(t, 0, "-locked")
+}
+
+// TestImportHtpasswd imports testdata/users.htpasswd, made by Apache's
+// "htpasswd -B" (bcrypt) with an MD5 and a SHA-1 line, a comment, a broken
+// line and a name authn does not allow. The bcrypt users then log in.
+func TestImportHtpasswd(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "auth.db")
+	r := authctl(t, "", "-db", db, "import-htpasswd", "testdata/users.htpasswd")
+	r.want(t, 1, "imported 2 users from testdata/users.htpasswd, skipped 4")
+	for _, msg := range []string{
+		"users.htpasswd:3: md5user: skipped: Apache MD5 ($apr1$) hashes are not supported",
+		"users.htpasswd:4: shauser: skipped: SHA-1 ({SHA}) hashes are not supported",
+		"users.htpasswd:7: ?: skipped: not a name:hash line",
+		"users.htpasswd:8: bad name: skipped: invalid username",
+	} {
+		if !strings.Contains(r.stderr, msg) {
+			t.Errorf("no %q in:\n%s", msg, r.stderr)
+		}
+	}
+	for name, pw := range map[string]string{"alice": "alice's htpasswd passphrase", "bob_2": "bob's htpasswd passphrase"} {
+		if err := login(t, db, name, pw); err != nil {
+			t.Errorf("%s cannot log in after the import: %v", name, err)
+		}
+	}
+	// Logging in upgraded alice's bcrypt hash; importing again skips her.
+	r = authctl(t, "", "-db", db, "import-htpasswd", "testdata/users.htpasswd")
+	r.want(t, 1, "alice: skipped: already present (use -replace to overwrite)")
+
+	authctl(t, "", "-db", db, "import-htpasswd", "testdata/missing.htpasswd").want(t, 1, "no such file")
+	dir := t.TempDir()
+	authctl(t, "", "-db", db, "import-htpasswd", dir).want(t, 1, "is a directory")
+}
+
+// TestImportHtpasswdFresh makes a file with the htpasswd on this machine,
+// when there is one, and imports it.
+func TestImportHtpasswdFresh(t *testing.T) {
+	t.Parallel()
+	htpasswd, err := exec.LookPath("htpasswd")
+	if err != nil {
+		t.Skip("htpasswd (Debian's apache2-utils) not installed; testdata/users.htpasswd covers its output")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "fresh.htpasswd")
+	if out, err := exec.Command(htpasswd, "-B", "-b", "-c", file, "carol", "carol's fresh passphrase").CombinedOutput(); err != nil {
+		t.Fatalf("htpasswd: %v: %s", err, out)
+	}
+	db := filepath.Join(dir, "auth.db")
+	authctl(t, "", "-db", db, "import-htpasswd", file).want(t, 0, "imported 1 users")
+	if err := login(t, db, "carol", "carol's fresh passphrase"); err != nil {
+		t.Fatalf("carol: %v", err)
+	}
+}
+
+// TestImportPythonDB copies the Python application's auth.db, lockout
+// state included, and leaves the source untouched.
+func TestImportPythonDB(t *testing.T) {
+	t.Parallel()
+	dump, err := os.ReadFile("../../authn/testdata/minimost-auth.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "python-auth.db")
+	raw := testdb.RawSQLite(t, src)
+	if _, err := raw.DB.Exec(string(dump)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(src)
+
+	db := filepath.Join(dir, "auth.db")
+	authctl(t, "", "-db", db, "import-db", src).want(t, 0, "imported 4 users")
+	r := authctl(t, "", "-db", db, "list", "-json")
+	var users []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &users); err != nil || len(users) != 4 {
+		t.Fatalf("list after import: %v\n%s", err, r.stdout)
+	}
+	if users[1]["username"] != "bob_2" || users[1]["failed_attempts"] != 3.0 || users[2]["locked_until"] != "2100-01-01T00:00:00Z" {
+		t.Fatalf("state not copied: %v", users)
+	}
+	if err := login(t, db, "alice", "alice's long passphrase"); err != nil {
+		t.Fatalf("alice after import: %v", err)
+	}
+	if after, _ := os.ReadFile(src); string(after) != string(before) {
+		t.Fatal("import-db changed the source database")
+	}
+
+	// Again: present names are skipped, or replaced with -replace.
+	authctl(t, "", "-db", db, "import-db", src).want(t, 1, "bob_2: skipped: already present")
+	authctl(t, "", "-db", db, "import-db", "-replace", src).want(t, 0, "imported 4 users")
+	authctl(t, "", "-db", db, "import-db", filepath.Join(dir, "missing.db")).want(t, 1, "no such file")
+	garbage := filepath.Join(dir, "garbage.db")
+	os.WriteFile(garbage, []byte(strings.Repeat("garbage ", 100)), 0o600)
+	authctl(t, "", "-db", db, "import-db", garbage).want(t, 1, "not a database")
+}
+
+func TestPostgres(t *testing.T) {
+	t.Parallel()
+	pg := testdb.Postgres(t)
+	authctl(t, "pg user passphrase\n", "-db", pg.URL, "add", "pguser").want(t, 0, "created user pguser")
+	if r := authctl(t, "", "-db", pg.URL, "list"); r.code != 0 || !strings.Contains(r.stdout, "pguser") {
+		t.Fatalf("list on PostgreSQL: %+v", r)
+	}
+	other := filepath.Join(t.TempDir(), "auth.db")
+	authctl(t, "sqlite user passphrase\n", "-db", other, "add", "sqliteuser").want(t, 0, "created")
+	authctl(t, "", "-db", pg.URL, "import-db", other).want(t, 0, "imported 1 users")
+}

@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/driver/sqliteshim"
+)
+
+// commandOrder is the order of the help text.
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "import-htpasswd", "import-db"}
+
+func commands() map[string]command {
+	return map[string]command{
+		"add": {
+			name: "add", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "create a user (password from a prompt or standard input)",
+			help: `Creates the user NAME. The password is read with a no-echo prompt (asked
+twice) when standard input is a terminal, else as one line of standard input.
+It must meet the password policy. It is never taken from the command line.
+
+Examples:
+  authctl add alice
+  printf '%s\n' "$PASSWORD" | authctl -db /srv/app/auth.db add alice`,
+			run: func(ctx context.Context, c *call) error {
+				pw, err := c.readPassword(c.args[0])
+				if err != nil {
+					return err
+				}
+				if err := c.a.Register(ctx, c.args[0], pw); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "created user %s\n", c.args[0])
+				return nil
+			},
+		},
+		"passwd": {
+			name: "passwd", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "set a user's password; ends the user's sessions and lock",
+			help: `Sets a new password for NAME, read like "add" reads it. The failure counter
+and any lock are cleared, and all of NAME's sessions end.
+
+Example:
+  authctl passwd alice`,
+			run: func(ctx context.Context, c *call) error {
+				if _, err := c.a.Account(ctx, c.args[0]); err != nil {
+					return err // before asking for a password nobody needs
+				}
+				pw, err := c.readPassword(c.args[0])
+				if err != nil {
+					return err
+				}
+				if err := c.a.SetPassword(ctx, c.args[0], pw); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "password of %s changed\n", c.args[0])
+				return nil
+			},
+		},
+		"unlock": {
+			name: "unlock", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "clear a user's lock and failure counter",
+			help:    "Clears NAME's lock and failure counter.\n\nExample:\n  authctl unlock alice",
+			run: func(ctx context.Context, c *call) error {
+				if err := c.a.Unlock(ctx, c.args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "unlocked %s\n", c.args[0])
+				return nil
+			},
+		},
+		"lock": {
+			name: "lock", args: "NAME [DURATION]", minArgs: 1, maxArgs: 2,
+			summary: "lock a user for DURATION (default 15m)",
+			help: `Locks NAME: logins are refused until the lock ends or "unlock" or "passwd"
+is run. DURATION is a Go duration such as 90m or 24h; the default is the
+lockout duration, 15 minutes. Sessions already open stay.
+
+Examples:
+  authctl lock mallory
+  authctl lock mallory 720h`,
+			run: func(ctx context.Context, c *call) error {
+				d := time.Duration(0)
+				if len(c.args) == 2 {
+					var err error
+					if d, err = time.ParseDuration(c.args[1]); err != nil || d <= 0 {
+						return usageError{fmt.Sprintf("DURATION %q is not a positive duration such as 90m or 24h", c.args[1])}
+					}
+				}
+				if err := c.a.Lock(ctx, c.args[0], d); err != nil {
+					return err
+				}
+				acc, err := c.a.Account(ctx, c.args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "locked %s until %s\n", c.args[0], acc.LockedUntil.Format(time.RFC3339))
+				return nil
+			},
+		},
+		"delete": {
+			name: "delete", args: "[-y] NAME", minArgs: 1, maxArgs: 1,
+			summary: "delete a user and the user's sessions (asks first)",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("y", false, "do not ask for confirmation") },
+			help: `Deletes NAME and all of NAME's sessions, after asking on the terminal
+unless -y is given.
+
+Examples:
+  authctl delete bob
+  authctl delete -y bob`,
+			run: func(ctx context.Context, c *call) error {
+				name := c.args[0]
+				if _, err := c.a.Account(ctx, name); err != nil {
+					return err
+				}
+				if !c.flag("y") && !c.confirm("Delete user "+name+" and end their sessions?") {
+					return errors.New("not confirmed; nothing deleted")
+				}
+				if err := c.a.Delete(ctx, name); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "deleted %s\n", name)
+				return nil
+			},
+		},
+		"list": {
+			name: "list", args: "[-locked] [-json]", maxArgs: 0,
+			summary: "list users: name, failed attempts, locked until, hash scheme",
+			flags: func(fs *flag.FlagSet) {
+				fs.Bool("locked", false, "only the users locked now")
+				fs.Bool("json", false, "one JSON array instead of a table")
+			},
+			help: `Lists the users in name order, with their failed attempts, the end of their
+lock ("-" when not locked), their hash scheme, and whether the next login
+will re-hash the password with the current default.
+
+Examples:
+  authctl list
+  authctl list -locked
+  authctl list -json | jq -r '.[].username'`,
+			run: func(ctx context.Context, c *call) error {
+				accounts, err := allAccounts(ctx, c.a, c.flag("locked"))
+				if err != nil {
+					return err
+				}
+				if c.flag("json") {
+					return writeJSON(c.stdout, accountsJSON(accounts))
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tFAILED\tLOCKED UNTIL\tSCHEME\tREHASH")
+				for _, acc := range accounts {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", acc.Username, acc.FailedAttempts,
+						or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), map[bool]string{true: "yes", false: "no"}[acc.NeedsRehash])
+				}
+				return tw.Flush()
+			},
+		},
+		"show": {
+			name: "show", args: "[-json] NAME", minArgs: 1, maxArgs: 1,
+			summary: "show one user",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("json", false, "JSON instead of text") },
+			help:    "Shows NAME's failed attempts, lock and hash scheme.\n\nExample:\n  authctl show alice",
+			run: func(ctx context.Context, c *call) error {
+				acc, err := c.a.Account(ctx, c.args[0])
+				if err != nil {
+					return err
+				}
+				if c.flag("json") {
+					return writeJSON(c.stdout, accountsJSON([]authn.Account{acc})[0])
+				}
+				fmt.Fprintf(c.stdout, "name:            %s\nfailed attempts: %d\nlocked until:    %s\nhash scheme:     %s\nneeds rehash:    %v\n",
+					acc.Username, acc.FailedAttempts, or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), acc.NeedsRehash)
+				return nil
+			},
+		},
+		"import-htpasswd": {
+			name: "import-htpasswd", args: "[-replace] FILE", minArgs: 1, maxArgs: 1,
+			summary: "create users from an Apache htpasswd file (bcrypt lines)",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("replace", false, "replace users already present") },
+			help: `Creates a user for each "name:hash" line of FILE with the hash as it is, so
+the users keep their passwords. bcrypt lines ($2y$, as "htpasswd -B" writes)
+and the other formats authn reads are imported; other lines (MD5 $apr1$,
+{SHA}, crypt) and names authn does not allow are reported with their line
+number and skipped. Names already present are reported and skipped unless
+-replace. The exit status is 1 when any line was not imported.
+
+Example:
+  htpasswd -B -c users.htpasswd alice
+  authctl import-htpasswd users.htpasswd`,
+			run: func(ctx context.Context, c *call) error {
+				f, err := os.Open(c.args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				return c.importRecords(ctx, c.args[0], htpasswdRecords(f))
+			},
+		},
+		"import-db": {
+			name: "import-db", args: "[-replace] OTHER", minArgs: 1, maxArgs: 1,
+			summary: "copy the users of another database (such as the Python app's auth.db)",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("replace", false, "replace users already present") },
+			help: `Copies every user of OTHER, a SQLite file or a postgres:// URL with a users
+table of the Python application's schema, with their hashes, failure counters
+and locks. OTHER is only read (a SQLite file is opened read-only). Names
+already present are reported and skipped unless -replace. The exit status is
+1 when any user was not imported.
+
+Example:
+  authctl -db auth-new.db import-db /srv/minimost/auth.db`,
+			run: func(ctx context.Context, c *call) error {
+				other, err := openReadOnly(c.args[0])
+				if err != nil {
+					return err
+				}
+				defer other.Close()
+				return c.importRecords(ctx, c.args[0], func(yield func(record, error) bool) {
+					err := authn.ReadUsers(ctx, other, func(rec authn.UserRecord) error {
+						if !yield(record{UserRecord: rec}, nil) {
+							return errStop
+						}
+						return nil
+					})
+					if err != nil && !errors.Is(err, errStop) {
+						yield(record{}, err)
+					}
+				})
+			},
+		},
+	}
+}
+
+func (c *call) flag(name string) bool {
+	f := c.fs.Lookup(name)
+	return f != nil && f.Value.String() == "true"
+}
+
+// allAccounts pages through every account.
+func allAccounts(ctx context.Context, a *authn.Authenticator, lockedOnly bool) ([]authn.Account, error) {
+	var all []authn.Account
+	opts := authn.ListOptions{Limit: 1000, LockedOnly: lockedOnly}
+	for {
+		page, err := a.ListAccounts(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(page) < opts.Limit {
+			return all, nil
+		}
+		opts.After = page[len(page)-1].Username
+	}
+}
+
+type accountJSON struct {
+	Username       string     `json:"username"`
+	FailedAttempts int        `json:"failed_attempts"`
+	LockedUntil    *time.Time `json:"locked_until"` // null when not locked
+	Scheme         string     `json:"scheme"`
+	NeedsRehash    bool       `json:"needs_rehash"`
+}
+
+func accountsJSON(accounts []authn.Account) []accountJSON {
+	out := make([]accountJSON, len(accounts))
+	for i, acc := range accounts {
+		out[i] = accountJSON{Username: acc.Username, FailedAttempts: acc.FailedAttempts, Scheme: acc.Scheme, NeedsRehash: acc.NeedsRehash}
+		if !acc.LockedUntil.IsZero() {
+			t := acc.LockedUntil.UTC()
+			out[i].LockedUntil = &t
+		}
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func lockedUntil(acc authn.Account) string {
+	if acc.LockedUntil.IsZero() {
+		return ""
+	}
+	return acc.LockedUntil.UTC().Format(time.RFC3339)
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// record is one user to import, or the reason one line could not be read.
+type record struct {
+	authn.UserRecord
+	line    int    // the line number in a file, or 0
+	problem string // why it cannot be imported, or ""
+}
+
+var errStop = errors.New("stop")
+
+// importRecords imports every record, reports each one that is not
+// imported, and fails when any was not.
+func (c *call) importRecords(ctx context.Context, source string, records func(yield func(record, error) bool)) error {
+	imported, skipped := 0, 0
+	var readErr error
+	records(func(r record, err error) bool {
+		if err != nil {
+			readErr = err
+			return false
+		}
+		where := source
+		if r.line > 0 {
+			where = fmt.Sprintf("%s:%d", source, r.line)
+		}
+		if r.problem == "" {
+			err = c.a.ImportUser(ctx, r.UserRecord, c.flag("replace"))
+			switch {
+			case errors.Is(err, authn.ErrUserExists):
+				r.problem = "already present (use -replace to overwrite)"
+			case err != nil:
+				r.problem = strings.TrimPrefix(err.Error(), "authn: ")
+			}
+		}
+		if r.problem != "" {
+			skipped++
+			fmt.Fprintf(c.stderr, "%s: %s: skipped: %s\n", where, or(r.Username, "?"), r.problem)
+			return ctx.Err() == nil
+		}
+		imported++
+		return ctx.Err() == nil
+	})
+	fmt.Fprintf(c.stderr, "imported %d users from %s, skipped %d\n", imported, source, skipped)
+	switch {
+	case readErr != nil:
+		return fmt.Errorf("reading %s: %w", source, readErr)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case skipped > 0:
+		return fmt.Errorf("%d of %d users not imported", skipped, imported+skipped)
+	}
+	return nil
+}
+
+// htpasswdRecords reads "name:hash" lines; blank lines and # comments are
+// passed over.
+func htpasswdRecords(r io.Reader) func(yield func(record, error) bool) {
+	return func(yield func(record, error) bool) {
+		sc := bufio.NewScanner(r)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimRight(sc.Text(), "\r")
+			if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			rec := record{line: n}
+			name, hash, ok := strings.Cut(line, ":")
+			switch {
+			case !ok:
+				rec.problem = "not a name:hash line"
+			case hash == "":
+				rec.Username, rec.problem = name, "empty hash"
+			default:
+				rec.Username, rec.PasswordHash = name, hash
+				if scheme := htpasswdScheme(hash); scheme != "" {
+					rec.problem = scheme + " hashes are not supported; set a new password with \"authctl passwd\""
+				}
+			}
+			if !yield(rec, nil) {
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			yield(record{}, err)
+		}
+	}
+}
+
+// htpasswdScheme names the weak formats htpasswd can also write, for a
+// clearer message than "unsupported".
+func htpasswdScheme(hash string) string {
+	switch {
+	case strings.HasPrefix(hash, "$apr1$"):
+		return "Apache MD5 ($apr1$)"
+	case strings.HasPrefix(hash, "{SHA}"):
+		return "SHA-1 ({SHA})"
+	case strings.HasPrefix(hash, "$1$"):
+		return "MD5-crypt ($1$)"
+	case strings.HasPrefix(hash, "$5$"), strings.HasPrefix(hash, "$6$"):
+		return "SHA-crypt"
+	}
+	return ""
+}
+
+// openReadOnly opens another database for reading only: a SQLite file in
+// read-only mode (it must exist), or PostgreSQL.
+func openReadOnly(dsn string) (*bun.DB, error) {
+	if authn.IsPostgresURL(dsn) {
+		sqldb, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, err
+		}
+		return bun.NewDB(sqldb, pgdialect.New()), nil
+	}
+	abs, err := filepath.Abs(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, err
+	}
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: "mode=ro&_pragma=busy_timeout(5000)"}
+	sqldb, err := sql.Open(sqliteshim.ShimName, u.String())
+	if err != nil {
+		return nil, err
+	}
+	return bun.NewDB(sqldb, sqlitedialect.New()), nil
+}
