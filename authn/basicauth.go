@@ -73,17 +73,21 @@ func quoteRealm(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
 }
 
-// basicLogin authenticates a Basic credential, through the cache when it
-// can.
+// basicLogin authenticates a Basic credential. A credential verified
+// before is checked against the user's current row (one read); any other
+// goes through authenticate (claim, verify, reset).
 func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) error {
 	c := a.basicAuth
-	if c != nil && CheckUsername(username) == nil {
-		stored, locked, err := a.currentHash(ctx, username)
-		switch {
-		case err == nil && !locked && c.contains(username, pw, stored):
-			return nil
-		case err != nil && !errors.Is(err, sql.ErrNoRows):
-			return err
+	if c != nil {
+		if verified, ok := c.lookup(username, pw); ok {
+			stored, locked, err := a.currentHash(ctx, username)
+			switch {
+			case err == nil && !locked && verified == hashDigest(stored):
+				return nil
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+			c.forget(username, pw) // changed, locked or deleted: check in full
 		}
 	}
 	stored, err := a.authenticate(ctx, username, pw)
@@ -132,10 +136,12 @@ func hasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
-// credentialCache remembers verified Basic credentials as
-// HMAC-SHA256(key, username, password, stored hash) with an expiry. The key
-// is random per process, so the entries say nothing about the passwords; the
-// stored hash is part of the message, so a new password misses.
+// credentialCache remembers verified Basic credentials: the key is
+// HMAC-SHA256(process key, username, password), the value a digest of the
+// stored hash that was verified, and an expiry. The key is random per
+// process, so the entries say nothing about the passwords; a request hits
+// only when the user's stored hash is still the one verified, so a new
+// password misses.
 type credentialCache struct {
 	key [32]byte
 	ttl time.Duration
@@ -143,22 +149,29 @@ type credentialCache struct {
 	now func() time.Time
 
 	mu      sync.Mutex
-	entries map[[sha256.Size]byte]time.Time // expiry
+	entries map[[sha256.Size]byte]cacheEntry
 }
 
-// newCredentialCache returns nil, a valid disabled cache, when ttl is 0.
+type cacheEntry struct {
+	stored  [sha256.Size]byte // hashDigest of the verified hash
+	expires time.Time
+}
+
+// newCredentialCache returns nil, a disabled cache, when ttl is 0.
 func newCredentialCache(size int, ttl time.Duration, now func() time.Time) *credentialCache {
 	if ttl <= 0 {
 		return nil
 	}
-	c := &credentialCache{ttl: ttl, max: size, now: now, entries: make(map[[sha256.Size]byte]time.Time)}
+	c := &credentialCache{ttl: ttl, max: size, now: now, entries: make(map[[sha256.Size]byte]cacheEntry)}
 	rand.Read(c.key[:])
 	return c
 }
 
-func (c *credentialCache) sum(username, pw, stored string) [sha256.Size]byte {
+func hashDigest(stored string) [sha256.Size]byte { return sha256.Sum256([]byte(stored)) }
+
+func (c *credentialCache) sum(username, pw string) [sha256.Size]byte {
 	m := hmac.New(sha256.New, c.key[:])
-	for _, s := range []string{username, pw, stored} {
+	for _, s := range []string{username, pw} {
 		// Length prefixes keep ("ab","c") and ("a","bc") apart.
 		m.Write(binary.BigEndian.AppendUint64(nil, uint64(len(s))))
 		m.Write([]byte(s))
@@ -168,34 +181,42 @@ func (c *credentialCache) sum(username, pw, stored string) [sha256.Size]byte {
 	return out
 }
 
-func (c *credentialCache) contains(username, pw, stored string) bool {
-	k := c.sum(username, pw, stored)
+// lookup returns the digest of the hash a credential was verified against.
+func (c *credentialCache) lookup(username, pw string) ([sha256.Size]byte, bool) {
+	k := c.sum(username, pw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	exp, ok := c.entries[k]
-	if ok && !c.now().Before(exp) {
+	e, ok := c.entries[k]
+	if ok && !c.now().Before(e.expires) {
 		delete(c.entries, k)
-		return false
+		return [sha256.Size]byte{}, false
 	}
-	return ok
+	return e.stored, ok
+}
+
+func (c *credentialCache) forget(username, pw string) {
+	k := c.sum(username, pw)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, k)
 }
 
 func (c *credentialCache) add(username, pw, stored string) {
-	k := c.sum(username, pw, stored)
+	k := c.sum(username, pw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
 		c.evict()
 	}
-	c.entries[k] = c.now().Add(c.ttl)
+	c.entries[k] = cacheEntry{stored: hashDigest(stored), expires: c.now().Add(c.ttl)}
 }
 
 // evict drops the expired entries, and if the cache is still full, an
 // eighth of it in random map order: a miss only costs a hash.
 func (c *credentialCache) evict() {
 	now := c.now()
-	for k, exp := range c.entries {
-		if !now.Before(exp) {
+	for k, e := range c.entries {
+		if !now.Before(e.expires) {
 			delete(c.entries, k)
 		}
 	}

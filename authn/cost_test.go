@@ -1,0 +1,136 @@
+package authn_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
+	"github.com/uptrace/bun"
+)
+
+// statementLog records the statements an Authenticator runs, through a bun
+// query hook: the statement kind, and the rows a write changed.
+type statementLog struct {
+	mu    sync.Mutex
+	stmts []string
+}
+
+func (l *statementLog) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+func (l *statementLog) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	kind := strings.ToUpper(strings.Fields(e.Query)[0])
+	if kind != "SELECT" {
+		// A statement with RETURNING is scanned: no row back is ErrNoRows.
+		if errors.Is(e.Err, sql.ErrNoRows) {
+			kind += "(0 rows)"
+		} else if e.Result != nil {
+			if n, err := e.Result.RowsAffected(); err == nil && n == 0 {
+				kind += "(0 rows)"
+			}
+		}
+	}
+	l.mu.Lock()
+	l.stmts = append(l.stmts, kind)
+	l.mu.Unlock()
+}
+
+// take returns the statements since the last take.
+func (l *statementLog) take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := strings.Join(l.stmts, " ")
+	l.stmts = nil
+	return s
+}
+
+// TestCostOfEachRequest counts what each kind of request costs: statements
+// (and whether they change rows) and hashes.
+func TestCostOfEachRequest(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		h := testdb.NewCountingHasher(nil)
+		a := db.Open(t, authn.Config{Hasher: h, HTTP: authn.HTTPConfig{InsecureCookies: true}})
+		ctx := context.Background()
+		for _, name := range []string{"alice", "locked"} {
+			if err := a.Register(ctx, name, goodPassword); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Lock(ctx, "locked", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		log := &statementLog{}
+		a.DB().AddQueryHook(log) // before any concurrent use
+		basic := a.BasicAuth(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		login := a.LoginHandler()
+		session := a.RequireSession(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		var cookie string
+
+		for _, tc := range []struct {
+			name, want string
+			verifies   int
+			do         func() int
+		}{
+			{"Authenticate, right password", "UPDATE UPDATE", 1, func() int { return status(a.Authenticate(ctx, "alice", goodPassword)) }},
+			{"Authenticate, wrong password", "UPDATE", 1, func() int { return status(a.Authenticate(ctx, "alice", "wrong password!")) }},
+			{"Authenticate, unknown user", "UPDATE(0 rows) SELECT", 1, func() int { return status(a.Authenticate(ctx, "nobody", goodPassword)) }},
+			{"Authenticate, locked account", "UPDATE(0 rows) SELECT", 1, func() int { return status(a.Authenticate(ctx, "locked", goodPassword)) }},
+			{"Authenticate, malformed name", "", 1, func() int { return status(a.Authenticate(ctx, "bad name", goodPassword)) }},
+			{"Basic auth, first request", "UPDATE UPDATE", 1, func() int { return serve(basic, basicRequest("alice", goodPassword)) }},
+			{"Basic auth, cached", "SELECT", 0, func() int { return serve(basic, basicRequest("alice", goodPassword)) }},
+			{"Basic auth, cached again", "SELECT", 0, func() int { return serve(basic, basicRequest("alice", goodPassword)) }},
+			{"login form", "UPDATE UPDATE INSERT", 1, func() int {
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest("POST", "/login", strings.NewReader("username=alice&password="+strings.ReplaceAll(goodPassword, " ", "+")))
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				login.ServeHTTP(w, r)
+				cookie = w.Result().Cookies()[0].String()
+				return w.Code
+			}},
+			{"session request", "SELECT", 0, func() int {
+				r := httptest.NewRequest("GET", "/app/", nil)
+				r.Header.Set("Cookie", cookie)
+				return serve(session, r)
+			}},
+		} {
+			before := h.TotalVerifies()
+			st := tc.do()
+			if got := log.take(); got != tc.want {
+				t.Errorf("%s (status %d): statements %q, want %q", tc.name, st, got, tc.want)
+			}
+			if got := h.TotalVerifies() - before; got != tc.verifies {
+				t.Errorf("%s: %d verifications, want %d", tc.name, got, tc.verifies)
+			}
+			if h.Hashes() != 3 { // the dummy hash at Open, two registrations; no re-hash
+				t.Errorf("%s: %d hashes in all, want 3", tc.name, h.Hashes())
+			}
+		}
+	})
+}
+
+func status(err error) int {
+	if err != nil {
+		return 401
+	}
+	return 200
+}
+
+func basicRequest(user, pw string) *http.Request {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.SetBasicAuth(user, pw)
+	return r
+}
+
+func serve(h http.Handler, r *http.Request) int {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Code
+}
