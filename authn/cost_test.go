@@ -23,7 +23,9 @@ type statementLog struct {
 	stmts []string
 }
 
-func (l *statementLog) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (l *statementLog) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	return ctx
+}
 
 func (l *statementLog) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 	kind := strings.ToUpper(strings.Fields(e.Query)[0])
