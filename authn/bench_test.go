@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -122,4 +126,51 @@ func BenchmarkClaim(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkArgon2idBurst sends 1,000 logins at once with argon2id at 64 MiB
+// configured, and reports the process's peak resident memory (VmHWM): the
+// hashing slots (HashConcurrency, GOMAXPROCS by default) bound it, however
+// many requests wait. Run it alone, with -benchtime 1x: the peak is the
+// process's, setup included.
+func BenchmarkArgon2idBurst(b *testing.B) {
+	a, _ := openTest(b, authn.Config{Hasher: password.Argon2id{}, LockoutThreshold: -1})
+	ctx := context.Background()
+	if err := a.Register(ctx, "u", goodPassword); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for i := range 1000 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pw := goodPassword
+				if i%2 == 1 {
+					pw = "a wrong password"
+				}
+				if err := a.Authenticate(ctx, "u", pw); (err == nil) != (i%2 == 0) {
+					b.Errorf("login %d: %v", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(peakRSSMiB(b), "peak-RSS-MiB")
+}
+
+// peakRSSMiB reads VmHWM, the peak resident set size, from /proc.
+func peakRSSMiB(b *testing.B) float64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status:", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return float64(kb) / 1024
+		}
+	}
+	b.Skip("no VmHWM in /proc/self/status")
+	return 0
 }
