@@ -71,7 +71,9 @@ func newSite(t *testing.T, db *testdb.DB, cfg authn.Config) *site {
 			t.Fatal(err)
 		}
 	}
-	s.srv = httptest.NewTLSServer(s.mux())
+	s.srv = httptest.NewUnstartedServer(s.mux())
+	s.srv.Config.MaxHeaderBytes = 16 << 10 // as the examples and README advise
+	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	return s
 }

@@ -1,16 +1,19 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 //go:embed templates/*.html
@@ -332,12 +335,47 @@ func decodeForm(r *http.Request) (credentials, error) {
 	return in, nil
 }
 
-// decodeJSON reads exactly one JSON object.
+// decodeJSON reads exactly one flat JSON object whose keys are username,
+// password and next, each at most once, with string values. Anything else
+// (duplicate keys, which parsers resolve differently; other keys; nesting;
+// invalid UTF-8, which encoding/json would silently replace) is an error,
+// so that no two readers of the body can disagree on what it says.
 func decodeJSON(body io.Reader) (credentials, error) {
-	var in credentials
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(&in); err != nil {
+	raw, err := io.ReadAll(body)
+	if err != nil {
 		return credentials{}, err
+	}
+	if !utf8.Valid(raw) {
+		return credentials{}, errors.New("authn: JSON body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return credentials{}, errors.New("authn: JSON body is not an object")
+	}
+	var in credentials
+	fields := map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return credentials{}, err
+		}
+		dst, known := fields[key.(string)]
+		if !known {
+			return credentials{}, fmt.Errorf("authn: JSON key %q is unknown or repeated", key)
+		}
+		delete(fields, key.(string))
+		value, err := dec.Token()
+		if err != nil {
+			return credentials{}, err
+		}
+		s, ok := value.(string)
+		if !ok {
+			return credentials{}, fmt.Errorf("authn: JSON %q is not a string", key)
+		}
+		*dst = s
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return credentials{}, errors.New("authn: JSON object not closed")
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return credentials{}, errors.New("authn: data after the JSON object")

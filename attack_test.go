@@ -1,0 +1,95 @@
+package minimost_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
+)
+
+// TestHostileInput: oversized, malformed and ambiguous requests get the right
+// 4xx, run no hash and write nothing.
+func TestHostileInput(t *testing.T) {
+	t.Parallel()
+	db := testdb.SQLite(t)
+	s := newSite(t, db, authn.Config{})
+	rowsBefore := allRows(t, db)
+	hashesBefore, verifiesBefore := s.hasher.Hashes(), s.hasher.TotalVerifies()
+
+	tenMB := strings.Repeat("a", 10<<20)
+	manyFields := strings.Repeat("f=1&", 10_000) + "username=alice&password=x"
+	deep := `{"username":"alice","password":"x","next":` + strings.Repeat("[", 4000) + strings.Repeat("]", 4000) + `}`
+	for _, tc := range []struct {
+		name, method, path, contentType, body string
+		header                                []string
+		status                                int
+	}{
+		{"10 MB form body", "POST", "/login", formType, "username=alice&password=" + tenMB, nil, 413},
+		{"10 MB JSON body", "POST", "/login", "application/json", `{"password":"` + tenMB + `"}`, nil, 413},
+		{"10 MB registration", "POST", "/register", formType, "username=eve&password=" + tenMB, nil, 413},
+		{"1 MB password in a form", "POST", "/login", formType, "username=alice&password=" + tenMB[:1<<20], nil, 413},
+		{"10,000 form fields", "POST", "/login", formType, manyFields, nil, 413},
+		{"duplicate JSON keys", "POST", "/login", "application/json", `{"username":"nobody","username":"alice","password":"x"}`, nil, 400},
+		{"deeply nested JSON", "POST", "/login", "application/json", deep, nil, 400},
+		{"unknown JSON key", "POST", "/login", "application/json", `{"username":"alice","password":"x","admin":true}`, nil, 400},
+		{"JSON number for a password", "POST", "/login", "application/json", `{"username":"alice","password":12345}`, nil, 400},
+		{"JSON array", "POST", "/login", "application/json", `["alice","x"]`, nil, 400},
+		{"invalid UTF-8 in JSON", "POST", "/register", "application/json", "{\"username\":\"eve\",\"password\":\"eve's passphrase \xff\xfe here\"}", nil, 400},
+		{"invalid UTF-8 password, form registration", "POST", "/register", formType, "username=eve&password=eve%27s+passphrase+%FF%FE+here", nil, 400},
+		{"NUL in a registered name", "POST", "/register", formType, "username=eve%00&password=eve%27s+long+passphrase", nil, 400},
+		{"bad percent-encoding", "POST", "/login", formType, "username=%zz&password=x", nil, 400},
+		{"1 MB header", "GET", "/basic/", "", "", []string{"X-Big", tenMB[:1<<20]}, 431},
+		{"1 MB Authorization header", "GET", "/basic/", "", "", []string{"Authorization", "Basic " + tenMB[:1<<20]}, 431},
+		{"2 KB Basic password", "GET", "/basic/", "", "", []string{"Authorization", basic("alice", tenMB[:2048])}, 401},
+		{"NUL in a Basic username", "GET", "/basic/", "", "", []string{"Authorization", basic("ali\x00ce", alicePassword)}, 401},
+		{"invalid UTF-8 Basic credentials", "GET", "/basic/", "", "", []string{"Authorization", "Basic " + b64("alice:\xff\xfe")}, 401},
+	} {
+		r := s.do(nil, tc.method, tc.path, tc.contentType, tc.body, tc.header...)
+		if r.status != tc.status {
+			t.Errorf("%s: %d, want %d", tc.name, r.status, tc.status)
+		}
+	}
+	if got := allRows(t, db); got != rowsBefore {
+		t.Errorf("hostile input wrote:\n%s\n->\n%s", rowsBefore, got)
+	}
+	if h, v := s.hasher.Hashes()-hashesBefore, s.hasher.TotalVerifies()-verifiesBefore; h != 0 || v != 0 {
+		t.Errorf("hostile input ran %d hashes and %d verifications, want none", h, v)
+	}
+	if s.protectedCalls() != 0 {
+		t.Error("the protected handler ran")
+	}
+}
+
+// allRows is every row of users and sessions, as text.
+func allRows(t *testing.T, db *testdb.DB) string {
+	t.Helper()
+	var b strings.Builder
+	for _, q := range []string{
+		"SELECT username || ' ' || password_hash || ' ' || COALESCE(failed_attempts, -1) || ' ' || COALESCE(lockout_until, -1) FROM users ORDER BY username",
+		"SELECT token_hash || ' ' || username FROM sessions ORDER BY token_hash",
+	} {
+		rows, err := db.Raw.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			b.WriteString(line + "\n")
+		}
+		rows.Close()
+	}
+	return b.String()
+}
+
+func b64(s string) string {
+	return strings.TrimPrefix(basicRaw(s), "Basic ")
+}
+
+func basicRaw(userColonPassword string) string {
+	user, pw, _ := strings.Cut(userColonPassword, ":")
+	return basic(user, pw)
+}
