@@ -1,10 +1,14 @@
 package minimost_test
 
 import (
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/internal/testdb"
 )
 
@@ -92,4 +96,73 @@ func b64(s string) string {
 func basicRaw(userColonPassword string) string {
 	user, pw, _ := strings.Cut(userColonPassword, ":")
 	return basic(user, pw)
+}
+
+// TestEnumeration: an unknown user, a malformed username, a wrong password
+// and a locked account are indistinguishable from outside: byte-identical
+// answers (but for Date) on every route, and server-side times dominated by
+// one verification of the same cost. The Hasher is deliberately slow
+// (PBKDF2 with 100,000 iterations, about 17 ms here) so that the hash, not
+// the noise, is what is timed. Not parallel: it times things.
+func TestEnumeration(t *testing.T) {
+	slow := password.PBKDF2{Iterations: 100_000}
+	db := testdb.SQLite(t)
+	s := newSite(t, db, authn.Config{Hasher: slow, LockoutThreshold: 1 << 30})
+	s.lockBob()
+
+	attempts := map[string][2]string{
+		"wrong password": {"alice", "not alice's password"},
+		"unknown user":   {"nobody", "not alice's password"},
+		"malformed name": {"bad name!", "not alice's password"},
+		"locked account": {"bob", bobPassword},
+	}
+	routes := map[string]func(user, pw string) response{
+		"basic": s.basicGet,
+		"json":  func(u, p string) response { return s.loginJSON(nil, u, p) },
+		"form":  func(u, p string) response { return s.loginForm(nil, u, p, "/app/") },
+	}
+	for route, send := range routes {
+		answers := map[string]response{}
+		for kind, a := range attempts {
+			answers[kind] = send(a[0], a[1])
+		}
+		sameAnswer(t, route, answers)
+	}
+
+	// Server-side time, in-process: the login handler alone, no network.
+	h := s.a.LoginHandler()
+	timeOne := func(user, pw string) time.Duration {
+		body := form("username", user, "password", pw)
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(body))
+		r.Header.Set("Content-Type", formType)
+		w := httptest.NewRecorder()
+		start := time.Now()
+		h.ServeHTTP(w, r)
+		d := time.Since(start)
+		if w.Code != 401 {
+			t.Fatalf("%s: %d", user, w.Code)
+		}
+		return d
+	}
+	const rounds = 21
+	times := map[string][]time.Duration{}
+	for range rounds { // interleaved, so that drift hits every kind alike
+		for kind, a := range attempts {
+			times[kind] = append(times[kind], timeOne(a[0], a[1]))
+		}
+	}
+	known := median(times["wrong password"])
+	for kind, ds := range times {
+		ratio := float64(median(ds)) / float64(known)
+		t.Logf("%-15s median %v, ratio to a wrong password %.2f", kind, median(ds), ratio)
+		if ratio < 0.8 {
+			t.Errorf("%s: median %v is %.2f of a wrong password's %v, want at least 0.8", kind, median(ds), ratio, known)
+		}
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
