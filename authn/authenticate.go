@@ -72,8 +72,9 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	stored, lockedNow, err := a.claim(ctx, username)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		a.dummyVerify(password)
-		return a.refused(ctx, username)
+		change, err := a.refused(ctx, username)
+		a.dummyVerify(password) // after the read, which the time of the hash then hides
+		return change, err
 	case err != nil:
 		return fail(ReasonError, fmt.Errorf("authn: claiming a login attempt: %w", err))
 	}

@@ -218,17 +218,30 @@ func (a *Authenticator) Close() error {
 // DB returns the database the Authenticator uses.
 func (a *Authenticator) DB() *bun.DB { return a.db }
 
-// acquire takes a hashing slot, or fails with ErrBusy when ctx ends first.
-// The caller must call release.
+// acquire takes a hashing slot, or fails with ErrBusy when ctx ends first,
+// or when the HTTP handlers' HashWait passes. The caller must call release.
 func (a *Authenticator) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBusy, err)
+	}
+	select {
+	case a.slots <- struct{}{}: // the common case: no timer
+		return nil
+	default:
+	}
+	var timeout <-chan time.Time
+	if d, ok := ctx.Value(slotWaitKey{}).(time.Duration); ok {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
 	}
 	select {
 	case a.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+	case <-timeout:
+		return fmt.Errorf("%w: no slot within %v", ErrBusy, a.web.hashWait)
 	}
 }
 

@@ -48,8 +48,7 @@ func (a *Authenticator) BasicAuth(next http.Handler) http.Handler {
 			a.challenge(w)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), a.web.hashWait)
-		defer cancel()
+		ctx := a.withSlotWait(r.Context())
 		switch err := a.basicLogin(ctx, username, pw); {
 		case err == nil:
 			next.ServeHTTP(w, withUsername(r, username))

@@ -2,7 +2,6 @@ package authn
 
 import (
 	"bytes"
-	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -107,8 +106,7 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 		fail(status, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.web.hashWait)
-	defer cancel()
+	ctx := a.withSlotWait(r.Context())
 	err := a.Authenticate(ctx, in.Username, in.Password)
 	if err == nil {
 		err = a.startSession(w, r, in.Username)
@@ -118,7 +116,7 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 		a.failed(r)
 		fail(http.StatusUnauthorized, msgInvalid, "invalid username or password")
 	case err != nil:
-		a.logger.ErrorContext(r.Context(), "authn: login failed closed", "error", err, "client", clientIP(r.Context()))
+		a.logFailedClosed(r, err)
 		w.Header().Set("Retry-After", "5")
 		fail(http.StatusServiceUnavailable, msgUnavailable, "service unavailable, try again later")
 	case isJSON:
@@ -212,8 +210,7 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 		answer(status, strings.ToLower(strings.TrimSuffix(badRequestMessage(status), ".")))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.web.hashWait)
-	defer cancel()
+	ctx := a.withSlotWait(r.Context())
 	switch err := a.Register(ctx, in.Username, in.Password); {
 	case err == nil:
 		answer(http.StatusCreated, "")
@@ -224,7 +221,7 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 		a.failed(r)
 		answer(http.StatusConflict, "username already taken")
 	default:
-		a.logger.ErrorContext(r.Context(), "authn: registration failed closed", "error", err, "client", clientIP(r.Context()))
+		a.logFailedClosed(r, err)
 		w.Header().Set("Retry-After", "5")
 		answer(http.StatusServiceUnavailable, "registration is unavailable right now, try again shortly")
 	}

@@ -191,9 +191,28 @@ func retryAfter(d time.Duration) string {
 // unavailable answers 503 for an error that is not the client's: a
 // database error, or no free hashing slot. The cause is logged, not sent.
 func (a *Authenticator) unavailable(w http.ResponseWriter, r *http.Request, err error) {
-	a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
+	a.logFailedClosed(r, err)
 	w.Header().Set("Retry-After", "5")
 	writeError(w, r, http.StatusServiceUnavailable, "service unavailable, try again later")
+}
+
+// logFailedClosed logs the cause of a 503. Running out of hashing slots is
+// already one event line (reason "hashing capacity exhausted"), and under a
+// flood there is one per request, so it gets no second line.
+func (a *Authenticator) logFailedClosed(r *http.Request, err error) {
+	if errors.Is(err, ErrBusy) {
+		return
+	}
+	a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
+}
+
+type slotWaitKey struct{}
+
+// withSlotWait bounds how long the request waits for a hashing slot
+// (HashWait), without a deadline on the rest: a login that got its slot
+// finishes its statements.
+func (a *Authenticator) withSlotWait(ctx context.Context) context.Context {
+	return context.WithValue(ctx, slotWaitKey{}, a.web.hashWait)
 }
 
 // isClientFailure reports whether err is the client's fault: wrong or

@@ -1,6 +1,7 @@
 // Command login serves a small site with an HTML login page, a page only
-// signed-in users see, logout and registration, with the users in an
-// embedded SQLite database (or PostgreSQL).
+// signed-in users see, logout and registration, and /api/ for scripts with
+// HTTP Basic authentication, with the users in an embedded SQLite database
+// (or PostgreSQL). /healthz needs no authentication.
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
 //
@@ -18,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"time"
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/examples/internal/demo"
@@ -28,21 +30,28 @@ func main() {
 	db := flag.String("db", "auth.db", "SQLite database file (created if missing), or a postgres:// URL")
 	demoPassword := flag.String("demo-password", "", "password of the demo user created in an empty database (default: random)")
 	insecure := flag.Bool("insecure", true, "session cookie without Secure, for plain HTTP; set false behind HTTPS")
+	threshold := flag.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
+	duration := flag.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
 	flag.Parse()
 
+	cfg := authn.Config{
+		LockoutThreshold: *threshold,
+		LockoutDuration:  *duration,
+		HTTP: authn.HTTPConfig{
+			InsecureCookies: *insecure,
+			LoginPath:       "/login",
+			RegisterPath:    "/register",
+		},
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *addr, *db, *demoPassword, *insecure); err != nil {
+	if err := run(ctx, *addr, *db, *demoPassword, cfg); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, addr, db, demoPassword string, insecure bool) error {
-	a, err := demo.Open(ctx, db, authn.Config{HTTP: authn.HTTPConfig{
-		InsecureCookies: insecure,
-		LoginPath:       "/login",
-		RegisterPath:    "/register",
-	}})
+func run(ctx context.Context, addr, db, demoPassword string, cfg authn.Config) error {
+	a, err := demo.Open(ctx, db, cfg)
 	if err != nil {
 		return err
 	}
@@ -59,6 +68,12 @@ func run(ctx context.Context, addr, db, demoPassword string, insecure bool) erro
 	mux.Handle("/logout", a.LogoutHandler())
 	mux.Handle("/register", a.RegisterHandler())
 	mux.Handle("/{$}", a.RequireSession(http.HandlerFunc(home)))
+	// The same users, for scripts: HTTP Basic authentication.
+	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.Username(r.Context())
+		fmt.Fprintf(w, "{\"username\":%q}\n", user)
+	})))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	return demo.Serve(ctx, addr, mux)
 }
 

@@ -1,0 +1,209 @@
+package minimost_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// server is an example server running as its own process.
+type server struct {
+	base string
+	mu   sync.Mutex
+	log  strings.Builder
+}
+
+func (s *server) logText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// startExample builds and starts examples/NAME with args, on a free port of
+// 127.0.0.1, and waits until /healthz answers. It stops with the test.
+func startExample(t *testing.T, name string, args ...string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command("go", "build", "-o", bin, "./examples/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("building examples/%s: %v\n%s", name, err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-db", filepath.Join(dir, "auth.db")}, args...)...)
+	stderr, _ := cmd.StderrPipe()
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{base: "http://" + addr}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		<-done
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get(s.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("examples/%s did not start: %v\n%s", name, err, s.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clientFrom returns an HTTP client whose connections come from the local
+// address ip (any of 127.0.0.0/8 works on Linux), so that one test is many
+// clients to the server.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{
+		Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+		Timeout: 60 * time.Second,
+	}
+}
+
+// tryBasic and tryForm send one login attempt and return the status.
+func tryBasic(c *http.Client, base, user, pw string) (int, error) {
+	req, _ := http.NewRequest("GET", base+"/api/", nil)
+	req.SetBasicAuth(user, pw)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func tryForm(c *http.Client, base, user, pw string) (int, error) {
+	resp, err := c.PostForm(base+"/login", url.Values{"username": {user}, "password": {pw}})
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// TestParallelGuessingAgainstExampleServer: 500 wrong passwords at once for
+// one account, from 50 client addresses, half through Basic auth and half
+// through the login form of the running examples/login server, with its
+// default hasher (PBKDF2, 600,000 iterations). The server's own log counts
+// the real password checks: exactly T=5, one budget for both routes. Most
+// guesses find no free hashing slot within HashWait (5 s) and get 503; none
+// is let through. The right password is then refused on both routes until
+// the lock (20 s, longer than the flood) ends, and works after.
+func TestParallelGuessingAgainstExampleServer(t *testing.T) {
+	t.Parallel()
+	const right = "the demo account's passphrase"
+	s := startExample(t, "login", "-demo-password", right, "-lockout", "5", "-lockout-duration", "20s")
+
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	statuses := make(chan int, 500)
+	for i := range 500 {
+		c := clientFrom(fmt.Sprintf("127.0.0.%d", 10+i%50))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			try := tryBasic
+			if i%2 == 1 {
+				try = tryForm
+			}
+			st, err := try(c, s.base, "demo", fmt.Sprintf("guess number %d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			statuses <- st
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for st := range statuses {
+		counts[st]++
+	}
+	if counts[401]+counts[503] != 500 || counts[401] < 5 {
+		t.Errorf("answers to 500 wrong guesses: %v, want only 401 (at least 5) and 503", counts)
+	}
+
+	fresh := clientFrom("127.0.0.200")
+	for route, try := range map[string]func(*http.Client, string, string, string) (int, error){"basic": tryBasic, "form": tryForm} {
+		if st, err := try(fresh, s.base, "demo", right); err != nil || st != 401 {
+			t.Errorf("right password through %s during the lock: %d %v, want 401", route, st, err)
+		}
+	}
+
+	log := s.logText()
+	if n := strings.Count(log, `event=login_failed user=demo reason="wrong password"`); n != 5 {
+		t.Errorf("real password checks in the server's log: %d, want exactly 5", n)
+	}
+	if n := strings.Count(log, "event=lockout user=demo"); n != 1 {
+		t.Errorf("lockouts in the server's log: %d, want 1", n)
+	}
+	if n, want := strings.Count(log, `reason=locked`), counts[401]-5+2; n != want {
+		t.Errorf("attempts refused as locked: %d, want %d (the 401s but the 5 checks, and 2 right passwords)", n, want)
+	}
+	if n := strings.Count(log, `reason="hashing capacity exhausted"`); n != counts[503] {
+		t.Errorf("%d capacity failures in the log for %d answers 503", n, counts[503])
+	}
+	if strings.Contains(log, "ERROR") {
+		t.Errorf("errors in the server's log under a flood:\n%s", log)
+	}
+	clients := map[string]bool{}
+	for line := range strings.Lines(log) {
+		if _, ip, ok := strings.Cut(strings.TrimSpace(line), " client="); ok {
+			clients[ip] = true
+		}
+	}
+	if len(clients) != 51 {
+		t.Errorf("%d client addresses in the log, want 51", len(clients))
+	}
+
+	// After the lock, the right password works again.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		st, err := tryBasic(fresh, s.base, "demo", right)
+		if err == nil && st == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("right password 60 s after a 20 s lock: %d %v", st, err)
+		}
+	}
+	if st, _ := tryForm(fresh, s.base, "demo", right); st != 303 {
+		t.Errorf("form login after the lock: %d, want 303", st)
+	}
+}
