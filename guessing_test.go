@@ -19,6 +19,7 @@ import (
 // server is an example server running as its own process.
 type server struct {
 	base string
+	pid  int
 	mu   sync.Mutex
 	log  strings.Builder
 }
@@ -50,7 +51,7 @@ func startExample(t *testing.T, name string, args ...string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{base: "http://" + addr}
+	s := &server{base: "http://" + addr, pid: cmd.Process.Pid}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -1,0 +1,88 @@
+package minimost_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestLoginFloodStaysBounded: 1,000 concurrent logins against the running
+// examples/login server (default hasher) leave it under a bounded peak
+// memory, and /healthz, which needs no authentication, keeps answering
+// while they queue for hashing slots.
+func TestLoginFloodStaysBounded(t *testing.T) {
+	t.Parallel()
+	s := startExample(t, "login", "-demo-password", "the demo account's passphrase", "-lockout", "-1")
+	pid := s.pid
+
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	statuses := make(chan int, 1000)
+	for i := range 1000 {
+		c := clientFrom(fmt.Sprintf("127.0.%d.%d", 1+i/200, 1+i%200))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			st, err := tryForm(c, s.base, "demo", fmt.Sprintf("guess %d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			statuses <- st
+		}()
+	}
+	close(start)
+
+	// Meanwhile, an unauthenticated route.
+	var slowest time.Duration
+	for range 20 {
+		time.Sleep(100 * time.Millisecond)
+		begin := time.Now()
+		resp, err := http.Get(s.base + "/healthz")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/healthz during the flood: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		slowest = max(slowest, time.Since(begin))
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for st := range statuses {
+		counts[st]++
+	}
+	peak := peakRSS(t, pid)
+	t.Logf("1,000 logins: %v; /healthz slowest of 20 during the flood: %v; server peak RSS %.1f MiB", counts, slowest, peak)
+	if counts[401]+counts[503] != 1000 {
+		t.Errorf("answers: %v, want only 401 and 503", counts)
+	}
+	// Generous bounds: they catch starvation or unbounded growth, not noise.
+	if slowest > 2*time.Second {
+		t.Errorf("/healthz took %v during the flood", slowest)
+	}
+	if peak > 256 {
+		t.Errorf("server peak RSS %.1f MiB, want under 256", peak)
+	}
+}
+
+// peakRSS reads a process's VmHWM in MiB.
+func peakRSS(t *testing.T, pid int) float64 {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skip("no /proc: cannot measure memory:", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return float64(kb) / 1024
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
