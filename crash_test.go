@@ -45,7 +45,7 @@ func TestCrashChild(t *testing.T) {
 			os.Exit(3)
 		}
 		fmt.Println("registered", name)
-		a.Authenticate(ctx, name, "a wrong password")           // a claim: one write
+		a.Authenticate(ctx, name, "a wrong password")            // a claim: one write
 		a.SetPassword(ctx, name, "another long passphrase here") // a transaction
 	}
 }

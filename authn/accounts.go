@@ -16,6 +16,9 @@ import (
 // password the PasswordPolicy; a taken name gives ErrUserExists. Either the
 // whole row is written or nothing is.
 func (a *Authenticator) Register(ctx context.Context, username, pw string) error {
+	if err := a.checkFile(); err != nil {
+		return err
+	}
 	if err := CheckUsername(username); err != nil {
 		return err
 	}
@@ -66,6 +69,9 @@ func (a *Authenticator) insertRow(ctx context.Context, u *model.User) error {
 // PasswordPolicy, clears the failure counter and any lock, and ends all the
 // user's sessions, in one transaction. An unknown user gives ErrNotFound.
 func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) error {
+	if err := a.checkFile(); err != nil {
+		return err
+	}
 	if err := CheckUsername(username); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
@@ -96,6 +102,9 @@ func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) er
 
 // Unlock clears a user's lock and failure counter.
 func (a *Authenticator) Unlock(ctx context.Context, username string) error {
+	if err := a.checkFile(); err != nil {
+		return err
+	}
 	res, err := a.db.NewUpdate().Model((*model.User)(nil)).
 		Set("failed_attempts = 0").
 		Set("lockout_until = NULL").
@@ -111,6 +120,9 @@ func (a *Authenticator) Unlock(ctx context.Context, username string) error {
 // LockoutDuration) and clears the failure counter. Logins are refused until
 // the lock ends or Unlock or SetPassword is called. Existing sessions stay.
 func (a *Authenticator) Lock(ctx context.Context, username string, d time.Duration) error {
+	if err := a.checkFile(); err != nil {
+		return err
+	}
 	if d <= 0 {
 		d = a.duration
 	}
@@ -127,6 +139,9 @@ func (a *Authenticator) Lock(ctx context.Context, username string, d time.Durati
 
 // Delete removes a user and all the user's sessions, in one transaction.
 func (a *Authenticator) Delete(ctx context.Context, username string) error {
+	if err := a.checkFile(); err != nil {
+		return err
+	}
 	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewDelete().Model((*model.User)(nil)).Where("username = ?", username).Exec(ctx)
 		if err := oneRow(res, err); err != nil {
@@ -180,6 +195,9 @@ type Account struct {
 
 // Account returns the state of one user, or ErrNotFound.
 func (a *Authenticator) Account(ctx context.Context, username string) (Account, error) {
+	if err := a.checkFile(); err != nil {
+		return Account{}, err
+	}
 	var u model.User
 	err := a.db.NewSelect().Model(&u).Where("username = ?", username).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -204,6 +222,9 @@ type ListOptions struct {
 
 // ListAccounts returns users in the byte order of their names.
 func (a *Authenticator) ListAccounts(ctx context.Context, opts ListOptions) ([]Account, error) {
+	if err := a.checkFile(); err != nil {
+		return nil, err
+	}
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = 100

@@ -33,6 +33,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 // authenticate is Authenticate, returning the user's hash as it is stored
 // after the login (the re-hash, if there was one).
 func (a *Authenticator) authenticate(ctx context.Context, username, password string) (stored string, err error) {
+	if err := a.checkFile(); err != nil {
+		return "", err
+	}
 	if err := a.acquire(ctx); err != nil {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonBusy})
 		return "", err

@@ -47,6 +47,8 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minimost/minimost/authn/password"
@@ -140,10 +142,12 @@ type Authenticator struct {
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
 
-	web       web // the HTTP handlers' settings, defaults applied
-	basicAuth *credentialCache
-	stop      context.CancelFunc // stops the session cleanup
-	done      chan struct{}      // closed when the cleanup has stopped
+	web         web // the HTTP handlers' settings, defaults applied
+	basicAuth   *credentialCache
+	fileProblem atomic.Pointer[error] // set while Open's database file is missing or broken
+
+	stop context.CancelFunc // stops the background goroutines
+	bg   sync.WaitGroup     // the background goroutines
 }
 
 // New returns an Authenticator over db, a *bun.DB with the SQLite or the
@@ -198,19 +202,52 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.dummyHash = dummy
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
-	a.startSessionCleanup()
+	var bgctx context.Context
+	bgctx, a.stop = context.WithCancel(context.Background())
+	if a.web.cleanupEvery > 0 {
+		a.every(bgctx, a.web.cleanupEvery, a.cleanSessions)
+	}
 	return a, nil
 }
 
 // Close closes the database if Open opened it; a *bun.DB given to New stays
 // open. It is safe to call more than once.
 func (a *Authenticator) Close() error {
-	a.stopSessionCleanup()
+	a.stop()
+	a.bg.Wait()
 	if !a.ownsDB {
 		return nil
 	}
 	if err := a.db.Close(); err != nil {
 		return fmt.Errorf("authn: close: %w", err)
+	}
+	return nil
+}
+
+// every runs f every d in a goroutine until ctx ends; Close waits for it.
+// No request pays for what runs here.
+func (a *Authenticator) every(ctx context.Context, d time.Duration, f func(context.Context)) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				f(ctx)
+			}
+		}
+	}()
+}
+
+// checkFile returns the problem with the database file, if Open's watch
+// found one: every operation then fails closed.
+func (a *Authenticator) checkFile() error {
+	if p := a.fileProblem.Load(); p != nil {
+		return *p
 	}
 	return nil
 }

@@ -151,7 +151,18 @@ func orDuration(d, def time.Duration) time.Duration {
 // guard wraps every handler of the Authenticator: the client's address in
 // the context, and no-store on every response.
 func (a *Authenticator) guard(h http.Handler) http.Handler {
-	return middleware.Chain(middleware.ClientIP(a.web.trusted), middleware.NoStore)(h)
+	return middleware.Chain(middleware.ClientIP(a.web.trusted), middleware.NoStore, a.fileGuard)(h)
+}
+
+// fileGuard answers 503 while the database file is missing or broken.
+func (a *Authenticator) fileGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.checkFile(); err != nil {
+			a.unavailable(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // protectPOST adds what state-changing endpoints need inside guard:

@@ -64,6 +64,9 @@ func userRecord(u model.User) UserRecord {
 // gives ErrUserExists, unless replace is true: then the row is replaced and
 // the user's sessions end, in one transaction.
 func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace bool) error {
+	if err := a.checkFile(); err != nil {
+		return err
+	}
 	if err := CheckUsername(rec.Username); err != nil {
 		return err
 	}

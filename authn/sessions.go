@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/minimost/minimost/model"
 )
@@ -110,6 +109,9 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 // background every SessionCleanupInterval; an application that disables
 // that may call it itself.
 func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error) {
+	if err := a.checkFile(); err != nil {
+		return 0, err
+	}
 	now := unixSeconds(a.now())
 	res, err := a.db.NewDelete().Model((*model.Session)(nil)).
 		Where("expires_at <= ? OR last_seen <= ?", now, now-a.web.idle.Seconds()).Exec(ctx)
@@ -119,35 +121,11 @@ func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error
 	return res.RowsAffected()
 }
 
-// startSessionCleanup runs DeleteExpiredSessions every cleanupEvery in a
-// goroutine that Close stops, so that no request pays for the cleanup.
-func (a *Authenticator) startSessionCleanup() {
-	ctx, stop := context.WithCancel(context.Background())
-	a.stop, a.done = stop, make(chan struct{})
-	if a.web.cleanupEvery <= 0 {
-		close(a.done)
-		return
+// cleanSessions is the background cleanup of expired sessions.
+func (a *Authenticator) cleanSessions(ctx context.Context) {
+	if _, err := a.DeleteExpiredSessions(ctx); err != nil && ctx.Err() == nil {
+		a.logger.ErrorContext(ctx, "authn: session cleanup failed", "error", err)
 	}
-	go func() {
-		defer close(a.done)
-		tick := time.NewTicker(a.web.cleanupEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if _, err := a.DeleteExpiredSessions(ctx); err != nil && ctx.Err() == nil {
-					a.logger.ErrorContext(ctx, "authn: session cleanup failed", "error", err)
-				}
-			}
-		}
-	}()
-}
-
-func (a *Authenticator) stopSessionCleanup() {
-	a.stop()
-	<-a.done
 }
 
 // sessionCookie returns the cookie that carries token; an empty token

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
@@ -47,6 +48,10 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
 	a.ownsDB = true
+	if err := a.watchFile(abs, sqldb); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("authn: open %s: %w", path, err)
+	}
 	return a, nil
 }
 
@@ -102,4 +107,71 @@ func sqliteDSN(abs, driver string) string {
 	// In a URI, SQLite decodes %XX; '?' and '#' would end the path.
 	r := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
 	return "file:" + r.Replace(filepath.ToSlash(abs)) + "?" + q.Encode()
+}
+
+// fileCheckInterval is how often Open's database file is checked.
+const fileCheckInterval = time.Second
+
+// fileWatch keeps an eye on the database file that Open opened. SQLite's
+// open connections go on with a deleted file (writing to an inode nobody
+// will read again), and with a file made read-only (their descriptors stay
+// writable) while new connections could not write. The watch notices, each
+// second, and the Authenticator fails closed, with a log line, until the
+// file is back. A file restored under the same path (a new inode), or
+// replaced by another, is reopened: every pooled connection is replaced,
+// and a file that is not a database then fails each request with SQLite's
+// own error.
+//
+// The watch only stats the file: opening and closing it from outside
+// SQLite would drop the POSIX locks SQLite holds on it. Garbage written in
+// place, over the same inode, is thus not seen until SQLite reads the file
+// again.
+type fileWatch struct {
+	a         *Authenticator
+	path      string
+	sqldb     *sql.DB
+	opened    os.FileInfo
+	reopening bool // connections are being replaced
+}
+
+func (a *Authenticator) watchFile(path string, sqldb *sql.DB) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	w := &fileWatch{a: a, path: path, sqldb: sqldb, opened: fi}
+	ctx, stop := context.WithCancel(context.Background())
+	prev := a.stop
+	a.stop = func() { stop(); prev() }
+	a.every(ctx, fileCheckInterval, w.check)
+	return nil
+}
+
+func (w *fileWatch) check(ctx context.Context) {
+	if w.reopening { // one interval with fresh connections is enough
+		w.sqldb.SetConnMaxLifetime(0)
+		w.reopening = false
+	}
+	fi, err := os.Stat(w.path)
+	if err == nil {
+		err = writable(w.path)
+	}
+	if err != nil {
+		problem := fmt.Errorf("authn: database file: %w", err)
+		if w.a.fileProblem.Swap(&problem) == nil {
+			w.a.logger.ErrorContext(ctx, "authn: database file unusable; failing closed until it is back", "error", problem)
+		}
+		return
+	}
+	if !os.SameFile(fi, w.opened) {
+		// Restored or replaced: connections older than a nanosecond are
+		// closed as they are used, returned or found idle.
+		w.opened = fi
+		w.sqldb.SetConnMaxLifetime(time.Nanosecond)
+		w.reopening = true
+		w.a.logger.WarnContext(ctx, "authn: database file replaced; reopening connections", "path", w.path)
+	}
+	if w.a.fileProblem.Swap(nil) != nil {
+		w.a.logger.WarnContext(ctx, "authn: database file is back", "path", w.path)
+	}
 }

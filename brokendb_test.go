@@ -1,0 +1,258 @@
+package minimost_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
+)
+
+// mountTmpfs mounts a tmpfs of size at a new directory, or skips the test
+// when this process may not mount (not root, or no CAP_SYS_ADMIN).
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("mount", "-o", "remount,rw", dir).Run()
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// syncBuffer is a log sink safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// take returns what was logged since the last take.
+func (s *syncBuffer) take() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.b.String()
+	s.b.Reset()
+	return out
+}
+
+// brokenSite is a server over a SQLite file that a test is about to break.
+type brokenSite struct {
+	*site
+	path string
+	logs *syncBuffer
+	c    *http.Client // a client with a session
+}
+
+func newBrokenSite(t *testing.T, dir string) *brokenSite {
+	t.Helper()
+	b := &brokenSite{path: filepath.Join(dir, "auth.db"), logs: &syncBuffer{}}
+	b.site = newSite(t, &testdb.DB{Name: "sqlite", URL: b.path}, authn.Config{
+		Logger: slog.New(slog.NewTextHandler(b.logs, nil)),
+		HTTP:   authn.HTTPConfig{BasicAuthCacheTTL: -1}, // every request claims and resets
+	})
+	b.c = b.client()
+	if r := b.loginForm(b.c, "alice", alicePassword, ""); r.status != 303 {
+		t.Fatalf("login: %d", r.status)
+	}
+	b.healthy(t, "at first")
+	if _, err := b.a.DB().Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// healthy waits (up to 10 s, the file watch runs every second) until Basic
+// auth and the session work again.
+func (b *brokenSite) healthy(t *testing.T, when string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		basic, session := b.basicGet("bob", bobPassword), b.do(b.c, "GET", "/app/", "", "")
+		if basic.status == 200 && session.status == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: Basic auth %d, session %d; want 200\n%s", when, basic.status, session.status, b.logs.take())
+		}
+	}
+}
+
+// failsClosed waits (up to 10 s) until a Basic-auth request gets 503, then
+// checks that every kind of request does, that the protected handler never
+// ran, and that the log names the cause.
+func (b *brokenSite) failsClosed(t *testing.T, what, cause string) {
+	t.Helper()
+	calls := b.protectedCalls()
+	for deadline := time.Now().Add(10 * time.Second); b.basicGet("bob", bobPassword).status != 503; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not failing closed after 10 s", what)
+		}
+	}
+	b.logs.take()
+	for name, r := range map[string]response{
+		"basic":    b.basicGet("bob", bobPassword),
+		"session":  b.do(b.c, "GET", "/app/", "", ""),
+		"login":    b.loginJSON(nil, "bob", bobPassword),
+		"register": b.do(nil, "POST", "/register", "application/json", `{"username":"erin","password":"erin's long passphrase"}`),
+	} {
+		if r.status != 503 || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s: %s answered %d, want 503 with Retry-After", what, name, r.status)
+		}
+	}
+	// Requests before the first 503 were answered from the old file; none
+	// after it reached the handler.
+	if calls > b.protectedCalls() {
+		t.Errorf("%s: handler count went backwards", what)
+	}
+	if log := b.logs.take(); !strings.Contains(log, "level=ERROR") || !strings.Contains(log, cause) {
+		t.Errorf("%s: no error line naming %q in the log:\n%s", what, cause, log)
+	}
+}
+
+// TestBrokenDatabase breaks the SQLite file under a running server in the
+// ways a disk or an operator can: garbage written over it, the file deleted
+// (then restored from a copy), the disk full, the file made read-only.
+// Requests that cannot be served correctly fail closed with 503 and a log
+// line naming the cause, never reaching the protected handler, and the
+// server recovers when the database is back.
+func TestBrokenDatabase(t *testing.T) {
+	t.Parallel()
+	t.Run("file replaced by garbage", func(t *testing.T) {
+		t.Parallel()
+		b := newBrokenSite(t, t.TempDir())
+		good, err := os.ReadFile(b.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replace := func(content []byte) { // as cp to a temporary name and mv would
+			t.Helper()
+			tmp := b.path + ".new"
+			if err := os.WriteFile(tmp, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, b.path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		replace(bytes.Repeat([]byte("garbage!"), len(good)/8))
+		b.failsClosed(t, "garbage", "file is not a database")
+		replace(good)
+		b.healthy(t, "after the file was restored")
+	})
+
+	t.Run("file deleted, then restored from a copy", func(t *testing.T) {
+		t.Parallel()
+		b := newBrokenSite(t, t.TempDir())
+		good, err := os.ReadFile(b.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(b.path); err != nil {
+			t.Fatal(err)
+		}
+		b.failsClosed(t, "deleted", "no such file or directory")
+		if err := os.WriteFile(b.path, good, 0o600); err != nil { // a new inode
+			t.Fatal(err)
+		}
+		b.healthy(t, "after the file was restored")
+		if _, err := b.a.DB().Exec("INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at) VALUES ('probe', 'bob', 0, 0, 0)"); err != nil {
+			t.Fatal(err)
+		}
+		// The write went to the restored file, not to the deleted one.
+		if n := countIn(t, b.path, "SELECT count(*) FROM sessions WHERE token_hash = 'probe'"); n != 1 {
+			t.Fatalf("a write after the restore is not in the file at the path (%d rows)", n)
+		}
+	})
+
+	t.Run("disk full", func(t *testing.T) {
+		t.Parallel()
+		dir := mountTmpfs(t, "4m")
+		b := newBrokenSite(t, dir)
+		filler, err := os.Create(filepath.Join(dir, "filler"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for chunk := make([]byte, 64<<10); ; {
+			if _, err := filler.Write(chunk); err != nil {
+				break // full
+			}
+		}
+		filler.Close()
+		// SQLite reuses the space its WAL already has, so some writes may
+		// still succeed; registrations, which grow the file, run out.
+		b.logs.take()
+		full := false
+		for i := 0; i < 200 && !full; i++ {
+			r := b.do(nil, "POST", "/register", "application/json",
+				fmt.Sprintf(`{"username":"filler%d","password":"filler number %d, a passphrase long enough %s"}`, i, i, strings.Repeat("x", 60)))
+			switch r.status {
+			case 201:
+			case 503:
+				full = true
+			default:
+				t.Fatalf("registration %d on a full disk: %d", i, r.status)
+			}
+		}
+		if !full {
+			t.Fatal("200 registrations on a full disk all succeeded")
+		}
+		if log := b.logs.take(); !strings.Contains(log, "level=ERROR") || !strings.Contains(log, "full") {
+			t.Errorf("no error line naming the full disk:\n%s", log)
+		}
+		// Every answer is right or 503: never a wrong 401, never the
+		// handler without a verified password.
+		for range 10 {
+			if st := b.basicGet("bob", bobPassword).status; st != 200 && st != 503 {
+				t.Fatalf("Basic auth with the right password on a full disk: %d", st)
+			}
+			if st := b.basicGet("bob", "wrong").status; st != 401 && st != 503 {
+				t.Fatalf("Basic auth with a wrong password on a full disk: %d", st)
+			}
+		}
+		os.Remove(filepath.Join(dir, "filler"))
+		b.healthy(t, "after space was freed")
+	})
+
+	t.Run("read-only file", func(t *testing.T) {
+		t.Parallel()
+		b := newBrokenSite(t, t.TempDir())
+		files := []string{b.path, b.path + "-wal", b.path + "-shm"}
+		if out, err := exec.Command("chattr", append([]string{"+i"}, files...)...).CombinedOutput(); err != nil {
+			t.Skipf("cannot make the files immutable (needs root and a file system with chattr): %v %s", err, out)
+		}
+		defer exec.Command("chattr", append([]string{"-i"}, files...)...).Run()
+		b.failsClosed(t, "read-only", "operation not permitted")
+		if out, err := exec.Command("chattr", append([]string{"-i"}, files...)...).CombinedOutput(); err != nil {
+			t.Fatalf("chattr -i: %v %s", err, out)
+		}
+		b.healthy(t, "after the files were writable again")
+	})
+}
+
+func countIn(t *testing.T, path, query string) int {
+	t.Helper()
+	var n int
+	if err := testdb.RawSQLite(t, path).QueryRow(query).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
