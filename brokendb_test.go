@@ -248,6 +248,17 @@ func TestBrokenDatabase(t *testing.T) {
 	})
 }
 
+// TestDatabaseClosedOverHTTP: with the Authenticator's database closed under
+// it, every route answers 503 and logs why; a closed pool does not come back.
+func TestDatabaseClosedOverHTTP(t *testing.T) {
+	t.Parallel()
+	b := newBrokenSite(t, t.TempDir())
+	if err := b.a.DB().Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.failsClosed(t, "closed", "database is closed")
+}
+
 func countIn(t *testing.T, path, query string) int {
 	t.Helper()
 	var n int
