@@ -3,12 +3,11 @@ package minimost_test
 import (
 	"fmt"
 	"net/http"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minimost/minimost/internal/testdb"
 )
 
 // TestLoginFloodStaysBounded: 1,000 concurrent logins against the running
@@ -56,7 +55,10 @@ func TestLoginFloodStaysBounded(t *testing.T) {
 	for st := range statuses {
 		counts[st]++
 	}
-	peak := peakRSS(t, pid)
+	peak, err := testdb.PeakRSSMiB(pid)
+	if err != nil {
+		t.Skip("cannot read the server's peak RSS:", err)
+	}
 	t.Logf("1,000 logins: %v; /healthz slowest of 20 during the flood: %v; server peak RSS %.1f MiB", counts, slowest, peak)
 	if counts[401]+counts[503] != 1000 {
 		t.Errorf("answers: %v, want only 401 and 503", counts)
@@ -68,21 +70,4 @@ func TestLoginFloodStaysBounded(t *testing.T) {
 	if peak > 256 {
 		t.Errorf("server peak RSS %.1f MiB, want under 256", peak)
 	}
-}
-
-// peakRSS reads a process's VmHWM in MiB.
-func peakRSS(t *testing.T, pid int) float64 {
-	t.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Skip("no /proc: cannot measure memory:", err)
-	}
-	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			return float64(kb) / 1024
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
 }

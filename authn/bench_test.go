@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -156,21 +153,9 @@ func BenchmarkArgon2idBurst(b *testing.B) {
 		}
 		wg.Wait()
 	}
-	b.ReportMetric(peakRSSMiB(b), "peak-RSS-MiB")
-}
-
-// peakRSSMiB reads VmHWM, the peak resident set size, from /proc.
-func peakRSSMiB(b *testing.B) float64 {
-	status, err := os.ReadFile("/proc/self/status")
+	peak, err := testdb.PeakRSSMiB(0)
 	if err != nil {
-		b.Skip("no /proc/self/status:", err)
+		b.Skip("cannot read the peak RSS:", err)
 	}
-	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			return float64(kb) / 1024
-		}
-	}
-	b.Skip("no VmHWM in /proc/self/status")
-	return 0
+	b.ReportMetric(peak, "peak-RSS-MiB")
 }
