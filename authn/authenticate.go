@@ -168,7 +168,12 @@ func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, ch
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
 		return fmt.Errorf("authn: resetting failed attempts: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	n, err := res.RowsAffected()
+	if err != nil {
+		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
+		return fmt.Errorf("authn: resetting failed attempts: %w", err)
+	}
+	if n != 1 {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonChanged})
 		return ErrInvalidCredentials
 	}

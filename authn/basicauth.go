@@ -64,12 +64,15 @@ func (a *Authenticator) BasicAuth(next http.Handler) http.Handler {
 // challenge answers 401 with the Basic challenge. Every failure, whatever
 // its cause, gets exactly these bytes.
 func (a *Authenticator) challenge(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Basic realm="`+quoteRealm(a.web.realm)+`", charset="UTF-8"`)
+	w.Header().Set("WWW-Authenticate", a.web.challenge)
 	http.Error(w, "unauthorized", http.StatusUnauthorized)
 }
 
-func quoteRealm(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+// basicChallenge is the WWW-Authenticate value for realm, quoted as RFC 7235
+// quotes a string.
+func basicChallenge(realm string) string {
+	realm = strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(realm)
+	return `Basic realm="` + realm + `", charset="UTF-8"`
 }
 
 // basicLogin authenticates a Basic credential. A credential verified

@@ -71,6 +71,7 @@ type HTTPConfig struct {
 // web is an HTTPConfig with its defaults applied.
 type web struct {
 	realm, loginPath, registerPath  string
+	challenge                       string // the WWW-Authenticate value of BasicAuth
 	idle, lifetime, cleanupEvery    time.Duration
 	cookieName                      string
 	secure                          bool
@@ -103,6 +104,7 @@ func newWeb(c HTTPConfig) web {
 		registerTemplate:   c.RegisterTemplate,
 		crossOrigin:        http.NewCrossOriginProtection(),
 	}
+	w.challenge = basicChallenge(w.realm)
 	if c.SessionCleanupInterval < 0 {
 		w.cleanupEvery = 0
 	}
