@@ -82,6 +82,7 @@ type LockedError struct {
 	Until time.Time // when the lock ends
 }
 
+// Error says until when the account is locked.
 func (e *LockedError) Error() string {
 	return "authn: account locked until " + e.Until.UTC().Format(time.RFC3339)
 }

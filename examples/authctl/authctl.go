@@ -48,6 +48,7 @@ type call struct {
 // usageError is a mistake on the command line: exit status 2.
 type usageError struct{ msg string }
 
+// Error returns the message for the user.
 func (e usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, e env) int {
