@@ -13,9 +13,9 @@ import (
 // TestLoginFloodStaysBounded: 1,000 concurrent logins against the running
 // examples/login server (default hasher) leave it under a bounded peak
 // memory, and /healthz, which needs no authentication, keeps answering
-// while they queue for hashing slots.
+// while they queue for hashing slots. Not parallel: it measures latency,
+// and the other floods of this package would be part of it.
 func TestLoginFloodStaysBounded(t *testing.T) {
-	t.Parallel()
 	s := startExample(t, "login", "-demo-password", "the demo account's passphrase", "-lockout", "-1")
 	pid := s.pid
 
@@ -63,8 +63,9 @@ func TestLoginFloodStaysBounded(t *testing.T) {
 	if counts[401]+counts[503] != 1000 {
 		t.Errorf("answers: %v, want only 401 and 503", counts)
 	}
-	// Generous bounds: they catch starvation or unbounded growth, not noise.
-	if slowest > 2*time.Second {
+	// Generous bounds: they catch starvation (all 1,000 hashes would take
+	// about 50 s) or unbounded growth, not noise.
+	if slowest > 5*time.Second {
 		t.Errorf("/healthz took %v during the flood", slowest)
 	}
 	if peak > 256 {
