@@ -211,7 +211,7 @@ func (a *Authenticator) Account(ctx context.Context, username string) (Account, 
 
 // ListOptions selects a page of ListAccounts.
 type ListOptions struct {
-	// After lists the users whose names sort after it (byte order), for
+	// After lists the users whose names sort after it, for
 	// paging: pass the last name of the previous page.
 	After string
 	// Limit is the most users returned; 0 means 100, and at most 1000 are.
@@ -220,7 +220,9 @@ type ListOptions struct {
 	LockedOnly bool
 }
 
-// ListAccounts returns users in the byte order of their names.
+// ListAccounts returns users in the order of their names: byte order on
+// SQLite, the database's collation on PostgreSQL (paging with After follows
+// the same order either way).
 func (a *Authenticator) ListAccounts(ctx context.Context, opts ListOptions) ([]Account, error) {
 	if err := a.checkFile(); err != nil {
 		return nil, err
