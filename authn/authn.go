@@ -147,8 +147,9 @@ type Authenticator struct {
 	basicAuth   *credentialCache
 	fileProblem atomic.Pointer[error] // set while Open's database file is missing or broken
 
-	stop context.CancelFunc // stops the background goroutines
-	bg   sync.WaitGroup     // the background goroutines
+	bgctx context.Context    // ends at Close
+	stop  context.CancelFunc // ends bgctx
+	bg    sync.WaitGroup     // the background goroutines
 }
 
 // New returns an Authenticator over db, a *bun.DB with the SQLite or the
@@ -203,10 +204,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.dummyHash = dummy
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
-	var bgctx context.Context
-	bgctx, a.stop = context.WithCancel(context.Background())
+	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.web.cleanupEvery > 0 {
-		a.every(bgctx, a.web.cleanupEvery, a.cleanSessions)
+		a.every(a.web.cleanupEvery, a.cleanSessions)
 	}
 	return a, nil
 }
@@ -225,9 +225,10 @@ func (a *Authenticator) Close() error {
 	return nil
 }
 
-// every runs f every d in a goroutine until ctx ends; Close waits for it.
+// every runs f every d in a goroutine until Close, which waits for it.
 // No request pays for what runs here.
-func (a *Authenticator) every(ctx context.Context, d time.Duration, f func(context.Context)) {
+func (a *Authenticator) every(d time.Duration, f func(context.Context)) {
+	ctx := a.bgctx
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()

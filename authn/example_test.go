@@ -70,7 +70,7 @@ func ExampleAuthenticator_Authenticate() {
 	case errors.As(err, &locked):
 		// The application may tell the user apart; an HTTP client is told
 		// only "invalid username or password".
-		fmt.Println("locked for", locked.Until.Sub(time.Now()).Round(time.Minute))
+		fmt.Println("locked for", time.Until(locked.Until).Round(time.Minute))
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		fmt.Println("invalid credentials")
 	case err != nil:

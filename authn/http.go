@@ -151,7 +151,8 @@ func orDuration(d, def time.Duration) time.Duration {
 }
 
 // guard wraps every handler of the Authenticator: the client's address in
-// the context, and no-store on every response.
+// the context, no-store on every response, and 503 while Open's database
+// file is missing or broken.
 func (a *Authenticator) guard(h http.Handler) http.Handler {
 	return middleware.Chain(middleware.ClientIP(a.web.trusted), middleware.NoStore, a.fileGuard)(h)
 }

@@ -140,10 +140,7 @@ func (a *Authenticator) watchFile(path string, sqldb *sql.DB) error {
 		return err
 	}
 	w := &fileWatch{a: a, path: path, sqldb: sqldb, opened: fi}
-	ctx, stop := context.WithCancel(context.Background())
-	prev := a.stop
-	a.stop = func() { stop(); prev() }
-	a.every(ctx, fileCheckInterval, w.check)
+	a.every(fileCheckInterval, w.check)
 	return nil
 }
 
