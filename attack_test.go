@@ -151,12 +151,20 @@ func TestEnumeration(t *testing.T) {
 			times[kind] = append(times[kind], timeOne(a[0], a[1]))
 		}
 	}
+	// A wrong password also commits its claim (an fsync) and the others
+	// write nothing, so the ratios depend on the disk: 0.91–0.96 on a quiet
+	// machine, down to 0.72 with other packages' tests running beside.
+	// Without the dummy verification they would be near 0 (two indexed
+	// statements against a 20 ms hash), which is
+	// what the bound catches; TestUnknownUserRunsDummyVerification counts
+	// the verifications exactly.
+	const atLeast = 0.5
 	known := median(times["wrong password"])
 	for kind, ds := range times {
 		ratio := float64(median(ds)) / float64(known)
 		t.Logf("%-15s median %v, ratio to a wrong password %.2f", kind, median(ds), ratio)
-		if ratio < 0.8 {
-			t.Errorf("%s: median %v is %.2f of a wrong password's %v, want at least 0.8", kind, median(ds), ratio, known)
+		if ratio < atLeast {
+			t.Errorf("%s: median %v is %.2f of a wrong password's %v, want at least %.1f", kind, median(ds), ratio, known, atLeast)
 		}
 	}
 }

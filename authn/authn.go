@@ -42,6 +42,7 @@ package authn
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,7 @@ import (
 
 	"github.com/minimost/minimost/authn/password"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // Errors of the account operations, matched with errors.Is. Clients of an
@@ -145,6 +147,8 @@ type Authenticator struct {
 
 	web         web // the HTTP handlers' settings, defaults applied
 	basicAuth   *credentialCache
+	hashRead    *sql.Stmt             // the read of a cached Basic request, prepared once
+	localDB     bool                  // SQLite: reads are local, never over a network
 	fileProblem atomic.Pointer[error] // set while Open's database file is missing or broken
 
 	bgctx context.Context    // ends at Close
@@ -156,6 +160,11 @@ type Authenticator struct {
 // PostgreSQL dialect. It creates the tables it needs if they are missing,
 // never alters an existing one, and switches SQLite to WAL. An existing
 // users table of the Python application works as it is.
+//
+// Every statement goes through db, so its query hooks see them, with one
+// exception: the read that checks a cached Basic credential (see
+// [Authenticator.BasicAuth]) is a statement prepared once on db.DB, and
+// bun does not run hooks for prepared statements.
 func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if db == nil {
 		return nil, errors.New("authn: New: db is nil")
@@ -204,6 +213,10 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.dummyHash = dummy
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
+	a.localDB = db.Dialect().Name() == dialect.SQLite
+	if a.hashRead, err = prepareHashRead(ctx, db); err != nil {
+		return nil, err
+	}
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.web.cleanupEvery > 0 {
 		a.every(a.web.cleanupEvery, a.cleanSessions)
@@ -216,10 +229,11 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 func (a *Authenticator) Close() error {
 	a.stop()
 	a.bg.Wait()
-	if !a.ownsDB {
-		return nil
+	err := a.hashRead.Close()
+	if a.ownsDB {
+		err = errors.Join(err, a.db.Close())
 	}
-	if err := a.db.Close(); err != nil {
+	if err != nil {
 		return fmt.Errorf("authn: close: %w", err)
 	}
 	return nil

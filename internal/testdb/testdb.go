@@ -64,12 +64,7 @@ func Each(t *testing.T, f func(t *testing.T, db *DB)) {
 // logger.
 func (db *DB) Open(t testing.TB, cfg authn.Config) *authn.Authenticator {
 	t.Helper()
-	if cfg.Hasher == nil {
-		cfg.Hasher = FastHasher
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	fill(&cfg)
 	open := authn.Open
 	if db.Name == "postgres" {
 		open = authn.OpenPostgres
@@ -80,6 +75,16 @@ func (db *DB) Open(t testing.TB, cfg authn.Config) *authn.Authenticator {
 	}
 	t.Cleanup(func() { a.Close() })
 	return a
+}
+
+// fill gives cfg the tests' Hasher and Logger when it has none.
+func fill(cfg *authn.Config) {
+	if cfg.Hasher == nil {
+		cfg.Hasher = FastHasher
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 // SQLite returns a new SQLite file database.
