@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -52,8 +51,7 @@ func (a *Authenticator) BasicAuth(next http.Handler) http.Handler {
 			a.challenge(w)
 			return
 		}
-		ctx := a.withSlotWait(r.Context())
-		switch err := a.basicLogin(ctx, username, pw); {
+		switch err := a.basicLogin(r.Context(), username, pw); {
 		case err == nil:
 			next.ServeHTTP(w, withUsername(r, username))
 		case isClientFailure(err):
@@ -96,7 +94,7 @@ func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) err
 			c.forget(username, pw) // changed, locked or deleted: check in full
 		}
 	}
-	stored, err := a.authenticate(ctx, username, pw)
+	stored, err := a.authenticate(a.withSlotWait(ctx), username, pw)
 	if err == nil && c != nil {
 		c.add(username, pw, stored)
 	}
@@ -174,7 +172,7 @@ type credentialCache struct {
 	ttl  time.Duration
 	max  int
 	now  func() time.Time
-	macs sync.Pool // of keyed HMAC-SHA256 states: keying costs two blocks
+	macs sync.Pool // of *macState: keying an HMAC costs two blocks
 
 	mu      sync.Mutex
 	entries map[[sha256.Size]byte]cacheEntry
@@ -193,24 +191,32 @@ func newCredentialCache(size int, ttl time.Duration, now func() time.Time) *cred
 	key := make([]byte, 32)
 	rand.Read(key)
 	c := &credentialCache{ttl: ttl, max: size, now: now, entries: make(map[[sha256.Size]byte]cacheEntry)}
-	c.macs.New = func() any { return hmac.New(sha256.New, key) }
+	c.macs.New = func() any { return &macState{mac: hmac.New(sha256.New, key)} }
 	return c
 }
 
+// macState is a keyed HMAC-SHA256 and room for its input and output, so that
+// a lookup allocates nothing.
+type macState struct {
+	mac hash.Hash
+	in  []byte
+	out [sha256.Size]byte
+}
+
 func (c *credentialCache) sum(username, pw string) [sha256.Size]byte {
-	m := c.macs.Get().(hash.Hash)
-	defer c.macs.Put(m)
-	m.Reset()
-	var buf [8]byte
-	for _, s := range []string{username, pw} {
-		// Length prefixes keep ("ab","c") and ("a","bc") apart.
-		binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
-		m.Write(buf[:])
-		io.WriteString(m, s)
-	}
-	var out [sha256.Size]byte
-	m.Sum(out[:0])
-	return out
+	st := c.macs.Get().(*macState)
+	defer c.macs.Put(st)
+	// Length prefixes keep ("ab","c") and ("a","bc") apart.
+	in := binary.BigEndian.AppendUint64(st.in[:0], uint64(len(username)))
+	in = append(in, username...)
+	in = binary.BigEndian.AppendUint64(in, uint64(len(pw)))
+	in = append(in, pw...)
+	st.mac.Reset()
+	st.mac.Write(in)
+	clear(in) // the password stays no longer than the request
+	st.in = in
+	st.mac.Sum(st.out[:0])
+	return st.out
 }
 
 // lookup returns the hash a credential was verified against.
