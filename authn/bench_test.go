@@ -106,7 +106,7 @@ func BenchmarkBasicAuthCached(b *testing.B) {
 // UPDATE … RETURNING) each. ns/op is the time per claim.
 func BenchmarkClaim(b *testing.B) {
 	benchBackends(b, func(b *testing.B, db *testdb.DB) {
-		a := db.Open(b, authn.Config{Hasher: password.PBKDF2{Iterations: 1}, LockoutThreshold: 1 << 30})
+		a := db.Open(b, authn.Config{Hasher: password.PBKDF2{Iterations: 1}, LockoutThreshold: 1 << 30, HashConcurrency: 64})
 		ctx := context.Background()
 		const users = 64
 		for i := range users {
