@@ -267,3 +267,67 @@ func countIn(t *testing.T, path, query string) int {
 	}
 	return n
 }
+
+// TestCachedBasicAuthAfterRestore: a server that remembers bob's Basic
+// credentials has its file replaced by a copy in which bob is locked. Once
+// the file watch has reopened the pool, the cached request's read (a
+// prepared statement, re-prepared on the new connections) sees the copy and
+// refuses bob.
+func TestCachedBasicAuthAfterRestore(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "auth.db")
+	s := newSite(t, &testdb.DB{Name: "sqlite", URL: path}, authn.Config{})
+	for range 3 { // the first verifies, the next two are cached
+		if st := s.basicGet("bob", bobPassword).status; st != 200 {
+			t.Fatalf("Basic auth before the restore: %d", st)
+		}
+	}
+	if _, err := s.a.DB().Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := filepath.Join(t.TempDir(), "restored.db")
+	if err := os.WriteFile(restored, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw := testdb.RawSQLite(t, restored)
+	var bobHash string
+	if err := raw.QueryRow("SELECT password_hash FROM users WHERE username = 'bob'").Scan(&bobHash); err != nil {
+		t.Fatal(err)
+	}
+	verifies := s.hasher.Verifies(bobHash)
+	if verifies != 1 {
+		t.Fatalf("bob's hash verified %d times for three requests, want 1", verifies)
+	}
+	if _, err := raw.Exec("UPDATE users SET lockout_until = 4102444800 WHERE username = 'bob'"); err != nil { // 2100-01-01
+		t.Fatal(err)
+	}
+	if err := raw.Close(); err != nil { // checkpoints: the copy is whole
+		t.Fatal(err)
+	}
+	if err := os.Rename(restored, path); err != nil {
+		t.Fatal(err)
+	}
+	// Up to a second may pass before the watch notices the new inode.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st := s.basicGet("bob", bobPassword).status
+		if st == 401 {
+			break
+		}
+		if st != 200 && st != 503 || time.Now().After(deadline) {
+			t.Fatalf("Basic auth after a restore that locks bob: %d", st)
+		}
+	}
+	for range 3 {
+		if st := s.basicGet("bob", bobPassword).status; st != 401 {
+			t.Fatalf("Basic auth after the restore, again: %d, want 401", st)
+		}
+	}
+	// Refused as locked: the dummy hash, never bob's.
+	if got := s.hasher.Verifies(bobHash); got != verifies {
+		t.Errorf("bob's hash was verified %d times after the restore", got-verifies)
+	}
+}
