@@ -155,9 +155,8 @@ func TestEnumeration(t *testing.T) {
 	// write nothing, so the ratios depend on the disk: 0.91–0.96 on a quiet
 	// machine, down to 0.72 with other packages' tests running beside.
 	// Without the dummy verification they would be near 0 (two indexed
-	// statements against a 20 ms hash), which is
-	// what the bound catches; TestUnknownUserRunsDummyVerification counts
-	// the verifications exactly.
+	// statements against a 20 ms hash), which is what the bound catches;
+	// TestUnknownUserRunsDummyVerification counts the verifications exactly.
 	const atLeast = 0.5
 	known := median(times["wrong password"])
 	for kind, ds := range times {

@@ -107,8 +107,8 @@ func (a *Authenticator) currentHash(ctx context.Context, username string) (store
 	if a.localDB {
 		// A cancellable context costs two goroutines per query, the
 		// watchers of database/sql and of the driver: as much again as
-		// this read of a local file, which a WAL reader never waits on a
-		// lock for. Its only wait, for a pooled connection, is bounded by
+		// this read of a local file, which in WAL mode does not wait for
+		// writers. Its one wait, for a pooled connection, is bounded by
 		// the busy timeout of the statements holding them.
 		ctx = context.WithoutCancel(ctx)
 	}

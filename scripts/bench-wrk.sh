@@ -9,9 +9,10 @@
 # On a machine with two or more CPUs the server runs on CPU 0 and wrk (one
 # thread) on CPU 1, so that the load generator does not take the server's
 # time: otherwise the comparison measures the scheduler as much as the
-# server. SHARED=1 runs both unpinned, wrk with two threads.
+# server. SHARED=1 runs both unpinned, wrk with two threads, as does a
+# machine without taskset (util-linux).
 #
-# Installs wrk (and taskset, util-linux) from Debian's packages when missing.
+# Installs wrk from Debian's packages when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10s}
