@@ -42,7 +42,6 @@ package authn
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,7 +53,6 @@ import (
 
 	"github.com/minimost/minimost/authn/password"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 )
 
 // Errors of the account operations, matched with errors.Is. Clients of an
@@ -147,8 +145,7 @@ type Authenticator struct {
 
 	web         web // the HTTP handlers' settings, defaults applied
 	basicAuth   *credentialCache
-	hashRead    *sql.Stmt             // the read of a cached Basic request, prepared once
-	localDB     bool                  // SQLite: reads are local, never over a network
+	hot         *hotReads             // the reads of every authenticated request, prepared once
 	fileProblem atomic.Pointer[error] // set while Open's database file is missing or broken
 
 	bgctx context.Context    // ends at Close
@@ -161,10 +158,11 @@ type Authenticator struct {
 // never alters an existing one, and switches SQLite to WAL. An existing
 // users table of the Python application works as it is.
 //
-// Every statement goes through db, so its query hooks see them, with one
-// exception: the read that checks a cached Basic credential (see
-// [Authenticator.BasicAuth]) is a statement prepared once on db.DB, and
-// bun does not run hooks for prepared statements.
+// Every statement goes through db, so its query hooks see them, with two
+// exceptions: the reads made on every authenticated request (the user's row
+// behind a cached Basic credential, see [Authenticator.BasicAuth], and the
+// session behind a cookie) are statements prepared once on db.DB, and bun
+// does not run hooks for prepared statements.
 func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if db == nil {
 		return nil, errors.New("authn: New: db is nil")
@@ -213,8 +211,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.dummyHash = dummy
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
-	a.localDB = db.Dialect().Name() == dialect.SQLite
-	if a.hashRead, err = prepareHashRead(ctx, db); err != nil {
+	if a.hot, err = prepareHotReads(ctx, db); err != nil {
 		return nil, err
 	}
 	a.bgctx, a.stop = context.WithCancel(context.Background())
@@ -229,7 +226,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 func (a *Authenticator) Close() error {
 	a.stop()
 	a.bg.Wait()
-	err := a.hashRead.Close()
+	err := a.hot.Close()
 	if a.ownsDB {
 		err = errors.Join(err, a.db.Close())
 	}

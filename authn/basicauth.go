@@ -9,16 +9,12 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 )
 
 // maxAuthorizationBytes bounds the Authorization header that is decoded:
@@ -104,32 +100,9 @@ func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) err
 // currentHash reads a user's hash and whether the user is locked now: one
 // read by primary key, the whole cost of a cached request.
 func (a *Authenticator) currentHash(ctx context.Context, username string) (stored string, locked bool, err error) {
-	if a.localDB {
-		// A cancellable context costs two goroutines per query, the
-		// watchers of database/sql and of the driver: as much again as
-		// this read of a local file, which in WAL mode does not wait for
-		// writers. Its one wait, for a pooled connection, is bounded by
-		// the busy timeout of the statements holding them.
-		ctx = context.WithoutCancel(ctx)
-	}
 	var until sql.NullFloat64
-	err = a.hashRead.QueryRowContext(ctx, username).Scan(&stored, &until)
+	err = a.hot.user.QueryRowContext(a.hot.context(ctx), username).Scan(&stored, &until)
 	return stored, until.Valid && until.Float64 > unixSeconds(a.now()), err
-}
-
-// prepareHashRead prepares currentHash's query. Parsing it again for every
-// request was a third of a cached request's time. A prepared statement runs
-// outside bun, so bun query hooks do not see this one read (New says so).
-func prepareHashRead(ctx context.Context, db *bun.DB) (*sql.Stmt, error) {
-	query := "SELECT password_hash, lockout_until FROM users WHERE username = ?"
-	if db.Dialect().Name() == dialect.PG {
-		query = "SELECT password_hash, lockout_until FROM users WHERE username = $1"
-	}
-	stmt, err := db.DB.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("authn: preparing the Basic auth read: %w", err)
-	}
-	return stmt, nil
 }
 
 // parseBasicAuth reads the Authorization header as RFC 7617 says: the

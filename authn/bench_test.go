@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,6 +91,42 @@ func BenchmarkBasicAuthCached(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			r := basicRequest("u", goodPassword).WithContext(ctx)
+			for pb.Next() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != 200 {
+					b.Errorf("status %d", w.Code)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkSessionRequest is a request with a live session cookie, through
+// RequireSession, in parallel: one indexed read (the last-seen time is
+// written at most once a minute).
+func BenchmarkSessionRequest(b *testing.B) {
+	benchBackends(b, func(b *testing.B, db *testdb.DB) {
+		a := db.Open(b, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}})
+		if err := a.Register(context.Background(), "u", goodPassword); err != nil {
+			b.Fatal(err)
+		}
+		login := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"username": {"u"}, "password": {goodPassword}}.Encode()))
+		login.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		a.LoginHandler().ServeHTTP(w, login)
+		cookies := w.Result().Cookies()
+		if w.Code != http.StatusSeeOther || len(cookies) != 1 {
+			b.Fatalf("login: %d, %d cookies", w.Code, len(cookies))
+		}
+		h := a.RequireSession(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			r := httptest.NewRequestWithContext(ctx, "GET", "/app/", nil)
+			r.AddCookie(cookies[0])
 			for pb.Next() {
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, r)

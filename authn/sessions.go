@@ -69,7 +69,7 @@ func (a *Authenticator) sessionUser(ctx context.Context, token string) (string, 
 	}
 	h := tokenHash(token)
 	var s model.Session
-	err := a.db.NewSelect().Model(&s).Where("token_hash = ?", h).Scan(ctx)
+	err := a.hot.session.QueryRowContext(a.hot.context(ctx), h).Scan(&s.Username, &s.LastSeen, &s.ExpiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", errNoSession
 	}
