@@ -13,10 +13,10 @@ import (
 
 // hotReads are the reads made on every authenticated request: the user's
 // row behind a cached Basic credential, and a session. They are prepared
-// once; parsing them again for each request was a third to a half of such
-// a request's time. Bun does not run query hooks for prepared statements,
-// so hooks do not see these two (New says so); every other statement goes
-// through bun.
+// once: parsing and finalizing them for each request took 40% of a cached
+// Basic request's time in a profile. Bun does not run query hooks for
+// prepared statements, so hooks do not see these two (New says so); every
+// other statement goes through bun.
 type hotReads struct {
 	local   bool      // SQLite: the reads are of a local file
 	user    *sql.Stmt // password_hash, lockout_until by username
