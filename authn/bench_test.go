@@ -84,22 +84,27 @@ func BenchmarkBasicAuthCached(b *testing.B) {
 		if st := serve(h, basicRequest("u", goodPassword)); st != 200 {
 			b.Fatal(st)
 		}
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			// net/http gives every request a context that is cancelled
-			// when the client goes away; database drivers watch it.
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			r := basicRequest("u", goodPassword).WithContext(ctx)
-			for pb.Next() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, r)
-				if w.Code != 200 {
-					b.Errorf("status %d", w.Code)
-					return
-				}
+		serveParallel(b, h, func() *http.Request { return basicRequest("u", goodPassword) })
+	})
+}
+
+// serveParallel times h serving requests made by newRequest, in parallel,
+// each answered 200. Like net/http, it gives every request a context that
+// can be cancelled; database drivers watch it.
+func serveParallel(b *testing.B, h http.Handler, newRequest func() *http.Request) {
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		r := newRequest().WithContext(ctx)
+		for pb.Next() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != 200 {
+				b.Errorf("status %d", w.Code)
+				return
 			}
-		})
+		}
 	})
 }
 
@@ -121,20 +126,10 @@ func BenchmarkSessionRequest(b *testing.B) {
 			b.Fatalf("login: %d, %d cookies", w.Code, len(cookies))
 		}
 		h := a.RequireSession(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			r := httptest.NewRequestWithContext(ctx, "GET", "/app/", nil)
+		serveParallel(b, h, func() *http.Request {
+			r := httptest.NewRequest("GET", "/app/", nil)
 			r.AddCookie(cookies[0])
-			for pb.Next() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, r)
-				if w.Code != 200 {
-					b.Errorf("status %d", w.Code)
-					return
-				}
-			}
+			return r
 		})
 	})
 }
