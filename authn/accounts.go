@@ -117,8 +117,12 @@ func (a *Authenticator) Unlock(ctx context.Context, username string) error {
 }
 
 // Lock locks a user for d from now (d <= 0: for the configured
-// LockoutDuration) and clears the failure counter. Logins are refused until
-// the lock ends or Unlock or SetPassword is called. Existing sessions stay.
+// LockoutDuration), clears the failure counter and ends all the user's
+// sessions, in one transaction: a lock is what an administrator does about a
+// password in the wrong hands. Logins are refused until the lock ends or
+// Unlock or SetPassword is called; a login already past its password check
+// is refused too (see Authenticate). A lockout caused by failed passwords,
+// unlike Lock, leaves sessions alone, or anyone could sign a user out.
 func (a *Authenticator) Lock(ctx context.Context, username string, d time.Duration) error {
 	if err := a.checkFile(); err != nil {
 		return err
@@ -126,11 +130,17 @@ func (a *Authenticator) Lock(ctx context.Context, username string, d time.Durati
 	if d <= 0 {
 		d = a.duration
 	}
-	res, err := a.db.NewUpdate().Model((*model.User)(nil)).
-		Set("failed_attempts = 0").
-		Set("lockout_until = ?", unixSeconds(a.now().Add(d))).
-		Where("username = ?", username).Exec(ctx)
-	if err := oneRow(res, err); err != nil {
+	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*model.User)(nil)).
+			Set("failed_attempts = 0").
+			Set("lockout_until = ?", unixSeconds(a.now().Add(d))).
+			Where("username = ?", username).Exec(ctx)
+		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		return deleteSessions(ctx, tx, username)
+	})
+	if err != nil {
 		return fmt.Errorf("authn: lock %s: %w", username, err)
 	}
 	a.emit(ctx, Event{Type: EventLock, Username: username})

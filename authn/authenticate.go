@@ -6,8 +6,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun"
 )
 
 // Authenticate checks username and password and applies the lockout rule:
@@ -26,12 +28,17 @@ import (
 // every failure costs about the same time. A database error or a context
 // that ends is returned as it is: never nil, never a success.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) error {
-	_, err := a.authenticate(ctx, username, password)
-	return err
+	if _, err := a.authenticate(ctx, username, password); err != nil {
+		return err
+	}
+	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
+	return nil
 }
 
 // authenticate is Authenticate, returning the user's hash as it is stored
-// after the login (the re-hash, if there was one).
+// after the login (the re-hash, if there was one). It reports failures; the
+// caller reports the success once the login is complete (a session started,
+// for the login route).
 func (a *Authenticator) authenticate(ctx context.Context, username, password string) (stored string, err error) {
 	if err := a.checkFile(); err != nil {
 		return "", err
@@ -40,21 +47,28 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonBusy})
 		return "", err
 	}
+	start := time.Now()
 	change, err := a.checkPassword(ctx, username, password)
 	a.release()
+	if err == nil {
+		err = a.resetAfterLogin(ctx, username, change)
+	}
 	if err != nil {
+		if isClientFailure(err) {
+			a.failureTiming.pad(ctx, start)
+		}
 		return "", err
 	}
-	if err := a.resetAfterLogin(ctx, username, change); err != nil {
-		return "", err
-	}
-	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return cmp.Or(change.new, change.old), nil
 }
 
 // passwordChange is a verified hash and, when it needs one, its re-hash.
 type passwordChange struct {
 	old, new string // new is "" when no re-hash is due
+	// ownLock is the lockout_until that this attempt's own claim wrote
+	// when it was the one that reached the threshold; the reset may clear
+	// that lock and no other.
+	ownLock sql.NullFloat64
 }
 
 // checkPassword runs steps 1, 2 and 4 of Authenticate, and the hashing of
@@ -72,7 +86,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 		a.dummyVerify("")
 		return fail(ReasonMalformedPassword, ErrInvalidCredentials)
 	}
-	stored, lockedNow, err := a.claim(ctx, username)
+	stored, ownLock, err := a.claim(ctx, username)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		change, err := a.refused(ctx, username)
@@ -82,19 +96,23 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 		return fail(ReasonError, fmt.Errorf("authn: claiming a login attempt: %w", err))
 	}
 	ok, err := a.hasher.Verify(stored, password)
-	if lockedNow {
+	if ownLock.Valid && (err != nil || !ok) {
+		// Reported only for a failure: the right password on the T-th
+		// attempt succeeds and clears its own lock below.
 		a.emit(ctx, Event{Type: EventLockout, Username: username})
 	}
 	if err != nil {
 		// Fail closed, and tell the operator: no password can match a
-		// hash this package cannot read.
+		// hash this package cannot read. The dummy verification makes
+		// the failure cost what any other does.
 		a.logger.ErrorContext(ctx, "authn: stored password hash is unusable", "user", username, "error", err)
+		a.dummyVerify(password)
 		return fail(ReasonUnusableHash, fmt.Errorf("%w: stored hash of %s: %w", ErrInvalidCredentials, username, err))
 	}
 	if !ok {
 		return fail(ReasonWrongPassword, ErrInvalidCredentials)
 	}
-	change := passwordChange{old: stored}
+	change := passwordChange{old: stored, ownLock: ownLock}
 	if a.hasher.NeedsRehash(stored) {
 		// A failed re-hash must not fail a correct login: keep the old hash.
 		if h, err := a.hasher.Hash(password); err == nil {
@@ -107,28 +125,34 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 }
 
 // claim is step 2: it counts the attempt on an unlocked account and returns
-// its stored hash, and whether this attempt locked it. sql.ErrNoRows means
-// unknown user or locked. With lockout disabled it only reads.
-func (a *Authenticator) claim(ctx context.Context, username string) (stored string, lockedNow bool, err error) {
+// its stored hash and, when this attempt reached the threshold, the lock it
+// wrote. sql.ErrNoRows means unknown user or locked. With lockout disabled
+// it only reads.
+func (a *Authenticator) claim(ctx context.Context, username string) (stored string, ownLock sql.NullFloat64, err error) {
 	now := unixSeconds(a.now())
 	if a.threshold < 0 {
 		err = a.db.NewSelect().Model((*model.User)(nil)).Column("password_hash").
 			Where("username = ?", username).
-			Where("lockout_until IS NULL OR lockout_until <= ?", now).
+			Where(notLocked, now).
 			Scan(ctx, &stored)
-		return stored, false, err
+		return stored, ownLock, err
 	}
 	// Every SET expression reads the row as it was before the UPDATE.
-	var until sql.NullFloat64
 	err = a.db.NewUpdate().Model((*model.User)(nil)).
 		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", a.threshold).
 		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", a.threshold, now+a.duration.Seconds()).
 		Where("username = ?", username).
-		Where("lockout_until IS NULL OR lockout_until <= ?", now).
+		Where(notLocked, now).
 		Returning("password_hash, lockout_until").
-		Scan(ctx, &stored, &until)
-	return stored, until.Valid, err
+		Scan(ctx, &stored, &ownLock)
+	return stored, ownLock, err
 }
+
+// notLocked is the condition, on users, of an account that is not locked
+// at the time given as its argument. NULL and past times are unlocked;
+// anything else is locked, NaN and infinities included (PostgreSQL sorts
+// NaN above every number, so "NaN <= now" is false there too).
+const notLocked = "lockout_until IS NULL OR lockout_until <= ?"
 
 // refused tells a locked account from an unknown user after a claim found
 // no row to count, and reports it.
@@ -151,19 +175,34 @@ func (a *Authenticator) refused(ctx context.Context, username string) (passwordC
 }
 
 // resetAfterLogin is step 3: it clears the counter and the lock and stores
-// the re-hash, provided the hash is still the one verified. If a password
-// change or a deletion came in between, the login fails.
+// the re-hash, provided the hash is still the one verified and the account
+// is not locked now. A lock set since the claim (by Lock, or by failures
+// that landed meanwhile) refuses the login as locked; only the lock this
+// attempt's own claim wrote is cleared. A password change or a deletion
+// that came in between fails the login.
 func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, change passwordChange) error {
 	if a.threshold < 0 && change.new == "" {
 		return nil // lockout disabled and nothing to store
 	}
+	now := unixSeconds(a.now())
 	q := a.db.NewUpdate().Model((*model.User)(nil)).
 		Set("failed_attempts = 0").
 		Set("lockout_until = NULL")
 	if change.new != "" {
 		q = q.Set("password_hash = ?", change.new)
 	}
-	res, err := q.Where("username = ?", username).Where("password_hash = ?", change.old).Exec(ctx)
+	q = q.Where("username = ?", username).Where("password_hash = ?", change.old)
+	if own := change.ownLock; own.Valid {
+		// The value comes back from RETURNING and goes out as a literal;
+		// a window of a millisecond absorbs any rounding on the way, and
+		// no other lock is written within it.
+		q = q.WhereGroup(" AND ", func(q *bun.UpdateQuery) *bun.UpdateQuery {
+			return q.Where(notLocked, now).WhereOr("lockout_until BETWEEN ? AND ?", own.Float64-1e-3, own.Float64+1e-3)
+		})
+	} else {
+		q = q.Where(notLocked, now)
+	}
+	res, err := q.Exec(ctx)
 	if err != nil {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
 		return fmt.Errorf("authn: resetting failed attempts: %w", err)
@@ -174,16 +213,43 @@ func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, ch
 		return fmt.Errorf("authn: resetting failed attempts: %w", err)
 	}
 	if n != 1 {
-		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonChanged})
-		return ErrInvalidCredentials
+		return a.changedDuringLogin(ctx, username)
 	}
 	return nil
 }
 
+// changedDuringLogin reports a verified login whose account changed before
+// it could be completed: locked (refused as locked), or with a new password
+// or deleted (refused as invalid).
+func (a *Authenticator) changedDuringLogin(ctx context.Context, username string) error {
+	var until sql.NullFloat64
+	err := a.db.NewSelect().Model((*model.User)(nil)).Column("lockout_until").
+		Where("username = ?", username).Scan(ctx, &until)
+	switch {
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
+		return fmt.Errorf("authn: reading a lock: %w", err)
+	case err == nil && isLocked(until, unixSeconds(a.now())):
+		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonLocked})
+		return &LockedError{Until: fromUnixSeconds(until.Float64)}
+	}
+	a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonChanged})
+	return ErrInvalidCredentials
+}
+
+// isLocked is notLocked's negation in Go: a stored lockout_until that is
+// not NULL and not a past time (NaN included) means locked.
+func isLocked(until sql.NullFloat64, now float64) bool {
+	return until.Valid && !(until.Float64 <= now)
+}
+
 // dummyVerify spends the time of a real verification, for answers that must
 // not be told apart from a wrong password by their timing.
+// Its duration is the reference that failureTiming pads failures to.
 func (a *Authenticator) dummyVerify(password string) {
+	start := time.Now()
 	_, _ = a.hasher.Verify(a.dummyHash, password)
+	a.failureTiming.observe(time.Since(start))
 }
 
 // loggable returns username if it is well-formed, else "": a malformed

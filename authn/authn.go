@@ -140,6 +140,8 @@ type Authenticator struct {
 	// account, malformed input), so those answers take as long as a wrong
 	// password does.
 	dummyHash string
+	// failureTiming pads failed logins to the time of a dummy verification.
+	failureTiming failureTiming
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
 
@@ -204,11 +206,13 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 	// The dummy hash is made with the configured Hasher and parameters, so
 	// verifying it costs what verifying a user's current hash costs.
+	start := time.Now()
 	dummy, err := a.hasher.Hash(rand.Text())
 	if err != nil {
 		return nil, fmt.Errorf("authn: making the dummy hash: %w", err)
 	}
 	a.dummyHash = dummy
+	a.failureTiming.observe(time.Since(start)) // a hash costs what its verification does
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
 	if a.hot, err = prepareHotReads(ctx, db); err != nil {

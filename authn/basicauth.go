@@ -91,10 +91,14 @@ func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) err
 		}
 	}
 	stored, err := a.authenticate(a.withSlotWait(ctx), username, pw)
-	if err == nil && c != nil {
+	if err != nil {
+		return err
+	}
+	if c != nil {
 		c.add(username, pw, stored)
 	}
-	return err
+	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
+	return nil
 }
 
 // currentHash reads a user's hash and whether the user is locked now: one

@@ -107,9 +107,9 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := a.withSlotWait(r.Context())
-	err := a.Authenticate(ctx, in.Username, in.Password)
+	stored, err := a.authenticate(ctx, in.Username, in.Password)
 	if err == nil {
-		err = a.startSession(w, r, in.Username)
+		err = a.startSession(w, r, in.Username, stored)
 	}
 	switch {
 	case isClientFailure(err):
@@ -126,19 +126,26 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// startSession ends the session the request came with, if any (a new token
-// at every login), and sets the cookie of a new one.
-func (a *Authenticator) startSession(w http.ResponseWriter, r *http.Request, username string) error {
-	if old := a.sessionToken(r); old != "" {
-		if _, err := a.endSession(r.Context(), old); err != nil {
-			return err
-		}
+// startSession ends the sessions the request came with, if any (a new
+// token at every login), and sets the cookie of a new one for username,
+// whose password was verified against the hash verified. It reports the
+// login as succeeded, or as failed when the account changed since the
+// password check.
+func (a *Authenticator) startSession(w http.ResponseWriter, r *http.Request, username, verified string) error {
+	ctx := r.Context()
+	if err := a.endSessions(ctx, r); err != nil {
+		return err
 	}
-	token, err := a.createSession(r.Context(), username)
+	token, err := a.createSession(ctx, username, verified)
+	if errors.Is(err, errSessionRefused) {
+		return a.changedDuringLogin(ctx, username)
+	}
 	if err != nil {
 		return err
 	}
+	a.clearTossedCookies(w, r)
 	http.SetCookie(w, a.sessionCookie(token))
+	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
 }
 
@@ -148,10 +155,14 @@ func (a *Authenticator) startSession(w http.ResponseWriter, r *http.Request, use
 func (a *Authenticator) LogoutHandler() http.Handler {
 	post := a.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		username, err := a.endSession(r.Context(), a.sessionToken(r))
+		if err == nil {
+			err = a.endSessions(r.Context(), r) // and any other cookie of the name
+		}
 		if err != nil {
 			a.unavailable(w, r, err)
 			return
 		}
+		a.clearTossedCookies(w, r)
 		http.SetCookie(w, a.sessionCookie(""))
 		if username != "" {
 			a.emit(r.Context(), Event{Type: EventLogout, Username: username})

@@ -20,7 +20,7 @@ import (
 type hotReads struct {
 	local   bool      // SQLite: the reads are of a local file
 	user    *sql.Stmt // password_hash, lockout_until by username
-	session *sql.Stmt // username, last_seen, expires_at by token_hash
+	session *sql.Stmt // username, last_seen, expires_at by token_hash, if the user exists
 }
 
 func prepareHotReads(ctx context.Context, db *bun.DB) (*hotReads, error) {
@@ -39,7 +39,7 @@ func prepareHotReads(ctx context.Context, db *bun.DB) (*hotReads, error) {
 	if h.user, err = prepare("SELECT password_hash, lockout_until FROM users WHERE username = ?"); err != nil {
 		return nil, err
 	}
-	if h.session, err = prepare("SELECT username, last_seen, expires_at FROM sessions WHERE token_hash = ?"); err != nil {
+	if h.session, err = prepare("SELECT s.username, s.last_seen, s.expires_at FROM sessions AS s JOIN users AS u ON u.username = s.username WHERE s.token_hash = ?"); err != nil {
 		h.user.Close()
 		return nil, err
 	}

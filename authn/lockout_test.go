@@ -117,12 +117,14 @@ func TestLockoutAcrossPools(t *testing.T) {
 }
 
 // TestLockoutCountsConsecutiveFailures checks the rule step by step: the
-// T-th failure locks and resets the counter, a success resets it.
+// T-th failure locks and resets the counter, a success resets it. The
+// success is the third claim of four, so that it is the reset, not a lock,
+// that brings the counter back to 0.
 func TestLockoutCountsConsecutiveFailures(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		clk := newClock()
-		a := db.Open(t, authn.Config{Now: clk.Now, LockoutThreshold: 3, LockoutDuration: time.Minute})
+		a := db.Open(t, authn.Config{Now: clk.Now, LockoutThreshold: 4, LockoutDuration: time.Minute})
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
@@ -147,10 +149,14 @@ func TestLockoutCountsConsecutiveFailures(t *testing.T) {
 		}
 		wrong()
 		wrong()
-		wrong() // the third locks
+		wrong()
+		if got := readUser(t, raw, "u").Failed.Int64; got != 3 {
+			t.Fatalf("failed_attempts = %d after 3 failures since the success, want 3", got)
+		}
+		wrong() // the fourth locks
 		row := readUser(t, raw, "u")
 		if row.Failed.Int64 != 0 || !row.Until.Valid {
-			t.Fatalf("after 3 failures: failed_attempts=%v lockout_until=%v, want 0 and a time", row.Failed, row.Until)
+			t.Fatalf("after 4 failures: failed_attempts=%v lockout_until=%v, want 0 and a time", row.Failed, row.Until)
 		}
 		if want := float64(clk.Now().Add(time.Minute).UnixMicro()) / 1e6; row.Until.Float64 != want {
 			t.Fatalf("lockout_until = %f, want %f", row.Until.Float64, want)

@@ -9,9 +9,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun/dialect"
 )
 
 // errNoSession: no cookie, a malformed one, or an unknown or expired token.
@@ -42,18 +45,31 @@ func validToken(token string) bool {
 	return err == nil && len(b) == sessionTokenBytes
 }
 
-// createSession stores a new session for username and returns its token.
-func (a *Authenticator) createSession(ctx context.Context, username string) (string, error) {
+// errSessionRefused: the account changed between the password check and
+// the session (a new password, a lock, a deletion); no session was made.
+var errSessionRefused = errors.New("authn: account changed before the session started")
+
+// createSession stores a new session for username and returns its token,
+// provided the user's row still has the hash just verified and is not
+// locked: one statement, so a password change, a Lock or a deletion that
+// lands after the password check leaves no live session behind. On
+// PostgreSQL the row is read FOR SHARE, so that such a change in flight is
+// waited for and then seen; SQLite runs one writer at a time.
+func (a *Authenticator) createSession(ctx context.Context, username, verified string) (string, error) {
 	token := newSessionToken()
 	now := a.now()
-	s := &model.Session{
-		TokenHash: tokenHash(token),
-		Username:  username,
-		CreatedAt: unixSeconds(now),
-		LastSeen:  unixSeconds(now),
-		ExpiresAt: unixSeconds(now.Add(a.web.lifetime)),
+	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at)
+SELECT ?, username, ?, ?, ? FROM users
+WHERE username = ? AND password_hash = ? AND (` + notLocked + `)`
+	if a.db.Dialect().Name() == dialect.PG {
+		query += " FOR SHARE"
 	}
-	if _, err := a.db.NewInsert().Model(s).Exec(ctx); err != nil {
+	res, err := a.db.ExecContext(ctx, query,
+		tokenHash(token), unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(a.web.lifetime)),
+		username, verified, unixSeconds(now))
+	if err := oneRow(res, err); errors.Is(err, ErrNotFound) {
+		return "", errSessionRefused
+	} else if err != nil {
 		return "", fmt.Errorf("authn: creating a session: %w", err)
 	}
 	return token, nil
@@ -145,11 +161,61 @@ func (a *Authenticator) sessionCookie(token string) *http.Cookie {
 	return c
 }
 
-// sessionToken returns the token of the request's session cookie, or "".
+// sessionToken returns the token of the request's session cookie, or ""
+// when there is none or more than one. Two cookies of one name mean that one
+// was set from elsewhere (a sibling subdomain tossing its own, when the name
+// lacks the __Host- prefix), and nothing says which is ours: both are
+// refused.
 func (a *Authenticator) sessionToken(r *http.Request) string {
-	c, err := r.Cookie(a.web.cookieName)
-	if err != nil {
+	cookies := r.CookiesNamed(a.web.cookieName)
+	if len(cookies) != 1 {
 		return ""
 	}
-	return c.Value
+	return cookies[0].Value
+}
+
+// endSessions ends the session of every cookie of the session's name that
+// the request carries, one or several.
+func (a *Authenticator) endSessions(ctx context.Context, r *http.Request) error {
+	for _, c := range r.CookiesNamed(a.web.cookieName) {
+		if _, err := a.endSession(ctx, c.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearTossedCookies expires, when the request carried more than one cookie
+// of the session's name, the ones that another host may have set: a cookie
+// with a Domain attribute is replaced only by one with the same Domain, so
+// one is sent for each parent domain of the request's host. The caller
+// clears or sets the host's own cookie. A __Host- cookie cannot have a
+// Domain, so it never needs this.
+func (a *Authenticator) clearTossedCookies(w http.ResponseWriter, r *http.Request) {
+	if len(r.CookiesNamed(a.web.cookieName)) < 2 || strings.HasPrefix(a.web.cookieName, "__Host-") {
+		return
+	}
+	for _, domain := range parentDomains(r.Host) {
+		c := a.sessionCookie("")
+		c.Domain = domain
+		http.SetCookie(w, c)
+	}
+}
+
+// parentDomains returns host's domain and its parents with at least two
+// labels ("a.b.example.com" gives a.b.example.com, b.example.com and
+// example.com), or nothing for an IP address or a one-label name.
+func parentDomains(host string) []string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	var domains []string
+	for strings.Count(host, ".") >= 1 && len(domains) < 8 {
+		domains = append(domains, host)
+		_, host, _ = strings.Cut(host, ".")
+	}
+	return domains
 }
