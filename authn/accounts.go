@@ -10,11 +10,14 @@ import (
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // Register creates a user. The username must pass CheckUsername and the
-// password the PasswordPolicy; a taken name gives ErrUserExists. Either the
-// whole row is written or nothing is.
+// password the PasswordPolicy. A name already taken, also in another case
+// ("Admin" when "admin" exists), gives ErrUserExists: two accounts whose
+// names differ only in case invite impersonation. Logins still match names
+// exactly. Either the whole row is written or nothing is.
 func (a *Authenticator) Register(ctx context.Context, username, pw string) error {
 	if err := a.checkFile(); err != nil {
 		return err
@@ -27,7 +30,7 @@ func (a *Authenticator) Register(ctx context.Context, username, pw string) error
 	}
 	// A cheap look first, so that a taken name costs no hash; the insert
 	// below still decides when two registrations race.
-	exists, err := a.db.NewSelect().Model((*model.User)(nil)).Where("username = ?", username).Exists(ctx)
+	exists, err := a.db.NewSelect().Model((*model.User)(nil)).Where("lower(username) = lower(?)", username).Exists(ctx)
 	if err != nil {
 		return fmt.Errorf("authn: register %s: %w", username, err)
 	}
@@ -45,10 +48,36 @@ func (a *Authenticator) Register(ctx context.Context, username, pw string) error
 	return nil
 }
 
-// insertUser writes a new, unlocked user with an encoded hash.
+// insertUser writes a new, unlocked user with an encoded hash, unless a
+// user of that name in any case exists (ErrUserExists). On SQLite the one
+// statement is atomic, writers running one at a time; on PostgreSQL two
+// registrations of "admin" and "Admin" would not see each other's
+// uncommitted row, so a transaction-scoped advisory lock on the lower-cased
+// name orders them.
 func (a *Authenticator) insertUser(ctx context.Context, username, encoded string) error {
-	zero := int64(0)
-	return a.insertRow(ctx, &model.User{Username: username, PasswordHash: encoded, FailedAttempts: &zero})
+	const insert = `INSERT INTO users (username, password_hash, failed_attempts)
+SELECT ?, ?, 0 WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower(?))
+ON CONFLICT (username) DO NOTHING`
+	var err error
+	if a.db.Dialect().Name() == dialect.PG {
+		err = a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext(lower(?)))", username); err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, insert, username, encoded, username)
+			return oneRow(res, err)
+		})
+	} else {
+		res, execErr := a.db.ExecContext(ctx, insert, username, encoded, username)
+		err = oneRow(res, execErr)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrUserExists, username)
+	}
+	if err != nil {
+		return fmt.Errorf("authn: add %s: %w", username, err)
+	}
+	return nil
 }
 
 // insertRow writes a new user row, or fails with ErrUserExists.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/internal/testdb"
 	"github.com/uptrace/bun"
 )
@@ -365,4 +366,126 @@ func sessionStatus(h http.Handler, cookies ...*http.Cookie) int {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w.Code
+}
+
+// TestRegisterIgnoresCase: a name that differs from a taken one only in case
+// is taken, also when the registrations race; logins match names exactly.
+func TestRegisterIgnoresCase(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		names := []string{"root", "Root", "ROOT", "rOOt", "roOT", "RoOt", "rooT", "ROot"}
+		h := &barrierHasher{Hasher: fastHasher}
+		a := db.Open(t, authn.Config{Hasher: h, HashConcurrency: len(names)})
+		ctx := context.Background()
+		if err := a.Register(ctx, "admin", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Register(ctx, "Admin", goodPassword); !errors.Is(err, authn.ErrUserExists) {
+			t.Fatalf("Register(Admin) with admin taken: %v, want ErrUserExists", err)
+		}
+		if err := a.Authenticate(ctx, "ADMIN", goodPassword); !errors.Is(err, authn.ErrInvalidCredentials) {
+			t.Fatalf("login as ADMIN: %v, want ErrInvalidCredentials (names match exactly)", err)
+		}
+		// Every registration hashes, then all insert at once.
+		h.wait(len(names))
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for _, name := range names {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch err := a.Register(ctx, name, goodPassword); {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, authn.ErrUserExists):
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := countRows(t, db.Raw, "users", "lower(username) = 'root'"); wins.Load() != 1 || n != 1 {
+			t.Fatalf("%d registrations of root in different cases won, %d rows; want 1 and 1", wins.Load(), n)
+		}
+	})
+}
+
+// barrierHasher holds each Hash, once wait(n) was called, until n are in
+// progress (or a second has passed), so that what follows them runs at
+// once.
+type barrierHasher struct {
+	password.Hasher
+	mu      sync.Mutex
+	arrived int
+	n       int
+	all     chan struct{}
+}
+
+func (h *barrierHasher) wait(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n, h.arrived, h.all = n, 0, make(chan struct{})
+}
+
+func (h *barrierHasher) Hash(pw string) (string, error) {
+	h.mu.Lock()
+	all := h.all
+	if all != nil {
+		if h.arrived++; h.arrived == h.n {
+			close(all)
+		}
+	}
+	h.mu.Unlock()
+	if all != nil {
+		select {
+		case <-all:
+		case <-time.After(time.Second):
+		}
+	}
+	return h.Hasher.Hash(pw)
+}
+
+// TestTwoSessionCookies: a request with two cookies of the session's name
+// (one tossed in by a sibling subdomain, when the name has no __Host-
+// prefix) is refused whichever is valid, and logout ends and clears them
+// all.
+func TestTwoSessionCookies(t *testing.T) {
+	t.Parallel()
+	db := testdb.SQLite(t)
+	a := db.Open(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}})
+	ctx := context.Background()
+	for _, name := range []string{"victim", "attacker"} {
+		if err := a.Register(ctx, name, goodPassword); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim, attacker := loginCookie(t, a, "victim"), loginCookie(t, a, "attacker")
+	app := a.RequireSession(okHandler())
+	if got := sessionStatus(app, attacker, victim); got != 401 {
+		t.Fatalf("two session cookies: %d, want 401", got)
+	}
+
+	r := httptest.NewRequest("POST", "http://app.example.com/logout", nil)
+	r.Header.Set("Accept", "application/json")
+	r.AddCookie(attacker)
+	r.AddCookie(victim)
+	w := httptest.NewRecorder()
+	a.LogoutHandler().ServeHTTP(w, r)
+	if w.Code != 204 {
+		t.Fatalf("logout: %d", w.Code)
+	}
+	if n := countRows(t, db.Raw, "sessions", "1 = 1"); n != 0 {
+		t.Fatalf("%d sessions left after a logout with both cookies", n)
+	}
+	cleared := map[string]bool{}
+	for _, c := range w.Result().Cookies() {
+		if c.Name != "session" || c.MaxAge >= 0 {
+			t.Fatalf("logout set %v, want only expired session cookies", c)
+		}
+		cleared[c.Domain] = true
+	}
+	for _, domain := range []string{"", "app.example.com", "example.com"} {
+		if !cleared[domain] {
+			t.Errorf("logout did not clear the cookie for Domain=%q: %v", domain, w.Result().Header["Set-Cookie"])
+		}
+	}
 }

@@ -1,0 +1,103 @@
+package authn_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/password"
+	"github.com/minimost/minimost/internal/testdb"
+)
+
+// sleepyHasher is the fast test hasher, except that hashing, and verifying
+// a hash of the configured kind, sleep for delay: it stands for a default
+// hasher that is slower than the hashes a migrated database holds. Sleeping,
+// not computing, keeps the figures steady on a loaded machine.
+type sleepyHasher struct {
+	password.Hasher
+	kind  string // the prefix of the configured kind's hashes
+	delay time.Duration
+}
+
+func (h sleepyHasher) Verify(encoded, pw string) (bool, error) {
+	if strings.HasPrefix(encoded, h.kind) {
+		time.Sleep(h.delay)
+	}
+	return h.Hasher.Verify(encoded, pw)
+}
+
+func (h sleepyHasher) Hash(pw string) (string, error) {
+	time.Sleep(h.delay)
+	return h.Hasher.Hash(pw)
+}
+
+// TestFailureTimingDoesNotTellHashKinds: a wrong password for a user whose
+// stored hash is cheaper than the configured kind (an older PBKDF2, bcrypt
+// from htpasswd, an unusable string) takes as long as an unknown user, who
+// costs a verification of the dummy hash.
+func TestFailureTimingDoesNotTellHashKinds(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		const delay = 40 * time.Millisecond
+		h := sleepyHasher{Hasher: password.PBKDF2{Iterations: 1000}, kind: "pbkdf2:sha256:1000$", delay: delay}
+		a := db.Open(t, authn.Config{Hasher: h, LockoutThreshold: -1})
+		stored := map[string]string{"unusable": "plaintextpassword"}
+		for kind, hasher := range map[string]password.Hasher{
+			"pbkdf2-sha1": password.PBKDF2{Digest: "sha1", Iterations: 1000},
+			"bcrypt-4":    password.Bcrypt{Cost: 4},
+			"configured":  h, // for reference: as slow as the dummy
+		} {
+			encoded, err := hasher.Hash(goodPassword)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored[kind] = encoded
+		}
+		for kind, encoded := range stored {
+			if _, err := db.Raw.Exec("INSERT INTO users (username, password_hash) VALUES (?, ?)", strings.ReplaceAll(kind, "-", "_"), encoded); err != nil {
+				t.Fatal(err)
+			}
+		}
+		samples := map[string][]time.Duration{}
+		for range 7 { // interleaved, so that a change of load hits every kind
+			for kind := range stored {
+				samples[kind] = append(samples[kind], timeFailure(t, a, strings.ReplaceAll(kind, "-", "_")))
+			}
+			samples["unknown"] = append(samples["unknown"], timeFailure(t, a, "nobody"))
+		}
+		unknown := median(samples["unknown"])
+		if unknown < delay {
+			t.Fatalf("unknown user: %v, less than the dummy verification's %v", unknown, delay)
+		}
+		for kind := range stored {
+			// Padding makes every failure take at least the dummy's time;
+			// without it the cheap kinds answer in about a millisecond.
+			if got := median(samples[kind]); float64(got) < 0.8*float64(unknown) {
+				t.Errorf("wrong password, %s hash: median %v against %v for an unknown user (ratio %.2f)",
+					kind, got, unknown, float64(got)/float64(unknown))
+			}
+		}
+	})
+}
+
+// timeFailure times one failed login of user.
+func timeFailure(t *testing.T, a *authn.Authenticator, user string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	err := a.Authenticate(context.Background(), user, "a wrong password")
+	d := time.Since(start)
+	if !errors.Is(err, authn.ErrInvalidCredentials) {
+		t.Fatalf("%s: %v, want ErrInvalidCredentials", user, err)
+	}
+	return d
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
