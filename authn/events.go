@@ -33,7 +33,7 @@ const (
 	ReasonBusy              = "hashing capacity exhausted"
 	ReasonThrottled         = "throttled" // the client address is over its failure budget
 	ReasonUnusableHash      = "stored hash unusable"
-	ReasonChanged           = "password changed during login"
+	ReasonChanged           = "password changed during login" // or the user was deleted meanwhile
 	ReasonError             = "database error"
 )
 
