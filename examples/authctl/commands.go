@@ -87,10 +87,11 @@ Example:
 		},
 		"lock": {
 			name: "lock", args: "NAME [DURATION]", minArgs: 1, maxArgs: 2,
-			summary: "lock a user for DURATION (default 15m)",
+			summary: "lock a user for DURATION (default 15m) and end the user's sessions",
 			help: `Locks NAME: logins are refused until the lock ends or "unlock" or "passwd"
-is run. DURATION is a Go duration such as 90m or 24h; the default is the
-lockout duration, 15 minutes. Sessions already open stay.
+is run, and all of NAME's sessions end, also a login in progress.
+DURATION is a Go duration such as 90m or 24h; the default is the lockout
+duration, 15 minutes.
 
 Examples:
   authctl lock mallory
