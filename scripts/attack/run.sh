@@ -55,7 +55,7 @@ stop_server() {
 }
 cleanup() {
   stop_server
-  [ -n "${sampler_pid:-}" ] && kill "$sampler_pid" 2>/dev/null
+  if [ -n "${sampler_pid:-}" ]; then kill "$sampler_pid" 2>/dev/null || true; fi
   if [ -n "$schema" ]; then
     PGOPTIONS=--client-min-messages=warning psql "$PGURL" -X -q -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
   fi
