@@ -108,6 +108,9 @@ if want spray; then
     start_server "spray$conns" "$OUT/spray$conns.db" -1
     "$A" spray -url "$URL" -db "$OUT/spray$conns.db" -conns "$conns" -dur "$SPRAY_DUR" -src "127.0.0.$n" -result "$RESULT"
     stop_server
+    # Issue 11, hole 8: every 429 logged a line. Lines the server logged.
+    printf '%s\t%s\t%s\t%s\n' "(8) server log lines during the spray" "$conns conns, $SPRAY_DUR" \
+      "$(wc -l <"$OUT/spray$conns.log")" "WARN lines: $(grep -c ' WARN ' "$OUT/spray$conns.log" || true)" | tee -a "$RESULT"
     n=$((n + 1))
   done
 fi
