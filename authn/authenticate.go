@@ -41,7 +41,7 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 		return "", err
 	}
 	change, err := a.checkPassword(ctx, username, password)
-	a.release()
+	a.release(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -3,8 +3,10 @@ package authn_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/internal/testdb"
 	"github.com/minimost/minimost/middleware"
 )
@@ -83,5 +86,167 @@ func TestThrottleSprayConcurrent(t *testing.T) {
 	t.Logf("%d checked, %d throttled, %d verifications", checked.Load(), throttled.Load(), verifies)
 	if checked.Load() > burst || verifies > burst {
 		t.Fatalf("%d passwords checked (%d verifications) from one address, budget %d", checked.Load(), verifies, burst)
+	}
+}
+
+// perClientHasher is FastHasher, slowed down, that counts the hashes and
+// verifications in flight per client. Hasher calls carry no client, so the
+// client is told by its password's prefix (up to the first '-').
+type perClientHasher struct {
+	password.Hasher
+	delay time.Duration
+
+	mu                sync.Mutex
+	inFlight, maxSeen map[string]int
+}
+
+func newPerClientHasher(delay time.Duration) *perClientHasher {
+	return &perClientHasher{Hasher: testdb.FastHasher, delay: delay, inFlight: map[string]int{}, maxSeen: map[string]int{}}
+}
+
+func (h *perClientHasher) enter(pw string) func() {
+	client, _, _ := strings.Cut(pw, "-")
+	h.mu.Lock()
+	h.inFlight[client]++
+	h.maxSeen[client] = max(h.maxSeen[client], h.inFlight[client])
+	h.mu.Unlock()
+	time.Sleep(h.delay)
+	return func() {
+		h.mu.Lock()
+		h.inFlight[client]--
+		h.mu.Unlock()
+	}
+}
+
+func (h *perClientHasher) Hash(pw string) (string, error) {
+	defer h.enter(pw)()
+	return h.Hasher.Hash(pw)
+}
+
+func (h *perClientHasher) Verify(encoded, pw string) (bool, error) {
+	defer h.enter(pw)()
+	return h.Hasher.Verify(encoded, pw)
+}
+
+func (h *perClientHasher) max(client string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.maxSeen[client]
+}
+
+// clientFrom returns an HTTP client whose connections come from the
+// loopback address ip (any of 127.0.0.0/8 is local on Linux), so that the
+// server sees distinct client addresses without a proxy.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 100}}
+}
+
+// TestRegistrationFloodHoldsOneSlot: one address registering over 64
+// connections at once holds at most one hashing slot at a time (of 4), so
+// another address's logins go through meanwhile. Before the per-client
+// bound, the flood held every slot it could get.
+func TestRegistrationFloodHoldsOneSlot(t *testing.T) {
+	t.Parallel()
+	const flooders = 64
+	hasher := newPerClientHasher(20 * time.Millisecond)
+	a, _ := openTest(t, authn.Config{
+		Hasher:          hasher,
+		HashConcurrency: 4,
+		PasswordPolicy:  authn.PasswordPolicy{MinLength: 1, AllowCommon: true},
+		HTTP: authn.HTTPConfig{
+			InsecureCookies:  true,
+			Throttle:         middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1 << 20}),
+			RegisterThrottle: middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1 << 20}),
+		},
+	})
+	if err := a.Register(context.Background(), "alice", "other-alice's passphrase"); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/login", a.LoginHandler())
+	mux.Handle("/register", a.RegisterHandler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var registered atomic.Int64
+	flood := clientFrom("127.0.0.2")
+	defer flood.CloseIdleConnections()
+	for c := range flooders {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				body := fmt.Sprintf(`{"username":"f%d_%d","password":"flood-passphrase %d %d"}`, c, i, c, i)
+				req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/register", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := flood.Do(req)
+				if err != nil {
+					return // the flood is over
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusCreated {
+					registered.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond) // let the flood fill the queue
+	other := clientFrom("127.0.0.3")
+	defer other.CloseIdleConnections()
+	var took []time.Duration
+	for range 5 {
+		start := time.Now()
+		if st := postJSON(t, other, srv.URL+"/login", `{"username":"alice","password":"other-alice's passphrase"}`); st != http.StatusOK {
+			t.Errorf("another address's login during the flood: %d", st)
+		}
+		took = append(took, time.Since(start))
+	}
+	stop()
+	wg.Wait()
+	slices.Sort(took)
+	t.Logf("flood: %d registrations; other address's logins took %v (median %v)", registered.Load(), took, took[len(took)/2])
+	if n := hasher.max("flood"); n > 1 {
+		t.Errorf("the flooding address held %d hashing slots at once, want at most 1", n)
+	}
+	if hasher.max("other") < 1 {
+		t.Error("the other address's logins were never hashed")
+	}
+}
+
+// TestRegisterThrottle: registrations from one address spend a budget of
+// their own, successes included; another address has its own.
+func TestRegisterThrottle(t *testing.T) {
+	t.Parallel()
+	clk := testdb.NewClock()
+	a, _ := openTest(t, authn.Config{
+		PasswordPolicy: authn.PasswordPolicy{MinLength: 1, AllowCommon: true},
+		HTTP: authn.HTTPConfig{
+			InsecureCookies:  true,
+			RegisterThrottle: middleware.NewThrottle(middleware.ThrottleConfig{Burst: 3, Interval: time.Minute, Now: clk.Now}),
+		},
+	})
+	srv := httptest.NewServer(a.RegisterHandler())
+	defer srv.Close()
+	register := func(c *http.Client, name string) int {
+		return postJSON(t, c, srv.URL, fmt.Sprintf(`{"username":%q,"password":"a passphrase for %s"}`, name, name))
+	}
+	one, two := clientFrom("127.0.0.4"), clientFrom("127.0.0.5")
+	defer one.CloseIdleConnections()
+	defer two.CloseIdleConnections()
+	for i := range 3 {
+		if st := register(one, fmt.Sprint("u", i)); st != http.StatusCreated {
+			t.Fatalf("registration %d: %d", i, st)
+		}
+	}
+	if st := register(one, "u3"); st != http.StatusTooManyRequests {
+		t.Fatalf("a fourth registration from one address in a burst of 3: %d, want 429", st)
+	}
+	if st := register(two, "v0"); st != http.StatusCreated {
+		t.Fatalf("another address: %d", st)
+	}
+	clk.Advance(time.Minute)
+	if st := register(one, "u3"); st != http.StatusCreated {
+		t.Fatalf("a minute later: %d", st)
 	}
 }
