@@ -157,6 +157,7 @@ type Authenticator struct {
 
 	web         web // the HTTP handlers' settings, defaults applied
 	basicAuth   *credentialCache
+	throttleLog *throttleLog          // which refusals of throttled clients are logged
 	hot         *hotReads             // the reads of every authenticated request, prepared once
 	fileProblem atomic.Pointer[error] // set while Open's database file is missing or broken
 
@@ -233,6 +234,8 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if a.web.cleanupEvery > 0 {
 		a.every(a.web.cleanupEvery, a.cleanSessions)
 	}
+	a.throttleLog = newThrottleLog()
+	a.every(throttleLogWindow, a.flushThrottleLog)
 	return a, nil
 }
 

@@ -250,3 +250,62 @@ func TestRegisterThrottle(t *testing.T) {
 		t.Fatalf("a minute later: %d", st)
 	}
 }
+
+// TestThrottledLogging: a client hammering over its budget gets one log
+// line per minute, the first with its address, and the next one says how
+// many were left out; OnEvent still sees every refusal.
+func TestThrottledLogging(t *testing.T) {
+	t.Parallel()
+	var logged strings.Builder
+	var events atomic.Int64
+	clk := testdb.NewClock()
+	a, _ := openTest(t, authn.Config{
+		Now:    clk.Now,
+		Logger: newTextLogger(&logged),
+		OnEvent: func(_ context.Context, e authn.Event) {
+			if e.Reason == authn.ReasonThrottled {
+				events.Add(1)
+			}
+		},
+		HTTP: authn.HTTPConfig{
+			InsecureCookies: true,
+			Throttle:        middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1, Interval: time.Hour, Now: clk.Now}),
+		},
+	})
+	h := a.LoginHandler()
+	login := func() int {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(`{"username":"alice","password":"wrong password"}`))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = "192.0.2.9:4321"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	login() // the one failure of the budget
+	for range 1000 {
+		if st := login(); st != http.StatusTooManyRequests {
+			t.Fatalf("over budget: %d", st)
+		}
+	}
+	clk.Advance(61 * time.Second)
+	login()
+	var lines []string
+	for line := range strings.Lines(logged.String()) {
+		if strings.Contains(line, "reason=throttled") {
+			lines = append(lines, line)
+		}
+	}
+	t.Logf("%d lines:\n%s", len(lines), strings.Join(lines, ""))
+	if len(lines) > 3 {
+		t.Fatalf("%d log lines for 1001 throttled requests of one client", len(lines))
+	}
+	if !strings.Contains(lines[0], "client=192.0.2.9") {
+		t.Errorf("the first line does not name the client: %s", lines[0])
+	}
+	if !strings.Contains(lines[len(lines)-1], "suppressed=999") {
+		t.Errorf("the line after the window does not count the 999 left out: %s", lines[len(lines)-1])
+	}
+	if n := events.Load(); n != 1001 {
+		t.Errorf("OnEvent saw %d throttled requests, want 1001", n)
+	}
+}

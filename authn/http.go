@@ -229,7 +229,7 @@ func (a *Authenticator) reserve(w http.ResponseWriter, r *http.Request, th *midd
 // throttled reports a request refused for its client's budget and sets
 // Retry-After.
 func (a *Authenticator) throttled(w http.ResponseWriter, r *http.Request, username string, wait time.Duration) {
-	a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonThrottled})
+	a.emitThrottled(r.Context(), Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonThrottled})
 	w.Header().Set("Retry-After", retryAfter(wait))
 }
 
