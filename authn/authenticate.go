@@ -81,7 +81,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	case err != nil:
 		return fail(ReasonError, fmt.Errorf("authn: claiming a login attempt: %w", err))
 	}
-	ok, err := a.hasher.Verify(stored, password)
+	ok, err := a.verify(stored, password)
 	if lockedNow {
 		a.emit(ctx, Event{Type: EventLockout, Username: username})
 	}
@@ -183,7 +183,7 @@ func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, ch
 // dummyVerify spends the time of a real verification, for answers that must
 // not be told apart from a wrong password by their timing.
 func (a *Authenticator) dummyVerify(password string) {
-	_, _ = a.hasher.Verify(a.dummyHash, password)
+	_, _ = a.verify(a.dummyHash, password)
 }
 
 // loggable returns username if it is well-formed, else "": a malformed

@@ -128,6 +128,15 @@ type Config struct {
 	// the handlers of this package have no client address and are not
 	// bounded.
 	HashSlotsPerClient int
+	// HashMemory bounds the memory, in bytes, of the hashes and
+	// verifications that run at once: each reserves what its parameters
+	// need (see password.Memory) and waits until that much is free. 0
+	// means HashConcurrency times the larger of what the Hasher's own
+	// hashes need and 64 MiB (password.Argon2id{}'s), so that hashes of the
+	// default parameters of any Hasher of package password all run at once,
+	// and costlier ones fewer at a time. A hash that needs more than
+	// HashMemory runs alone. Negative means no bound.
+	HashMemory int64
 
 	// HTTP settings: see HTTPConfig.
 	HTTP HTTPConfig
@@ -147,6 +156,10 @@ type Authenticator struct {
 	policy    PasswordPolicy
 	slots     chan struct{} // one token per running hash
 	perClient *clientSlots  // nil: no bound per client
+	memory    *weighted     // bytes of hashing memory; nil: no bound
+	// hashMemory is what a hash of the Hasher needs, as password.Memory
+	// reads the dummy hash.
+	hashMemory int64
 
 	// dummyHash is verified in place of a real hash (unknown user, locked
 	// account, malformed input), so those answers take as long as a wrong
@@ -225,6 +238,13 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		return nil, fmt.Errorf("authn: making the dummy hash: %w", err)
 	}
 	a.dummyHash = dummy
+	a.hashMemory = password.Memory(dummy)
+	if mem := cfg.HashMemory; mem >= 0 {
+		if mem == 0 {
+			mem = int64(n) * max(a.hashMemory, defaultHashMemory)
+		}
+		a.memory = &weighted{size: mem}
+	}
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
 	if a.hot, err = prepareHotReads(ctx, db); err != nil {
@@ -310,8 +330,8 @@ func (a *Authenticator) acquire(ctx context.Context) error {
 			return nil
 		default:
 		}
-		if d, ok := ctx.Value(slotWaitKey{}).(time.Duration); ok && timer == nil {
-			timer = time.NewTimer(d)
+		if deadline, ok := ctx.Value(slotWaitKey{}).(time.Time); ok && timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
 			timeout = timer.C
 		}
 		select {
@@ -416,7 +436,7 @@ func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer a.release(ctx)
-	encoded, err := a.hasher.Hash(pw)
+	encoded, err := a.hashWithin(ctx, pw)
 	if err != nil {
 		return "", fmt.Errorf("authn: hashing: %w", err)
 	}

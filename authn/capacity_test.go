@@ -2,6 +2,7 @@ package authn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -307,5 +308,73 @@ func TestThrottledLogging(t *testing.T) {
 	}
 	if n := events.Load(); n != 1001 {
 		t.Errorf("OnEvent saw %d throttled requests, want 1001", n)
+	}
+}
+
+// memoryHasher is a cheap argon2id Hasher that records the memory of the
+// verifications in flight, as password.Memory counts it.
+type memoryHasher struct {
+	password.Hasher
+	mu                sync.Mutex
+	inFlight, maxSeen int64
+}
+
+func (h *memoryHasher) Verify(encoded, pw string) (bool, error) {
+	m := password.Memory(encoded)
+	h.mu.Lock()
+	h.inFlight += m
+	h.maxSeen = max(h.maxSeen, h.inFlight)
+	h.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // so that verifications overlap
+	defer func() {
+		h.mu.Lock()
+		h.inFlight -= m
+		h.mu.Unlock()
+	}()
+	return h.Hasher.Verify(encoded, pw)
+}
+
+// TestHashMemoryBudget: with a memory budget of two hashes, 8 parallel
+// wrong logins (8 hashing slots) never have more than two hashes' memory
+// in flight. Before the budget, only the slots bounded them.
+func TestHashMemoryBudget(t *testing.T) {
+	t.Parallel()
+	hasher := &memoryHasher{Hasher: password.Argon2id{Memory: 1 << 10, Time: 1, Threads: 1}}
+	one, err := hasher.Hash("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := 2 * password.Memory(one)
+	a, _ := openTest(t, authn.Config{
+		Hasher:           hasher,
+		HashConcurrency:  8,
+		HashMemory:       budget,
+		LockoutThreshold: -1,
+		PasswordPolicy:   authn.PasswordPolicy{MinLength: 1, AllowCommon: true},
+	})
+	ctx := context.Background()
+	for i := range 8 {
+		if err := a.Register(ctx, fmt.Sprint("user", i), "right"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for round := range 3 {
+		for i := range 8 {
+			user := fmt.Sprint("user", i)
+			if round == 2 && i%2 == 1 {
+				user = fmt.Sprint("nobody", i) // the dummy verification counts too
+			}
+			wg.Go(func() {
+				if err := a.Authenticate(ctx, user, "wrong"); !errors.Is(err, authn.ErrInvalidCredentials) {
+					t.Errorf("wrong login of %s: %v", user, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	t.Logf("most memory in flight: %d bytes, budget %d", hasher.maxSeen, budget)
+	if hasher.maxSeen > budget {
+		t.Fatalf("%d bytes of hashes in flight, budget %d", hasher.maxSeen, budget)
 	}
 }

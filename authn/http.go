@@ -258,11 +258,11 @@ func (a *Authenticator) logFailedClosed(r *http.Request, err error) {
 
 type slotWaitKey struct{}
 
-// withSlotWait bounds how long the request waits for a hashing slot
-// (HashWait), without a deadline on the rest: a login that got its slot
-// finishes its statements.
+// withSlotWait bounds how long the request waits for a hashing slot and
+// hashing memory (HashWait from now, all waits together), without a
+// deadline on the rest: a login that got its slot finishes its statements.
 func (a *Authenticator) withSlotWait(ctx context.Context) context.Context {
-	return context.WithValue(ctx, slotWaitKey{}, a.web.hashWait)
+	return context.WithValue(ctx, slotWaitKey{}, time.Now().Add(a.web.hashWait))
 }
 
 // isClientFailure reports whether err is the client's fault: wrong or
