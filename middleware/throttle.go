@@ -159,7 +159,9 @@ func (t *Throttle) Reserve(ip netip.Addr) *Reservation {
 	return &Reservation{t: t, key: key, b: b}
 }
 
-// Reservation is a token that Throttle.Reserve took for one attempt.
+// Reservation is a token that Throttle.Reserve took for one attempt. It
+// belongs to the request that made it: its methods are not for concurrent
+// use.
 type Reservation struct {
 	t          *Throttle // nil when not OK, or once cancelled
 	key        netip.Prefix
