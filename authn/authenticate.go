@@ -49,7 +49,7 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 	}
 	start := time.Now()
 	change, err := a.checkPassword(ctx, username, password)
-	a.release()
+	a.release(ctx)
 	if err == nil {
 		err = a.resetAfterLogin(ctx, username, change)
 	}
@@ -95,7 +95,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	case err != nil:
 		return fail(ReasonError, fmt.Errorf("authn: claiming a login attempt: %w", err))
 	}
-	ok, err := a.hasher.Verify(stored, password)
+	ok, err := a.verify(stored, password)
 	if ownLock.Valid && (err != nil || !ok) {
 		// Reported only for a failure: the right password on the T-th
 		// attempt succeeds and clears its own lock below.
@@ -248,7 +248,7 @@ func isLocked(until sql.NullFloat64, now float64) bool {
 // Its duration is the reference that failureTiming pads failures to.
 func (a *Authenticator) dummyVerify(password string) {
 	start := time.Now()
-	_, _ = a.hasher.Verify(a.dummyHash, password)
+	_, _ = a.verify(a.dummyHash, password)
 	a.failureTiming.observe(time.Since(start))
 }
 

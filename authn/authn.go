@@ -46,12 +46,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/minimost/minimost/authn/password"
+	"github.com/minimost/minimost/middleware"
 	"github.com/uptrace/bun"
 )
 
@@ -117,6 +119,24 @@ type Config struct {
 	// runtime.GOMAXPROCS(0). An operation that cannot get a slot before
 	// its context ends fails with ErrBusy.
 	HashConcurrency int
+	// HashSlotsPerClient bounds the hashing slots that the requests of one
+	// client address (an IPv6 client by its network, as HTTPConfig.Throttle
+	// counts it) hold at once, so that no address can take the whole
+	// hashing capacity, with successful requests such as registrations
+	// either: its other requests wait for its slot, within HashWait. 0
+	// means 1; negative means no bound. Calls of the Go API made outside
+	// the handlers of this package have no client address and are not
+	// bounded.
+	HashSlotsPerClient int
+	// HashMemory bounds the memory, in bytes, of the hashes and
+	// verifications that run at once: each reserves what its parameters
+	// need (see password.Memory) and waits until that much is free. 0
+	// means HashConcurrency times the larger of what the Hasher's own
+	// hashes need and 64 MiB (password.Argon2id{}'s), so that hashes of the
+	// default parameters of any Hasher of package password all run at once,
+	// and costlier ones fewer at a time. A hash that needs more than
+	// HashMemory runs alone. Negative means no bound.
+	HashMemory int64
 
 	// HTTP settings: see HTTPConfig.
 	HTTP HTTPConfig
@@ -135,6 +155,11 @@ type Authenticator struct {
 	logger    *slog.Logger
 	policy    PasswordPolicy
 	slots     chan struct{} // one token per running hash
+	perClient *clientSlots  // nil: no bound per client
+	memory    *weighted     // bytes of hashing memory; nil: no bound
+	// hashMemory is what a hash of the Hasher needs, as password.Memory
+	// reads the dummy hash.
+	hashMemory int64
 
 	// dummyHash is verified in place of a real hash (unknown user, locked
 	// account, malformed input), so those answers take as long as a wrong
@@ -147,6 +172,7 @@ type Authenticator struct {
 
 	web         web // the HTTP handlers' settings, defaults applied
 	basicAuth   *credentialCache
+	throttleLog *throttleLog          // which refusals of throttled clients are logged
 	hot         *hotReads             // the reads of every authenticated request, prepared once
 	fileProblem atomic.Pointer[error] // set while Open's database file is missing or broken
 
@@ -199,6 +225,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		n = runtime.GOMAXPROCS(0)
 	}
 	a.slots = make(chan struct{}, n)
+	if cfg.HashSlotsPerClient >= 0 {
+		a.perClient = newClientSlots(max(cfg.HashSlotsPerClient, 1))
+	}
 	a.maxPasswordBytes = max(1024, 4*a.policy.maxLength())
 
 	if err := createSchema(ctx, db); err != nil {
@@ -213,6 +242,13 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 	a.dummyHash = dummy
 	a.failureTiming.observe(time.Since(start)) // a hash costs what its verification does
+	a.hashMemory = password.Memory(dummy)
+	if mem := cfg.HashMemory; mem >= 0 {
+		if mem == 0 {
+			mem = int64(n) * max(a.hashMemory, defaultHashMemory)
+		}
+		a.memory = &weighted{size: mem}
+	}
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
 	if a.hot, err = prepareHotReads(ctx, db); err != nil {
@@ -222,6 +258,8 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if a.web.cleanupEvery > 0 {
 		a.every(a.web.cleanupEvery, a.cleanSessions)
 	}
+	a.throttleLog = newThrottleLog()
+	a.every(throttleLogWindow, a.flushThrottleLog)
 	return a, nil
 }
 
@@ -273,41 +311,136 @@ func (a *Authenticator) checkFile() error {
 func (a *Authenticator) DB() *bun.DB { return a.db }
 
 // acquire takes a hashing slot, or fails with ErrBusy when ctx ends first,
-// or when the HTTP handlers' HashWait passes. The caller must call release.
+// or when the HTTP handlers' HashWait passes. A request of an HTTP client
+// first takes one of its client's slots (HashSlotsPerClient), within the
+// same bound, so that its waiting requests hold no slot anyone else could
+// use. The caller must call release with the same ctx.
 func (a *Authenticator) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBusy, err)
 	}
-	select {
-	case a.slots <- struct{}{}: // the common case: no timer
-		return nil
-	default:
-	}
+	// One HashWait bounds both waits. The timer is made at the first wait
+	// that blocks: the common case has none.
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	var timeout <-chan time.Time
-	if d, ok := ctx.Value(slotWaitKey{}).(time.Duration); ok {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timeout = t.C
+	wait := func(slots chan struct{}) error {
+		select {
+		case slots <- struct{}{}:
+			return nil
+		default:
+		}
+		if deadline, ok := ctx.Value(slotWaitKey{}).(time.Time); ok && timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+			timeout = timer.C
+		}
+		select {
+		case slots <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+		case <-timeout:
+			return fmt.Errorf("%w: no slot within %v", ErrBusy, a.web.hashWait)
+		}
 	}
-	select {
-	case a.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
-	case <-timeout:
-		return fmt.Errorf("%w: no slot within %v", ErrBusy, a.web.hashWait)
+	key, perClient := a.clientKey(ctx)
+	if perClient {
+		if err := wait(a.perClient.ref(key)); err != nil {
+			a.perClient.unref(key)
+			return err
+		}
+	}
+	if err := wait(a.slots); err != nil {
+		if perClient {
+			a.perClient.release(key)
+		}
+		return err
+	}
+	return nil
+}
+
+// release gives back the slots acquire took for ctx.
+func (a *Authenticator) release(ctx context.Context) {
+	<-a.slots
+	if key, ok := a.clientKey(ctx); ok {
+		a.perClient.release(key)
 	}
 }
 
-func (a *Authenticator) release() { <-a.slots }
+// clientKey is the client whose slots a request counts against: the
+// network of its address, as the throttle counts it. ok is false outside
+// the HTTP handlers, or with no bound per client.
+func (a *Authenticator) clientKey(ctx context.Context) (netip.Prefix, bool) {
+	ip, ok := middleware.ClientIPFromContext(ctx)
+	if !ok || !ip.IsValid() || a.perClient == nil {
+		return netip.Prefix{}, false
+	}
+	return a.web.throttle.ClientPrefix(ip), true
+}
+
+// clientSlots holds the hashing slots of the clients with requests in
+// hashing or waiting for it: an entry lives while a request refers to it,
+// so the memory is bounded by the requests in flight.
+type clientSlots struct {
+	per int
+
+	mu      sync.Mutex
+	clients map[netip.Prefix]*clientSlot
+}
+
+type clientSlot struct {
+	slots chan struct{}
+	refs  int
+}
+
+func newClientSlots(per int) *clientSlots {
+	return &clientSlots{per: per, clients: make(map[netip.Prefix]*clientSlot)}
+}
+
+// ref returns key's slots and takes a reference to them, which unref or
+// release drops.
+func (c *clientSlots) ref(key netip.Prefix) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.clients[key]
+	if e == nil {
+		e = &clientSlot{slots: make(chan struct{}, c.per)}
+		c.clients[key] = e
+	}
+	e.refs++
+	return e.slots
+}
+
+func (c *clientSlots) unref(key netip.Prefix) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.clients[key]; e != nil {
+		if e.refs--; e.refs == 0 {
+			delete(c.clients, key)
+		}
+	}
+}
+
+// release gives back a slot taken from ref's channel, and the reference.
+func (c *clientSlots) release(key netip.Prefix) {
+	c.mu.Lock()
+	e := c.clients[key]
+	c.mu.Unlock()
+	<-e.slots // ours: the entry lives while we hold a reference
+	c.unref(key)
+}
 
 // hash hashes a new password within a slot.
 func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
 	if err := a.acquire(ctx); err != nil {
 		return "", err
 	}
-	defer a.release()
-	encoded, err := a.hasher.Hash(pw)
+	defer a.release(ctx)
+	encoded, err := a.hashWithin(ctx, pw)
 	if err != nil {
 		return "", fmt.Errorf("authn: hashing: %w", err)
 	}

@@ -40,18 +40,33 @@ func (a *Authenticator) BasicAuth(next http.Handler) http.Handler {
 			return
 		}
 		if !ok {
-			if r.Header.Get("Authorization") != "" { // sent, but malformed
-				a.failed(r)
+			if r.Header.Get("Authorization") != "" { // sent, but malformed: a failure
+				if _, ok := a.reserve(w, r, a.web.throttle, username); !ok {
+					writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
+					return
+				}
 				a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
 			}
 			a.challenge(w)
 			return
 		}
-		switch err := a.basicLogin(r.Context(), username, pw); {
+		err := a.cachedLogin(r.Context(), username, pw)
+		if errors.Is(err, errNotCached) {
+			// A password will be checked: reserve before, so that the
+			// client's requests in flight cannot overrun its budget.
+			res, ok := a.reserve(w, r, a.web.throttle, username)
+			if !ok {
+				writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
+				return
+			}
+			if err = a.basicLogin(r.Context(), username, pw); !isClientFailure(err) {
+				res.Cancel()
+			}
+		}
+		switch {
 		case err == nil:
 			next.ServeHTTP(w, withUsername(r, username))
 		case isClientFailure(err):
-			a.failed(r)
 			a.challenge(w)
 		default:
 			a.unavailable(w, r, err)
@@ -73,29 +88,42 @@ func basicChallenge(realm string) string {
 	return `Basic realm="` + realm + `", charset="UTF-8"`
 }
 
-// basicLogin authenticates a Basic credential. A credential verified
-// before is checked against the user's current row (one read); any other
-// goes through authenticate (claim, verify, reset).
-func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) error {
+// errNotCached: the credential has to be checked in full.
+var errNotCached = errors.New("authn: credential not cached")
+
+// cachedLogin checks a Basic credential verified before against the user's
+// current row: one read, no hash. It returns errNotCached when the
+// credential is not remembered, or is no longer good (changed, locked or
+// deleted), and then it has to go through basicLogin.
+func (a *Authenticator) cachedLogin(ctx context.Context, username, pw string) error {
 	c := a.basicAuth
-	if c != nil {
-		if verified, ok := c.lookup(username, pw); ok {
-			stored, locked, err := a.currentHash(ctx, username)
-			switch {
-			case err == nil && !locked && verified == stored:
-				return nil
-			case err != nil && !errors.Is(err, sql.ErrNoRows):
-				return err
-			}
-			c.forget(username, pw) // changed, locked or deleted: check in full
-		}
+	if c == nil {
+		return errNotCached
 	}
+	verified, ok := c.lookup(username, pw)
+	if !ok {
+		return errNotCached
+	}
+	stored, locked, err := a.currentHash(ctx, username)
+	switch {
+	case err == nil && !locked && verified == stored:
+		return nil
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	c.forget(username, pw) // changed, locked or deleted: check in full
+	return errNotCached
+}
+
+// basicLogin authenticates a Basic credential in full, through
+// authenticate (claim, verify, reset), and remembers it if it is good.
+func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) error {
 	stored, err := a.authenticate(a.withSlotWait(ctx), username, pw)
 	if err != nil {
 		return err
 	}
-	if c != nil {
-		c.add(username, pw, stored)
+	if a.basicAuth != nil {
+		a.basicAuth.add(username, pw, stored)
 	}
 	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil

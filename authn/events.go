@@ -48,8 +48,12 @@ type Event struct {
 }
 
 // emit logs e and passes it to Config.OnEvent. Failures are logged at Warn,
-// one line each, so that a tool like fail2ban can act on them.
-func (a *Authenticator) emit(ctx context.Context, e Event) {
+// one line each, so that a tool like fail2ban can act on them (refusals of a
+// throttled client excepted: see emitThrottled).
+func (a *Authenticator) emit(ctx context.Context, e Event) { a.record(ctx, e, true) }
+
+// record passes e to Config.OnEvent and, if logIt, logs it with extra.
+func (a *Authenticator) record(ctx context.Context, e Event, logIt bool, extra ...slog.Attr) {
 	e.Time = a.now()
 	e.ClientIP = clientIP(ctx)
 	level := slog.LevelInfo
@@ -63,7 +67,9 @@ func (a *Authenticator) emit(ctx context.Context, e Event) {
 	if e.ClientIP != "" {
 		attrs = append(attrs, slog.String("client", e.ClientIP))
 	}
-	a.logger.LogAttrs(ctx, level, "authn: "+string(e.Type), attrs...)
+	if logIt {
+		a.logger.LogAttrs(ctx, level, "authn: "+string(e.Type), append(attrs, extra...)...)
+	}
 	if a.onEvent != nil {
 		a.onEvent(ctx, e)
 	}

@@ -96,12 +96,14 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 		}
 		a.render(w, status, a.web.loginTemplate, a.loginForm(r, msg, name, in.Next))
 	}
-	if a.overBudget(w, r, in.Username) {
+	// Every login may fail: reserve a token of the client's budget before
+	// it is checked, given back when it succeeds.
+	res, ok := a.reserve(w, r, a.web.throttle, in.Username)
+	if !ok {
 		fail(http.StatusTooManyRequests, msgThrottled, "too many failed attempts, try again later")
 		return
 	}
 	if status != 0 {
-		a.failed(r)
 		a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
 		fail(status, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
@@ -111,9 +113,11 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = a.startSession(w, r, in.Username, stored)
 	}
+	if !isClientFailure(err) {
+		res.Cancel() // a success, or not the client's failure
+	}
 	switch {
 	case isClientFailure(err):
-		a.failed(r)
 		fail(http.StatusUnauthorized, msgInvalid, "invalid username or password")
 	case err != nil:
 		a.logFailedClosed(r, err)
@@ -180,8 +184,10 @@ func (a *Authenticator) LogoutHandler() http.Handler {
 // POST takes the fields username and password, as a form or as JSON, and
 // answers 201 when the account was created, 400 naming the username or
 // password rule broken, 409 when the name is taken, 429 when the client is
-// over its failure budget and 503 when the database or the hashing capacity
-// is not available. Registering does not sign in.
+// over its failure budget or its registration budget (HTTPConfig.
+// RegisterThrottle, which every registration spends, successful or not) and
+// 503 when the database or the hashing capacity is not available.
+// Registering does not sign in.
 func (a *Authenticator) RegisterHandler() http.Handler {
 	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.render(w, http.StatusOK, a.web.registerTemplate, a.registerForm(r, "", ""))
@@ -212,26 +218,36 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 		f.Done = status == http.StatusCreated
 		a.render(w, status, a.web.registerTemplate, f)
 	}
-	if a.overBudget(w, r, in.Username) {
+	// A registration may fail, and spends the client's failure budget
+	// then; and every one spends the registration budget, successes too,
+	// since each costs a hash and a row.
+	res, ok := a.reserve(w, r, a.web.throttle, in.Username)
+	if !ok {
 		answer(http.StatusTooManyRequests, "too many failed attempts, try again later")
 		return
 	}
 	if status != 0 {
-		a.failed(r)
 		answer(status, strings.ToLower(strings.TrimSuffix(badRequestMessage(status), ".")))
+		return
+	}
+	regRes, ok := a.reserve(w, r, a.web.registerThrottle, in.Username)
+	if !ok {
+		res.Cancel() // not a failure: a registration too many
+		answer(http.StatusTooManyRequests, "too many registrations, try again later")
 		return
 	}
 	ctx := a.withSlotWait(r.Context())
 	switch err := a.Register(ctx, in.Username, in.Password); {
 	case err == nil:
+		res.Cancel()
 		answer(http.StatusCreated, "")
 	case errors.Is(err, ErrInvalidUsername), errors.Is(err, ErrInvalidPassword):
-		a.failed(r)
 		answer(http.StatusBadRequest, strings.TrimPrefix(err.Error(), "authn: "))
 	case errors.Is(err, ErrUserExists):
-		a.failed(r)
 		answer(http.StatusConflict, "username already taken")
 	default:
+		res.Cancel() // not the client's doing
+		regRes.Cancel()
 		a.logFailedClosed(r, err)
 		w.Header().Set("Retry-After", "5")
 		answer(http.StatusServiceUnavailable, "registration is unavailable right now, try again shortly")

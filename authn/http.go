@@ -49,6 +49,11 @@ type HTTPConfig struct {
 	// handler of the Authenticator (one budget, not one per route).
 	// nil means middleware.NewThrottle(middleware.ThrottleConfig{}).
 	Throttle *middleware.Throttle
+	// RegisterThrottle limits registrations per client address: unlike
+	// Throttle, every registration spends it, successful or not, since
+	// each one costs a hash and a row. nil means a burst of 10, then one
+	// a minute (middleware.ThrottleConfig{Burst: 10, Interval: time.Minute}).
+	RegisterThrottle *middleware.Throttle
 	// MaxBodyBytes bounds login and registration bodies. 0 means 8 KiB.
 	MaxBodyBytes int64
 	// HashWait is how long a request waits for a free hashing slot before
@@ -76,7 +81,7 @@ type web struct {
 	cookieName                      string
 	secure                          bool
 	trusted                         []netip.Prefix
-	throttle                        *middleware.Throttle
+	throttle, registerThrottle      *middleware.Throttle
 	maxBody                         int64
 	hashWait                        time.Duration
 	basicAuthCacheTTL               time.Duration
@@ -96,6 +101,7 @@ func newWeb(c HTTPConfig) web {
 		secure:             !c.InsecureCookies,
 		trusted:            c.TrustedProxies,
 		throttle:           c.Throttle,
+		registerThrottle:   c.RegisterThrottle,
 		maxBody:            c.MaxBodyBytes,
 		hashWait:           orDuration(c.HashWait, 5*time.Second),
 		basicAuthCacheTTL:  orDuration(c.BasicAuthCacheTTL, 5*time.Minute),
@@ -120,6 +126,9 @@ func newWeb(c HTTPConfig) web {
 	}
 	if w.throttle == nil {
 		w.throttle = middleware.NewThrottle(middleware.ThrottleConfig{})
+	}
+	if w.registerThrottle == nil {
+		w.registerThrottle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 10, Interval: time.Minute})
 	}
 	if w.maxBody <= 0 {
 		w.maxBody = 8 << 10
@@ -182,20 +191,47 @@ func clientIP(ctx context.Context) string {
 	return ""
 }
 
-// overBudget reports whether the client is over its failure budget; if so
-// it sets Retry-After and reports the attempt, and the caller answers 429.
+// clientAddr is the client's address as guard resolved it; the zero Addr
+// outside an HTTP request.
+func clientAddr(ctx context.Context) netip.Addr {
+	ip, _ := middleware.ClientIPFromContext(ctx)
+	return ip
+}
+
+// overBudget reports, without reserving anything, whether the client is
+// over its failure budget; if so it sets Retry-After and reports the
+// attempt, and the caller answers 429. It is the cheap look of a request
+// that may check no password (a cached Basic credential).
 func (a *Authenticator) overBudget(w http.ResponseWriter, r *http.Request, username string) bool {
-	ok, wait := a.web.throttle.Allow(clientIP(r.Context()))
+	ok, wait := a.web.throttle.Allow(clientAddr(r.Context()))
 	if ok {
 		return false
 	}
-	a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonThrottled})
-	w.Header().Set("Retry-After", retryAfter(wait))
+	a.throttled(w, r, username, wait)
 	return true
 }
 
-// failed counts a failure against the client's budget.
-func (a *Authenticator) failed(r *http.Request) { a.web.throttle.Fail(clientIP(r.Context())) }
+// reserve takes a token of th, the client's budget, before an attempt that
+// may fail, so that requests in flight cannot overrun it. The caller cancels
+// the reservation when the attempt succeeds (or fails through no fault of
+// the client's); otherwise the token stays spent. When the client is over
+// budget, ok is false: reserve has set Retry-After and reported the
+// attempt, and the caller answers 429.
+func (a *Authenticator) reserve(w http.ResponseWriter, r *http.Request, th *middleware.Throttle, username string) (res *middleware.Reservation, ok bool) {
+	res = th.Reserve(clientAddr(r.Context()))
+	if !res.OK() {
+		a.throttled(w, r, username, res.RetryAfter())
+		return nil, false
+	}
+	return res, true
+}
+
+// throttled reports a request refused for its client's budget and sets
+// Retry-After.
+func (a *Authenticator) throttled(w http.ResponseWriter, r *http.Request, username string, wait time.Duration) {
+	a.emitThrottled(r.Context(), Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonThrottled})
+	w.Header().Set("Retry-After", retryAfter(wait))
+}
 
 func retryAfter(d time.Duration) string {
 	s := int((d + time.Second - 1) / time.Second)
@@ -222,11 +258,11 @@ func (a *Authenticator) logFailedClosed(r *http.Request, err error) {
 
 type slotWaitKey struct{}
 
-// withSlotWait bounds how long the request waits for a hashing slot
-// (HashWait), without a deadline on the rest: a login that got its slot
-// finishes its statements.
+// withSlotWait bounds how long the request waits for a hashing slot and
+// hashing memory (HashWait from now, all waits together), without a
+// deadline on the rest: a login that got its slot finishes its statements.
 func (a *Authenticator) withSlotWait(ctx context.Context) context.Context {
-	return context.WithValue(ctx, slotWaitKey{}, a.web.hashWait)
+	return context.WithValue(ctx, slotWaitKey{}, time.Now().Add(a.web.hashWait))
 }
 
 // isClientFailure reports whether err is the client's fault: wrong or

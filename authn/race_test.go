@@ -220,7 +220,7 @@ func TestNoSessionAfterChangeDuringLogin(t *testing.T) {
 					}
 				}}
 				a := newOnPool(t, db, hook, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}})
-				w := postJSON(a.LoginHandler(), `{"username":"u","password":"`+goodPassword+`"}`)
+				w := serveJSON(a.LoginHandler(), `{"username":"u","password":"`+goodPassword+`"}`)
 				if w.Code != 401 || len(w.Result().Cookies()) != 0 {
 					t.Fatalf("login racing a %s change: %d %v, want 401 and no cookie", name, w.Code, w.Result().Cookies())
 				}
@@ -333,8 +333,8 @@ func okHandler() http.Handler {
 	return http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 }
 
-// postJSON posts body to h as a JSON API client.
-func postJSON(h http.Handler, body string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
+// serveJSON posts body to h as a JSON API client.
+func serveJSON(h http.Handler, body string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
 	r := httptest.NewRequest("POST", "/login", strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	for _, c := range cookies {
@@ -349,7 +349,7 @@ func postJSON(h http.Handler, body string, cookies ...*http.Cookie) *httptest.Re
 // cookie.
 func loginCookie(t *testing.T, a *authn.Authenticator, name string) *http.Cookie {
 	t.Helper()
-	w := postJSON(a.LoginHandler(), `{"username":"`+name+`","password":"`+goodPassword+`"}`)
+	w := serveJSON(a.LoginHandler(), `{"username":"`+name+`","password":"`+goodPassword+`"}`)
 	if w.Code != 200 || len(w.Result().Cookies()) != 1 {
 		t.Fatalf("login of %s: %d %v", name, w.Code, w.Result().Cookies())
 	}

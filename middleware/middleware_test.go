@@ -1,11 +1,12 @@
 package middleware
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -65,30 +66,146 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
+var (
+	addrA = netip.MustParseAddr("192.0.2.1")
+	addrB = netip.MustParseAddr("192.0.2.2")
+)
+
 func TestThrottle(t *testing.T) {
 	t.Parallel()
 	clk := &fakeClock{time.Unix(1e9, 0)}
 	th := NewThrottle(ThrottleConfig{Burst: 3, Interval: 10 * time.Second, Now: clk.now})
 	for i := range 3 {
-		if ok, _ := th.Allow("a"); !ok {
+		if ok, _ := th.Allow(addrA); !ok {
 			t.Fatalf("failure %d refused", i)
 		}
-		th.Fail("a")
+		if !th.Reserve(addrA).OK() {
+			t.Fatalf("reservation %d refused", i)
+		}
 	}
-	ok, wait := th.Allow("a")
+	ok, wait := th.Allow(addrA)
 	if ok || wait != 10*time.Second {
 		t.Fatalf("over budget: %v %v, want refused for 10s", ok, wait)
 	}
-	if ok, _ := th.Allow("b"); !ok {
+	if r := th.Reserve(addrA); r.OK() || r.RetryAfter() != 10*time.Second {
+		t.Fatalf("reservation over budget: %v %v, want refused for 10s", r.OK(), r.RetryAfter())
+	}
+	if ok, _ := th.Allow(addrB); !ok {
 		t.Fatal("another client refused")
 	}
 	clk.t = clk.t.Add(4 * time.Second)
-	if _, wait := th.Allow("a"); wait != 6*time.Second {
+	if _, wait := th.Allow(addrA); wait != 6*time.Second {
 		t.Fatalf("wait after 4s = %v, want 6s", wait)
 	}
 	clk.t = clk.t.Add(6 * time.Second)
-	if ok, _ := th.Allow("a"); !ok {
+	if ok, _ := th.Allow(addrA); !ok {
 		t.Fatal("a token did not come back")
+	}
+}
+
+// TestThrottleCancel: a cancelled reservation (a success) costs nothing,
+// however often; cancelling twice gives back one token only.
+func TestThrottleCancel(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{time.Unix(1e9, 0)}
+	th := NewThrottle(ThrottleConfig{Burst: 2, Interval: time.Hour, Now: clk.now})
+	for range 100 {
+		r := th.Reserve(addrA)
+		if !r.OK() {
+			t.Fatal("a success was refused")
+		}
+		r.Cancel()
+	}
+	th.Reserve(addrA) // a failure
+	r := th.Reserve(addrA)
+	r.Cancel()
+	r.Cancel()
+	th.Reserve(addrA) // the second failure
+	if th.Reserve(addrA).OK() {
+		t.Fatal("a third failure in a row was allowed with a burst of 2")
+	}
+}
+
+// TestThrottleConcurrentReservations: however many attempts a client has
+// in flight at once, no more than the budget start (frozen clock: nothing
+// comes back). Before reservations, every attempt in flight passed Allow
+// before any of them was counted by Fail.
+func TestThrottleConcurrentReservations(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{time.Unix(1e9, 0)}
+	const burst, n = 20, 200
+	th := NewThrottle(ThrottleConfig{Burst: burst, Interval: time.Minute, Now: clk.now})
+	var started atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			if r := th.Reserve(addrA); r.OK() {
+				started.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if started.Load() != burst {
+		t.Fatalf("%d of %d parallel failing attempts started, budget %d", started.Load(), n, burst)
+	}
+}
+
+// TestClientPrefix: IPv6 clients are counted by their /64 (configurable),
+// IPv4 ones by address, IPv4-mapped IPv6 as IPv4.
+func TestClientPrefix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		ip   string
+		bits int
+		want string
+	}{
+		{"192.0.2.7", 0, "192.0.2.7/32"},
+		{"::ffff:192.0.2.7", 0, "192.0.2.7/32"},
+		{"2001:db8:1:2:3:4:5:6", 0, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"},
+		{"2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6/128"},
+		{"2001:db8:1:2:3:4:5:6", 500, "2001:db8:1:2:3:4:5:6/128"},
+		{"fe80::1%eth0", 0, "fe80::/64"},
+	} {
+		if got := ClientPrefix(netip.MustParseAddr(tc.ip), tc.bits); got.String() != tc.want {
+			t.Errorf("ClientPrefix(%s, %d) = %s, want %s", tc.ip, tc.bits, got, tc.want)
+		}
+	}
+	if p := ClientPrefix(netip.Addr{}, 0); p.IsValid() {
+		t.Errorf("ClientPrefix of the zero Addr = %s", p)
+	}
+}
+
+// TestThrottleIPv6: addresses in one /64 share a budget; another /64 has
+// its own; a shorter configured prefix joins them.
+func TestThrottleIPv6(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{time.Unix(1e9, 0)}
+	th := NewThrottle(ThrottleConfig{Burst: 2, Interval: time.Hour, Now: clk.now})
+	th.Reserve(netip.MustParseAddr("2001:db8:0:1::1"))
+	th.Reserve(netip.MustParseAddr("2001:db8:0:1:ffff::2"))
+	if th.Reserve(netip.MustParseAddr("2001:db8:0:1:1234:5678:9abc:def0")).OK() {
+		t.Error("a third address of the same /64 got a budget of its own")
+	}
+	if !th.Reserve(netip.MustParseAddr("2001:db8:0:2::1")).OK() {
+		t.Error("another /64 shares the budget")
+	}
+	th48 := NewThrottle(ThrottleConfig{Burst: 1, Interval: time.Hour, IPv6PrefixLen: 48, Now: clk.now})
+	th48.Reserve(netip.MustParseAddr("2001:db8:0:1::1"))
+	if th48.Reserve(netip.MustParseAddr("2001:db8:0:2::1")).OK() {
+		t.Error("with IPv6PrefixLen 48, another /64 of the /48 has a budget of its own")
+	}
+	// IPv4 stays per address, mapped or not.
+	th.Reserve(netip.MustParseAddr("192.0.2.1"))
+	th.Reserve(netip.MustParseAddr("::ffff:192.0.2.1"))
+	if th.Reserve(netip.MustParseAddr("192.0.2.1")).OK() {
+		t.Error("an IPv4-mapped address has a budget apart from its IPv4 address")
+	}
+	if !th.Reserve(netip.MustParseAddr("192.0.2.2")).OK() {
+		t.Error("the next IPv4 address shares the budget")
 	}
 }
 
@@ -97,7 +214,7 @@ func TestThrottleBounded(t *testing.T) {
 	t.Parallel()
 	th := NewThrottle(ThrottleConfig{MaxClients: 100})
 	for i := range 10_000 {
-		th.Fail(fmt.Sprint(i))
+		th.Reserve(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 		if n := len(th.clients); n > 100 {
 			t.Fatalf("%d clients tracked, bound 100", n)
 		}

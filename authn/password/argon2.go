@@ -117,9 +117,9 @@ func checkArgon2(m, t uint32, p uint8) error {
 	if t < 1 || p < 1 || m < 8*uint32(p) {
 		return fmt.Errorf("%w: argon2 m=%d,t=%d,p=%d (need t>=1, p>=1, m>=8p)", ErrMalformed, m, t, p)
 	}
-	if m > MaxArgon2Memory || t > MaxArgon2Time || p > MaxArgon2Threads {
-		return fmt.Errorf("%w: argon2 m=%d,t=%d,p=%d (caps m=%d,t=%d,p=%d)", ErrTooCostly, m, t, p,
-			MaxArgon2Memory, MaxArgon2Time, MaxArgon2Threads)
+	if m > MaxArgon2Memory || t > MaxArgon2Time || p > MaxArgon2Threads || uint64(m)*uint64(t) > MaxArgon2Work {
+		return fmt.Errorf("%w: argon2 m=%d,t=%d,p=%d (caps m=%d,t=%d,p=%d,m*t=%d)", ErrTooCostly, m, t, p,
+			MaxArgon2Memory, MaxArgon2Time, MaxArgon2Threads, MaxArgon2Work)
 	}
 	return nil
 }

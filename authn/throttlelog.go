@@ -1,0 +1,119 @@
+package authn
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Logging of throttled requests. A client over its budget may send
+// thousands of requests a second, each answered 429 at almost no cost, and a
+// log line each would cost more than the answer. So the first refusal of a
+// client in a window of throttleLogWindow is logged as any other event (a
+// WARN line with the client address, as fail2ban reads it), the others in
+// that window are only counted, and the count is logged as suppressed=N in
+// the client's next throttled line, or, when the client stops, by a sweep
+// at most a window after its window ended. OnEvent still sees every one:
+// it is the application's to aggregate.
+const (
+	throttleLogWindow = time.Minute
+	// throttleLogClients bounds the clients whose windows are tracked.
+	// Past it, after a sweep of the ended windows, refusals are logged one
+	// line each, as before: that takes more addresses than anyone
+	// hammering from a few of them has.
+	throttleLogClients = 10_000
+)
+
+// throttleLog is the bookkeeping of the windows of throttled clients.
+type throttleLog struct {
+	mu      sync.Mutex
+	clients map[netip.Prefix]*throttleWindow
+}
+
+type throttleWindow struct {
+	start      time.Time
+	client     string // the address of the window's first line
+	suppressed int    // refusals in the window not logged
+}
+
+func newThrottleLog() *throttleLog {
+	return &throttleLog{clients: make(map[netip.Prefix]*throttleWindow)}
+}
+
+// note counts a refusal of key's client at now. It reports whether to log
+// it, with how many refusals of the client's previous window went
+// unlogged, and returns the windows that had to be swept to make room.
+func (l *throttleLog) note(key netip.Prefix, client string, now time.Time) (logIt bool, suppressed int, swept []throttleWindow) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.clients[key]
+	if w != nil && now.Sub(w.start) < throttleLogWindow {
+		w.suppressed++
+		return false, 0, nil
+	}
+	if w != nil {
+		suppressed = w.suppressed
+		*w = throttleWindow{start: now, client: client}
+		return true, suppressed, nil
+	}
+	if len(l.clients) >= throttleLogClients {
+		swept = l.sweepLocked(now)
+		if len(l.clients) >= throttleLogClients {
+			return true, 0, swept // untracked: logged
+		}
+	}
+	l.clients[key] = &throttleWindow{start: now, client: client}
+	return true, 0, swept
+}
+
+// sweep drops the windows that ended before now and returns those with
+// refusals not logged.
+func (l *throttleLog) sweep(now time.Time) []throttleWindow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sweepLocked(now)
+}
+
+func (l *throttleLog) sweepLocked(now time.Time) []throttleWindow {
+	var out []throttleWindow
+	for k, w := range l.clients {
+		if now.Sub(w.start) >= throttleLogWindow {
+			if w.suppressed > 0 {
+				out = append(out, *w)
+			}
+			delete(l.clients, k)
+		}
+	}
+	return out
+}
+
+// emitThrottled reports a request refused for its client's budget: to
+// OnEvent always, to the log as throttleLog decides.
+func (a *Authenticator) emitThrottled(ctx context.Context, e Event) {
+	var key netip.Prefix
+	if ip := clientAddr(ctx); ip.IsValid() {
+		key = a.web.throttle.ClientPrefix(ip)
+	}
+	logIt, suppressed, swept := a.throttleLog.note(key, clientIP(ctx), a.now())
+	a.logSuppressed(ctx, swept)
+	var extra []slog.Attr
+	if suppressed > 0 {
+		extra = append(extra, slog.Int("suppressed", suppressed))
+	}
+	a.record(ctx, e, logIt, extra...)
+}
+
+// flushThrottleLog logs the counts of the windows that ended.
+func (a *Authenticator) flushThrottleLog(ctx context.Context) {
+	a.logSuppressed(ctx, a.throttleLog.sweep(a.now()))
+}
+
+func (a *Authenticator) logSuppressed(ctx context.Context, windows []throttleWindow) {
+	for _, w := range windows {
+		a.logger.LogAttrs(ctx, slog.LevelWarn, "authn: throttled requests not logged",
+			slog.String("event", string(EventLoginFailed)), slog.String("reason", ReasonThrottled),
+			slog.String("client", w.client), slog.Int("suppressed", w.suppressed))
+	}
+}
