@@ -115,7 +115,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	change := passwordChange{old: stored, ownLock: ownLock}
 	if a.hasher.NeedsRehash(stored) {
 		// A failed re-hash must not fail a correct login: keep the old hash.
-		if h, err := a.hasher.Hash(password); err == nil {
+		if h, err := a.hashWithin(ctx, password); err == nil {
 			change.new = h
 		} else {
 			a.logger.ErrorContext(ctx, "authn: re-hashing a password failed", "user", username, "error", err)
