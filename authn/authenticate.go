@@ -12,8 +12,10 @@ import (
 
 // Authenticate checks username and password and applies the lockout rule:
 //
-//  1. An account locked until a time in the future is refused with a
-//     *LockedError without checking the password, and nothing is written.
+//  1. An account locked until a time in the future, or with no end (a
+//     stored lockout_until that is no time: see Account.LockedForever), is
+//     refused with a *LockedError without checking the password, and
+//     nothing is written.
 //  2. Otherwise the attempt is claimed first, in one atomic UPDATE that
 //     counts it as a failure and, at the threshold, resets the counter and
 //     locks the account. Only a claimed attempt checks the real hash.
@@ -114,7 +116,7 @@ func (a *Authenticator) claim(ctx context.Context, username string) (stored stri
 	if a.threshold < 0 {
 		err = a.db.NewSelect().Model((*model.User)(nil)).Column("password_hash").
 			Where("username = ?", username).
-			Where("lockout_until IS NULL OR lockout_until <= ?", now).
+			Where(unlockedSQL, unlockedArgs(now)...).
 			Scan(ctx, &stored)
 		return stored, false, err
 	}
@@ -124,7 +126,7 @@ func (a *Authenticator) claim(ctx context.Context, username string) (stored stri
 		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", a.threshold).
 		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", a.threshold, now+a.duration.Seconds()).
 		Where("username = ?", username).
-		Where("lockout_until IS NULL OR lockout_until <= ?", now).
+		Where(unlockedSQL, unlockedArgs(now)...).
 		Returning("password_hash, lockout_until").
 		Scan(ctx, &stored, &until)
 	return stored, until.Valid, err
@@ -147,7 +149,8 @@ func (a *Authenticator) refused(ctx context.Context, username string) (passwordC
 	// The claim saw the account locked. The lock may have ended since,
 	// but this attempt was made while it held.
 	a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonLocked})
-	return passwordChange{}, &LockedError{Until: fromUnixSeconds(until.Float64)}
+	t, forever := lockTime(until.Float64)
+	return passwordChange{}, &LockedError{Until: t, Forever: forever}
 }
 
 // resetAfterLogin is step 3: it clears the counter and the lock and stores

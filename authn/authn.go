@@ -80,10 +80,17 @@ var (
 // errors.Is(err, ErrLocked) is true for it.
 type LockedError struct {
 	Until time.Time // when the lock ends
+	// Forever is true when the stored lock is no finite time in range
+	// (see Account.LockedForever): it has no end, and Until is the last
+	// second of year 9999.
+	Forever bool
 }
 
 // Error says until when the account is locked.
 func (e *LockedError) Error() string {
+	if e.Forever {
+		return "authn: account locked with no end"
+	}
 	return "authn: account locked until " + e.Until.UTC().Format(time.RFC3339)
 }
 
@@ -314,7 +321,41 @@ func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
 // application's time.time().
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
-// fromUnixSeconds is the inverse of unixSeconds, to the microsecond.
-func fromUnixSeconds(s float64) time.Time {
-	return time.UnixMicro(int64(math.Round(s * 1e6))) // round: most decimals are not exact in binary
+// The stored lock times that are times: from the start of year 0 to the end
+// of year 9999, the range of RFC 3339 (and of time.Time's MarshalJSON).
+const (
+	minLockSeconds = -62167219200 // 0000-01-01T00:00:00Z
+	maxLockSeconds = 253402300800 // 10000-01-01T00:00:00Z, excluded
+)
+
+// lockedForever is the LockedUntil of an account locked with no end: the
+// last second of year 9999, so that a caller comparing times sees the lock.
+var lockedForever = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// lockTime reads a stored lockout_until, the inverse of unixSeconds to the
+// microsecond. A value that is no finite time in range (+Inf, NaN, 1e300,
+// -Inf: how an administrator of the Python application may disable an
+// account) is a lock with no end, until the value is changed: forever is
+// true and t is lockedForever. Converting such a value as a number would
+// overflow into a time long past, which unlocks.
+func lockTime(s float64) (t time.Time, forever bool) {
+	if !(s >= minLockSeconds && s < maxLockSeconds) { // NaN fails both
+		return lockedForever, true
+	}
+	return time.UnixMicro(int64(math.Round(s * 1e6))), false // round: most decimals are not exact in binary
 }
+
+// lockedAt reports whether a stored lockout_until locks an account at now.
+func lockedAt(s float64, now time.Time) bool {
+	t, forever := lockTime(s)
+	return forever || t.After(now)
+}
+
+// unlockedSQL is the condition of a row that is not locked at a time,
+// with the arguments of unlockedArgs. It is lockedAt in SQL: a value out of
+// range is a lock; PostgreSQL sorts NaN above every number, SQLite cannot
+// store NaN (it becomes NULL) and sorts TEXT above every number, so neither
+// passes "<= now".
+const unlockedSQL = "lockout_until IS NULL OR (lockout_until <= ? AND lockout_until >= ?)"
+
+func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)} }

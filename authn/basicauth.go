@@ -102,7 +102,7 @@ func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) err
 func (a *Authenticator) currentHash(ctx context.Context, username string) (stored string, locked bool, err error) {
 	var until sql.NullFloat64
 	err = a.hot.user.QueryRowContext(a.hot.context(ctx), username).Scan(&stored, &until)
-	return stored, until.Valid && until.Float64 > unixSeconds(a.now()), err
+	return stored, until.Valid && lockedAt(until.Float64, a.now()), err
 }
 
 // parseBasicAuth reads the Authorization header as RFC 7617 says: the

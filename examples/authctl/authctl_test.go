@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -245,4 +246,69 @@ func TestPostgres(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "auth.db")
 	authctl(t, "sqlite user passphrase\n", "-db", other, "add", "sqliteuser").want(t, 0, "created")
 	authctl(t, "", "-db", pg.URL, "import-db", other).want(t, 0, "imported 1 users")
+}
+
+// TestImportLockedForever: a Python auth.db whose lockout_until is 1e300 or
+// +Inf (an administrator's way of disabling an account) imports with the
+// value as it is, the user cannot log in, and list and show say "forever".
+func TestImportLockedForever(t *testing.T) {
+	t.Parallel()
+	dump, err := os.ReadFile("../../authn/testdata/minimost-auth.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "python-auth.db")
+	raw := testdb.RawSQLite(t, src)
+	if _, err := raw.DB.Exec(string(dump)); err != nil {
+		t.Fatal(err)
+	}
+	// As Python's sqlite3 stores float("inf") and 1e300: REAL values.
+	if _, err := raw.DB.Exec("UPDATE users SET lockout_until = 1e300 WHERE username = 'alice'; UPDATE users SET lockout_until = 9e999 WHERE username = 'dave_nulls'"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+
+	db := filepath.Join(dir, "auth.db")
+	authctl(t, "", "-db", db, "import-db", src).want(t, 0, "imported 4 users")
+	var stored []string
+	rows, err := testdb.RawSQLite(t, db).DB.Query("SELECT username, typeof(lockout_until), quote(lockout_until) FROM users WHERE username IN ('alice', 'dave_nulls') ORDER BY username")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, typ, value string
+		if err := rows.Scan(&name, &typ, &value); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, name+" "+typ+" "+value)
+	}
+	rows.Close()
+	// SQLite quotes +Inf as 9.0e+999.
+	if want := []string{"alice real 1.0e+300", "dave_nulls real 9.0e+999"}; strings.Join(stored, ",") != strings.Join(want, ",") {
+		t.Errorf("stored after import: %q, want %q", stored, want)
+	}
+	if err := login(t, db, "alice", "alice's long passphrase"); !errors.Is(err, authn.ErrLocked) {
+		t.Errorf("alice (1e300) after import: %v, want locked", err)
+	}
+
+	r := authctl(t, "", "-db", db, "list")
+	for _, name := range []string{"alice", "dave_nulls"} {
+		if !regexp.MustCompile(`(?m)^` + name + ` +0 +forever `).MatchString(r.stdout) {
+			t.Errorf("list does not show %s locked forever:\n%s", name, r.stdout)
+		}
+	}
+	r = authctl(t, "", "-db", db, "list", "-locked")
+	if !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, "dave_nulls") {
+		t.Errorf("list -locked leaves out the users locked forever:\n%s", r.stdout)
+	}
+	r = authctl(t, "", "-db", db, "show", "alice")
+	if !strings.Contains(r.stdout, "locked until:    forever\n") {
+		t.Errorf("show alice:\n%s%s", r.stdout, r.stderr)
+	}
+	r = authctl(t, "", "-db", db, "show", "-json", "dave_nulls")
+	var acc map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &acc); err != nil || acc["locked_forever"] != true || acc["locked_until"] != "9999-12-31T23:59:59Z" {
+		t.Errorf("show -json dave_nulls: %v\n%s", err, r.stdout)
+	}
 }

@@ -110,7 +110,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.stderr, "locked %s until %s\n", c.args[0], acc.LockedUntil.Format(time.RFC3339))
+				fmt.Fprintf(c.stderr, "locked %s until %s\n", c.args[0], or(lockedUntil(acc), "-"))
 				return nil
 			},
 		},
@@ -147,8 +147,9 @@ Examples:
 				fs.Bool("json", false, "one JSON array instead of a table")
 			},
 			help: `Lists the users in name order, with their failed attempts, the end of their
-lock ("-" when not locked), their hash scheme, and whether the next login
-will re-hash the password with the current default.
+lock ("-" when not locked, "forever" when the stored lock is no time, such as
+Python's float("inf"): locked until unlocked), their hash scheme, and whether
+the next login will re-hash the password with the current default.
 
 Examples:
   authctl list
@@ -271,7 +272,8 @@ func allAccounts(ctx context.Context, a *authn.Authenticator, lockedOnly bool) (
 type accountJSON struct {
 	Username       string     `json:"username"`
 	FailedAttempts int        `json:"failed_attempts"`
-	LockedUntil    *time.Time `json:"locked_until"` // null when not locked
+	LockedUntil    *time.Time `json:"locked_until"` // null when not locked; 9999-12-31T23:59:59Z when forever
+	LockedForever  bool       `json:"locked_forever,omitempty"`
 	Scheme         string     `json:"scheme"`
 	NeedsRehash    bool       `json:"needs_rehash"`
 }
@@ -279,7 +281,8 @@ type accountJSON struct {
 func accountsJSON(accounts []authn.Account) []accountJSON {
 	out := make([]accountJSON, len(accounts))
 	for i, acc := range accounts {
-		out[i] = accountJSON{Username: acc.Username, FailedAttempts: acc.FailedAttempts, Scheme: acc.Scheme, NeedsRehash: acc.NeedsRehash}
+		out[i] = accountJSON{Username: acc.Username, FailedAttempts: acc.FailedAttempts, LockedForever: acc.LockedForever,
+			Scheme: acc.Scheme, NeedsRehash: acc.NeedsRehash}
 		if !acc.LockedUntil.IsZero() {
 			t := acc.LockedUntil.UTC()
 			out[i].LockedUntil = &t
@@ -294,8 +297,13 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// lockedUntil is the end of acc's lock for people: "" when not locked,
+// "forever" for a lock with no end (a stored Inf, NaN or 1e300).
 func lockedUntil(acc authn.Account) string {
-	if acc.LockedUntil.IsZero() {
+	switch {
+	case acc.LockedForever:
+		return "forever"
+	case acc.LockedUntil.IsZero():
 		return ""
 	}
 	return acc.LockedUntil.UTC().Format(time.RFC3339)
