@@ -40,7 +40,10 @@ type Hasher interface {
 }
 
 // Errors returned for encoded strings that cannot be verified. They are
-// wrapped with details; match them with errors.Is.
+// wrapped with details; match them with errors.Is. No error of this package
+// repeats any part of an encoded string, which may be a real hash or a
+// plaintext password stored by mistake: the details name the scheme, what is
+// wrong, and parameters parsed as numbers, so that an error can be logged.
 var (
 	// ErrUnsupported means the encoded string is of no format this package
 	// reads.
@@ -90,7 +93,7 @@ func Verify(encoded, password string) (bool, error) {
 	case "bcrypt":
 		return verifyBcrypt(encoded, password)
 	}
-	return false, fmt.Errorf("%w: %q", ErrUnsupported, prefix(encoded))
+	return false, ErrUnsupported
 }
 
 // Scheme names the format of encoded: "pbkdf2", "scrypt", "argon2id",
@@ -108,21 +111,6 @@ func Scheme(encoded string) string {
 		return "bcrypt"
 	}
 	return ""
-}
-
-// prefix returns the part of encoded before its salt (the method and
-// parameters), short enough to quote in an error without leaking a digest.
-func prefix(encoded string) string {
-	p := encoded
-	if len(p) > 0 {
-		if i := strings.IndexByte(p[1:], '$'); i >= 0 {
-			p = p[:i+1]
-		}
-	}
-	if len(p) > 32 {
-		p = p[:32] + "..."
-	}
-	return p
 }
 
 // Check reports whether Verify could read encoded, without computing a hash:
@@ -143,7 +131,7 @@ func Check(encoded string) error {
 	case "bcrypt":
 		_, err = bcryptCost(encoded)
 	default:
-		err = fmt.Errorf("%w: %q", ErrUnsupported, prefix(encoded))
+		err = ErrUnsupported
 	}
 	return err
 }
