@@ -110,7 +110,7 @@ func (a *Authenticator) Unlock(ctx context.Context, username string) error {
 		Set("lockout_until = NULL").
 		Where("username = ?", username).Exec(ctx)
 	if err := oneRow(res, err); err != nil {
-		return fmt.Errorf("authn: unlock %s: %w", username, err)
+		return fmt.Errorf("authn: unlock %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventUnlock, Username: username})
 	return nil
@@ -131,7 +131,7 @@ func (a *Authenticator) Lock(ctx context.Context, username string, d time.Durati
 		Set("lockout_until = ?", unixSeconds(a.now().Add(d))).
 		Where("username = ?", username).Exec(ctx)
 	if err := oneRow(res, err); err != nil {
-		return fmt.Errorf("authn: lock %s: %w", username, err)
+		return fmt.Errorf("authn: lock %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventLock, Username: username})
 	return nil
@@ -150,7 +150,7 @@ func (a *Authenticator) Delete(ctx context.Context, username string) error {
 		return deleteSessions(ctx, tx, username)
 	})
 	if err != nil {
-		return fmt.Errorf("authn: delete %s: %w", username, err)
+		return fmt.Errorf("authn: delete %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventDeleted, Username: username})
 	return nil
@@ -208,10 +208,10 @@ func (a *Authenticator) Account(ctx context.Context, username string) (Account, 
 	var u model.User
 	err := a.db.NewSelect().Model(&u).Where("username = ?", username).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Account{}, fmt.Errorf("authn: %w: %s", ErrNotFound, username)
+		return Account{}, fmt.Errorf("%w: %s", ErrNotFound, quoteName(username))
 	}
 	if err != nil {
-		return Account{}, fmt.Errorf("authn: reading %s: %w", username, err)
+		return Account{}, fmt.Errorf("authn: reading %s: %w", quoteName(username), err)
 	}
 	return a.account(&u, a.now()), nil
 }

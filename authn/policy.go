@@ -3,6 +3,7 @@ package authn
 import (
 	_ "embed"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -27,6 +28,17 @@ func CheckUsername(username string) error {
 		}
 	}
 	return nil
+}
+
+// quoteName returns a username for an error message or a log line: as it
+// is when it passes CheckUsername, which leaves nothing a terminal would
+// interpret, else quoted with Go's escapes (%q), so that a name made of
+// terminal escapes or fake text cannot pass for anything else.
+func quoteName(username string) string {
+	if CheckUsername(username) == nil {
+		return username
+	}
+	return strconv.Quote(username)
 }
 
 func isUsernameByte(c byte) bool {

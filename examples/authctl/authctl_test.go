@@ -154,7 +154,7 @@ func TestImportHtpasswd(t *testing.T) {
 		"users.htpasswd:3: md5user: skipped: Apache MD5 ($apr1$) hashes are not supported",
 		"users.htpasswd:4: shauser: skipped: SHA-1 ({SHA}) hashes are not supported",
 		"users.htpasswd:7: ?: skipped: not a name:hash line",
-		"users.htpasswd:8: bad name: skipped: invalid username",
+		`users.htpasswd:8: "bad name": skipped: invalid username`, // quoted: not a valid name
 	} {
 		if !strings.Contains(r.stderr, msg) {
 			t.Errorf("no %q in:\n%s", msg, r.stderr)
@@ -310,5 +310,54 @@ func TestImportLockedForever(t *testing.T) {
 	var acc map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &acc); err != nil || acc["locked_forever"] != true || acc["locked_until"] != "9999-12-31T23:59:59Z" {
 		t.Errorf("show -json dave_nulls: %v\n%s", err, r.stdout)
+	}
+}
+
+// TestNoTerminalEscapes: names, lines and file names with terminal escapes
+// (an OSC title, a screen clear, a carriage return that overwrites the line
+// with fake text, a bell, a C1 CSI) reach the terminal quoted, and neither a
+// "hash" that is a plaintext password nor a database password is printed.
+func TestNoTerminalEscapes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "evil\x1b[2J.htpasswd")
+	lines := []string{
+		"\x1b]0;pwned\a:$2y$05$NhshH5Jxvu9X.7gKQ3l/Fup55myGRY0GwBhM46qmA./okMleSTn3e",
+		"\x1b[2J\rimported 99 users from users.htpasswd, skipped 0:x",
+		"carol\u009b2J:x",
+		"mallory:Kq9zXvWlPlainSecret",
+		"\x07\x1b[1A no colon \x1b[K",
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "auth.db")
+	runs := []result{
+		authctl(t, "", "-db", db, "import-htpasswd", file),
+		authctl(t, "", "-db", db, "show", "\x1b]0;pwned\a"),
+		authctl(t, "", "-db", db, "delete", "-y", "\x1b[2J"),
+		authctl(t, "", "-db", db, "lock", "x\ry", "\x1b[2J"),
+		authctl(t, "", "-db", db, "import-db", "postgres://admin:S3cretPw@127.0.0.1:1/auth?connect_timeout=2"),
+		authctl(t, "", "-db", db, "import-htpasswd", filepath.Join(dir, "missing\x1b]0;x\a")),
+	}
+	for i, r := range runs {
+		out := r.stdout + r.stderr
+		if j := strings.IndexFunc(out, func(c rune) bool {
+			return c != '\n' && c != '\t' && (c < 0x20 || c >= 0x7f && c < 0xa0)
+		}); j >= 0 {
+			t.Errorf("run %d printed a control character %q at %d:\n%s", i, out[j], j, out)
+		}
+		for _, secret := range []string{"Kq9zXvWl", "S3cretPw"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("run %d printed the secret %s:\n%s", i, secret, out)
+			}
+		}
+	}
+	// The report still says which line was skipped, and why.
+	if want := `:1: "\x1b]0;pwned\a": skipped: invalid username`; !strings.Contains(runs[0].stderr, want) {
+		t.Errorf("no %q in:\n%s", want, runs[0].stderr)
+	}
+	if want := `:4: mallory: skipped: import mallory: password: unsupported hash format`; !strings.Contains(runs[0].stderr, want) {
+		t.Errorf("no %q in:\n%s", want, runs[0].stderr)
 	}
 }

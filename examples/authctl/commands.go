@@ -166,7 +166,7 @@ Examples:
 				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tFAILED\tLOCKED UNTIL\tSCHEME\tREHASH")
 				for _, acc := range accounts {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", acc.Username, acc.FailedAttempts,
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", displayName(acc.Username), acc.FailedAttempts,
 						or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), map[bool]string{true: "yes", false: "no"}[acc.NeedsRehash])
 				}
 				return tw.Flush()
@@ -186,7 +186,7 @@ Examples:
 					return writeJSON(c.stdout, accountsJSON([]authn.Account{acc})[0])
 				}
 				fmt.Fprintf(c.stdout, "name:            %s\nfailed attempts: %d\nlocked until:    %s\nhash scheme:     %s\nneeds rehash:    %v\n",
-					acc.Username, acc.FailedAttempts, or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), acc.NeedsRehash)
+					displayName(acc.Username), acc.FailedAttempts, or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), acc.NeedsRehash)
 				return nil
 			},
 		},
@@ -335,9 +335,9 @@ func (c *call) importRecords(ctx context.Context, source string, records func(yi
 			readErr = err
 			return false
 		}
-		where := source
+		where := displaySource(source)
 		if r.line > 0 {
-			where = fmt.Sprintf("%s:%d", source, r.line)
+			where = fmt.Sprintf("%s:%d", where, r.line)
 		}
 		if r.problem == "" {
 			err = c.a.ImportUser(ctx, r.UserRecord, c.flag("replace"))
@@ -350,16 +350,16 @@ func (c *call) importRecords(ctx context.Context, source string, records func(yi
 		}
 		if r.problem != "" {
 			skipped++
-			fmt.Fprintf(c.stderr, "%s: %s: skipped: %s\n", where, or(r.Username, "?"), r.problem)
+			fmt.Fprintf(c.stderr, "%s: %s: skipped: %s\n", where, displayName(or(r.Username, "?")), escapeControls(r.problem))
 			return ctx.Err() == nil
 		}
 		imported++
 		return ctx.Err() == nil
 	})
-	fmt.Fprintf(c.stderr, "imported %d users from %s, skipped %d\n", imported, source, skipped)
+	fmt.Fprintf(c.stderr, "imported %d users from %s, skipped %d\n", imported, displaySource(source), skipped)
 	switch {
 	case readErr != nil:
-		return fmt.Errorf("reading %s: %w", source, readErr)
+		return fmt.Errorf("reading %s: %w", displaySource(source), readErr)
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case skipped > 0:
