@@ -99,9 +99,12 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	change := passwordChange{old: stored}
 	if a.hasher.NeedsRehash(stored) {
 		// A failed re-hash must not fail a correct login: keep the old hash.
-		if h, err := a.hasher.Hash(password); err == nil {
+		switch h, err := a.hashNow(password); {
+		case err == nil:
 			change.new = h
-		} else {
+		case errors.Is(err, ErrInvalidPassword): // too long for the Hasher
+			a.logger.InfoContext(ctx, "authn: password too long for the configured hasher; keeping its old hash", "user", username, "error", err)
+		default:
 			a.logger.ErrorContext(ctx, "authn: re-hashing a password failed", "user", username, "error", err)
 		}
 	}

@@ -205,6 +205,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 	a.slots = make(chan struct{}, n)
 	a.maxPasswordBytes = max(1024, 4*a.policy.maxLength())
+	if limit := password.MaxPasswordBytes(a.hasher); limit > 0 && (a.policy.MaxBytes <= 0 || limit < a.policy.MaxBytes) {
+		a.policy.MaxBytes = limit // checked when a password is set, before hashing
+	}
 
 	if err := createSchema(ctx, db); err != nil {
 		return nil, err
@@ -310,8 +313,19 @@ func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer a.release()
+	return a.hashNow(pw)
+}
+
+// hashNow hashes a new password in the caller's slot. A Hasher's refusal
+// of the password for its length is ErrInvalidPassword.
+func (a *Authenticator) hashNow(pw string) (string, error) {
 	encoded, err := a.hasher.Hash(pw)
-	if err != nil {
+	switch {
+	case errors.Is(err, password.ErrPasswordTooLong):
+		// The password's fault (a Hasher that did not declare its limit
+		// up front): a rejected password, not an outage.
+		return "", fmt.Errorf("%w: %w", ErrInvalidPassword, err)
+	case err != nil:
 		return "", fmt.Errorf("authn: hashing: %w", err)
 	}
 	return encoded, nil

@@ -30,8 +30,16 @@ type FormData struct {
 	Next         string // login: where to go after signing in
 	LoginPath    string
 	RegisterPath string
-	MinLength    int  // registration: the password policy's minimum
-	Done         bool // registration: the account was created
+	MinLength    int // registration: the password policy's minimum, in characters
+	// MaxLength is, for registration, the most characters a password may
+	// have: the policy's MaxLength, or MaxBytes when that is lower. The
+	// built-in form sets it as the input's maxlength, which browsers count
+	// in UTF-16 units (a character outside the BMP counts twice).
+	MaxLength int
+	// MaxBytes is, for registration, the policy's limit in bytes, or 0
+	// when it has none (see PasswordPolicy.MaxBytes): 72 with bcrypt.
+	MaxBytes int
+	Done     bool // registration: the account was created
 }
 
 // Messages shown to users. Every failed login shows the same one.
@@ -182,6 +190,10 @@ func (a *Authenticator) RegisterHandler() http.Handler {
 func (a *Authenticator) registerForm(r *http.Request, msg, username string) FormData {
 	f := a.loginForm(r, msg, username, "")
 	f.MinLength = a.policy.minLength()
+	f.MaxLength = a.policy.maxLength()
+	if b := a.policy.MaxBytes; b > 0 {
+		f.MaxBytes, f.MaxLength = b, min(f.MaxLength, b)
+	}
 	return f
 }
 

@@ -54,6 +54,12 @@ type PasswordPolicy struct {
 	MinLength int
 	// MaxLength is the greatest number of characters. 0 means 128.
 	MaxLength int
+	// MaxBytes is the greatest length in bytes (UTF-8); 0 means no limit
+	// but MaxLength's. An Authenticator lowers it to its Hasher's limit
+	// when the Hasher declares one (password.Limited: bcrypt reads 72
+	// bytes), so that a password the Hasher would refuse is refused here,
+	// with the rule named, before any hashing.
+	MaxBytes int
 	// AllowCommon accepts passwords on the embedded list of common
 	// passwords (Openwall's password.lst, compared ignoring case).
 	AllowCommon bool
@@ -87,6 +93,9 @@ func (p PasswordPolicy) Check(username, password string) error {
 	}
 	if n > p.maxLength() {
 		return fmt.Errorf("%w: longer than %d characters", ErrInvalidPassword, p.maxLength())
+	}
+	if p.MaxBytes > 0 && len(password) > p.MaxBytes {
+		return fmt.Errorf("%w: longer than %d bytes (UTF-8: a character outside ASCII takes 2 to 4)", ErrInvalidPassword, p.MaxBytes)
 	}
 	if !p.AllowUsername && strings.EqualFold(password, username) {
 		return fmt.Errorf("%w: same as the username", ErrInvalidPassword)

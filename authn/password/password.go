@@ -39,6 +39,30 @@ type Hasher interface {
 	NeedsRehash(encoded string) bool
 }
 
+// ErrPasswordTooLong is wrapped by a Hasher's Hash that refuses a password
+// for its length: the password's fault, not the Hasher's, so an application
+// answers it as a rejected password (authn does: ErrInvalidPassword), not as
+// an outage. A Hasher with such a limit should also implement Limited, so
+// that the limit can be checked, and shown, before hashing.
+var ErrPasswordTooLong = errors.New("password: too long for the hash format")
+
+// Limited is implemented by a Hasher whose Hash accepts passwords of at most
+// MaxPasswordBytes bytes (UTF-8) and refuses longer ones with
+// ErrPasswordTooLong. Bcrypt is one: 72 bytes. A Hasher that wraps another
+// (for metrics, or a pepper) should forward the method.
+type Limited interface {
+	MaxPasswordBytes() int
+}
+
+// MaxPasswordBytes returns h's limit on the length of a password, in bytes,
+// or 0 when h declares none (it does not implement Limited).
+func MaxPasswordBytes(h Hasher) int {
+	if l, ok := h.(Limited); ok {
+		return max(l.MaxPasswordBytes(), 0)
+	}
+	return 0
+}
+
 // Errors returned for encoded strings that cannot be verified. They are
 // wrapped with details; match them with errors.Is. No error of this package
 // repeats any part of an encoded string, which may be a real hash or a
