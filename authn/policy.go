@@ -47,6 +47,8 @@ func isUsernameByte(c byte) bool {
 
 // PasswordPolicy is checked when a password is set (Register, SetPassword),
 // never when one is verified, so a policy change does not lock anyone out.
+// Whatever the settings, a password must be valid UTF-8 without control
+// characters (C0, DEL, C1), which Basic auth could not carry.
 // Lengths count Unicode code points; passwords are neither normalised nor
 // truncated (werkzeug does neither). The zero value is the default policy.
 type PasswordPolicy struct {
@@ -86,6 +88,13 @@ func (p PasswordPolicy) maxLength() int {
 func (p PasswordPolicy) Check(username, password string) error {
 	if !utf8.ValidString(password) {
 		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidPassword)
+	}
+	// A control character could be typed in a form but never sent over
+	// Basic auth (RFC 7617 forbids them; BasicAuth refuses them), and is
+	// usually a paste accident. unicode.IsControl is C0, DEL and C1;
+	// format characters such as ZWJ are kept: scripts and emoji need them.
+	if strings.ContainsFunc(password, unicode.IsControl) {
+		return fmt.Errorf("%w: contains a control character (such as a tab or a line break)", ErrInvalidPassword)
 	}
 	n := utf8.RuneCountInString(password)
 	if n < p.minLength() {
