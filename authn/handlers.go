@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -347,8 +348,9 @@ func decodeForm(r *http.Request) (credentials, error) {
 // decodeJSON reads exactly one flat JSON object whose keys are username,
 // password and next, each at most once, with string values. Anything else
 // (duplicate keys, which parsers resolve differently; other keys; nesting;
-// invalid UTF-8, which encoding/json would silently replace) is an error,
-// so that no two readers of the body can disagree on what it says.
+// invalid UTF-8 and lone UTF-16 surrogate escapes such as \ud800, which
+// encoding/json would silently replace with U+FFFD) is an error, so that no
+// two readers of the body can disagree on what it says.
 func decodeJSON(body io.Reader) (credentials, error) {
 	raw, err := io.ReadAll(body)
 	if err != nil {
@@ -356,6 +358,9 @@ func decodeJSON(body io.Reader) (credentials, error) {
 	}
 	if !utf8.Valid(raw) {
 		return credentials{}, errors.New("authn: JSON body is not valid UTF-8")
+	}
+	if hasLoneSurrogate(raw) {
+		return credentials{}, errors.New("authn: JSON body has a lone UTF-16 surrogate escape")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -390,6 +395,43 @@ func decodeJSON(body io.Reader) (credentials, error) {
 		return credentials{}, errors.New("authn: data after the JSON object")
 	}
 	return in, nil
+}
+
+// hasLoneSurrogate reports whether a JSON text has a \u escape of a UTF-16
+// surrogate (D800-DFFF) that is not a high one followed at once by an
+// escaped low one. It reads the escapes in the raw bytes: the decoder
+// replaces such an escape with U+FFFD and gives no error.
+func hasLoneSurrogate(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		r, ok := unicodeEscape(raw[i:])
+		switch {
+		case !ok: // another escape: skip the escaped byte ("\\" included)
+			i++
+		case 0xDC00 <= r && r <= 0xDFFF: // a low one with no high one before
+			return true
+		case 0xD800 <= r && r <= 0xDBFF:
+			low, ok := unicodeEscape(raw[i+6:])
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 11 // the pair
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// unicodeEscape reads a \uXXXX escape at the start of b.
+func unicodeEscape(b []byte) (rune, bool) {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[2:6]), 16, 16)
+	return rune(n), err == nil
 }
 
 // localRedirect returns next if it is a path on this site, else def. It
