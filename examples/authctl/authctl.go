@@ -117,22 +117,46 @@ func run(ctx context.Context, args []string, e env) int {
 
 // parseInterspersed parses flags that may come before, between or after
 // the positional arguments ("delete alice -y" as well as "delete -y alice").
+// "--" ends the flags: every argument after it is positional, so that a
+// name starting with "-" can be given ("show -- -foo"). It feeds the flag
+// package one flag at a time, because that package consumes a "--" itself
+// and would then go on reading the arguments after it as flags.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
+	for len(args) > 0 {
+		arg := args[0]
+		switch {
+		case arg == "--":
+			return append(positional, args[1:]...), nil
+		case len(arg) < 2 || arg[0] != '-': // "-" alone is positional too
+			positional = append(positional, arg)
+			args = args[1:]
+			continue
+		}
+		n := flagArgs(fs, args)
+		if err := fs.Parse(args[:n]); err != nil {
 			return nil, err
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		if args[0] == "--" { // the flag package stops at "--" and keeps it
-			return append(positional, args[1:]...), nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
+		args = args[n:]
 	}
+	return positional, nil
+}
+
+// flagArgs returns how many arguments the flag at args[0] takes: 2 for a
+// flag that needs a value given as the next argument, else 1.
+func flagArgs(fs *flag.FlagSet, args []string) int {
+	name := strings.TrimLeft(args[0], "-")
+	if strings.Contains(name, "=") || len(args) < 2 {
+		return 1
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return 1 // unknown: fs.Parse reports it
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return 1
+	}
+	return 2
 }
 
 func printUsage(w io.Writer, global *flag.FlagSet) {
@@ -151,6 +175,8 @@ Commands:
 	global.PrintDefaults()
 	fmt.Fprint(w, `
 Run "authctl help COMMAND" for a command's flags and examples.
+Flags may follow the names; "--" ends them, for a NAME that starts with "-"
+(authctl show -- -alice).
 Exit status: 0 success, 1 operational error, 2 usage error.
 `)
 }

@@ -361,3 +361,27 @@ func TestNoTerminalEscapes(t *testing.T) {
 		t.Errorf("no %q in:\n%s", want, runs[0].stderr)
 	}
 }
+
+// TestDoubleDash: "--" ends the flags, so that names starting with "-"
+// (which authn allows) can be given; everything after it is a name, even
+// when it looks like a flag.
+func TestDoubleDash(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "auth.db")
+	authctl(t, "dash user passphrase\n", "-db", db, "add", "--", "-foo").want(t, 0, "created user -foo")
+	authctl(t, "dash user passphrase\n", "-db", db, "add", "--", "-x").want(t, 0, "created user -x")
+	if r := authctl(t, "", "-db", db, "show", "--", "-foo"); r.code != 0 || !strings.Contains(r.stdout, "name:            -foo") {
+		t.Errorf("show -- -foo: %+v", r)
+	}
+	if r := authctl(t, "", "-db", db, "show", "-json", "--", "-foo"); r.code != 0 || !strings.Contains(r.stdout, `"username": "-foo"`) {
+		t.Errorf("show -json -- -foo: %+v", r)
+	}
+	authctl(t, "", "-db", db, "show", "-foo").want(t, 2, "flag provided but not defined: -foo")
+	// After "--", "-y" is a second name, not the flag: nothing is deleted.
+	authctl(t, "", "-db", db, "delete", "--", "-x", "-y").want(t, 2, "usage")
+	authctl(t, "", "-db", db, "lock", "--", "-x", "1h").want(t, 0, "locked -x until")
+	authctl(t, "", "-db", db, "delete", "-y", "--", "-x").want(t, 0, "deleted -x")
+	if r := authctl(t, "", "-db", db, "list", "-json"); !strings.Contains(r.stdout, `"-foo"`) || strings.Contains(r.stdout, `"-x"`) {
+		t.Errorf("list after deleting -x:\n%s", r.stdout)
+	}
+}
