@@ -75,7 +75,9 @@ func userRecord(u model.User) UserRecord {
 // given: no password policy applies, since the password is not known. The
 // username must pass CheckUsername and the hash password.Check. A taken name
 // gives ErrUserExists, unless replace is true: then the row is replaced and
-// the user's sessions end, in one transaction.
+// the user's sessions end, in one transaction. A lock with no end
+// (LockedForever) is written as the value it was read with, except that
+// SQLite, which stores a NaN as NULL (unlocked), gets +Inf for it.
 func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace bool) error {
 	if err := a.checkFile(); err != nil {
 		return err
