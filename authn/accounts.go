@@ -82,7 +82,7 @@ ON CONFLICT (username) DO NOTHING`
 
 // insertRow writes a new user row, or fails with ErrUserExists.
 func (a *Authenticator) insertRow(ctx context.Context, u *model.User) error {
-	res, err := a.db.NewInsert().Model(u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
+	res, err := a.withLockout(a.db.NewInsert().Model(u), u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("authn: add %s: %w", u.Username, err)
 	}
@@ -139,7 +139,7 @@ func (a *Authenticator) Unlock(ctx context.Context, username string) error {
 		Set("lockout_until = NULL").
 		Where("username = ?", username).Exec(ctx)
 	if err := oneRow(res, err); err != nil {
-		return fmt.Errorf("authn: unlock %s: %w", username, err)
+		return fmt.Errorf("authn: unlock %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventUnlock, Username: username})
 	return nil
@@ -170,7 +170,7 @@ func (a *Authenticator) Lock(ctx context.Context, username string, d time.Durati
 		return deleteSessions(ctx, tx, username)
 	})
 	if err != nil {
-		return fmt.Errorf("authn: lock %s: %w", username, err)
+		return fmt.Errorf("authn: lock %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventLock, Username: username})
 	return nil
@@ -189,7 +189,7 @@ func (a *Authenticator) Delete(ctx context.Context, username string) error {
 		return deleteSessions(ctx, tx, username)
 	})
 	if err != nil {
-		return fmt.Errorf("authn: delete %s: %w", username, err)
+		return fmt.Errorf("authn: delete %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventDeleted, Username: username})
 	return nil
@@ -224,6 +224,13 @@ type Account struct {
 	FailedAttempts int
 	// LockedUntil is when the current lock ends; zero when not locked.
 	LockedUntil time.Time
+	// LockedForever is true when the account is locked with no end: its
+	// stored lockout_until is no finite time between the years 0 and 9999
+	// (+Inf, NaN, 1e300, -Inf; how an administrator of the Python
+	// application may disable an account). It stays locked until Unlock,
+	// SetPassword or an import changes the value. LockedUntil is then the
+	// last second of year 9999, so that comparing times sees the lock.
+	LockedForever bool
 	// Scheme is the stored hash's format: "pbkdf2", "scrypt", "argon2id",
 	// "bcrypt", or "" when unknown.
 	Scheme string
@@ -240,10 +247,10 @@ func (a *Authenticator) Account(ctx context.Context, username string) (Account, 
 	var u model.User
 	err := a.db.NewSelect().Model(&u).Where("username = ?", username).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Account{}, fmt.Errorf("authn: %w: %s", ErrNotFound, username)
+		return Account{}, fmt.Errorf("%w: %s", ErrNotFound, quoteName(username))
 	}
 	if err != nil {
-		return Account{}, fmt.Errorf("authn: reading %s: %w", username, err)
+		return Account{}, fmt.Errorf("authn: reading %s: %w", quoteName(username), err)
 	}
 	return a.account(&u, a.now()), nil
 }
@@ -275,7 +282,9 @@ func (a *Authenticator) ListAccounts(ctx context.Context, opts ListOptions) ([]A
 	var users []model.User
 	q := a.db.NewSelect().Model(&users).Where("username > ?", opts.After).OrderExpr("username ASC").Limit(int64(limit))
 	if opts.LockedOnly {
-		q = q.Where("lockout_until > ?", unixSeconds(now))
+		// The negation of unlockedSQL: PostgreSQL's NaN and SQLite's TEXT
+		// sort above every number.
+		q = q.Where("lockout_until > ? OR lockout_until < ?", unixSeconds(now), float64(minLockSeconds))
 	}
 	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("authn: listing users: %w", err)
@@ -296,10 +305,8 @@ func (a *Authenticator) account(u *model.User, now time.Time) Account {
 	if u.FailedAttempts != nil {
 		acc.FailedAttempts = int(*u.FailedAttempts)
 	}
-	if u.LockoutUntil != nil {
-		if until := fromUnixSeconds(*u.LockoutUntil); until.After(now) {
-			acc.LockedUntil = until
-		}
+	if u.LockoutUntil != nil && lockedAt(*u.LockoutUntil, now) {
+		acc.LockedUntil, acc.LockedForever = lockTime(*u.LockoutUntil)
 	}
 	return acc
 }

@@ -14,8 +14,10 @@ import (
 
 // Authenticate checks username and password and applies the lockout rule:
 //
-//  1. An account locked until a time in the future is refused with a
-//     *LockedError without checking the password, and nothing is written.
+//  1. An account locked until a time in the future, or with no end (a
+//     stored lockout_until that is no time: see Account.LockedForever), is
+//     refused with a *LockedError without checking the password, and
+//     nothing is written.
 //  2. Otherwise the attempt is claimed first, in one atomic UPDATE that
 //     counts it as a failure and, at the threshold, resets the counter and
 //     locks the account. Only a claimed attempt checks the real hash.
@@ -115,9 +117,12 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	change := passwordChange{old: stored, ownLock: ownLock}
 	if a.hasher.NeedsRehash(stored) {
 		// A failed re-hash must not fail a correct login: keep the old hash.
-		if h, err := a.hashWithin(ctx, password); err == nil {
+		switch h, err := a.hashNow(ctx, password); {
+		case err == nil:
 			change.new = h
-		} else {
+		case errors.Is(err, ErrInvalidPassword): // too long for the Hasher
+			a.logger.InfoContext(ctx, "authn: password too long for the configured hasher; keeping its old hash", "user", username, "error", err)
+		default:
 			a.logger.ErrorContext(ctx, "authn: re-hashing a password failed", "user", username, "error", err)
 		}
 	}
@@ -133,7 +138,7 @@ func (a *Authenticator) claim(ctx context.Context, username string) (stored stri
 	if a.threshold < 0 {
 		err = a.db.NewSelect().Model((*model.User)(nil)).Column("password_hash").
 			Where("username = ?", username).
-			Where(notLocked, now).
+			Where(unlockedSQL, unlockedArgs(now)...).
 			Scan(ctx, &stored)
 		return stored, ownLock, err
 	}
@@ -142,17 +147,11 @@ func (a *Authenticator) claim(ctx context.Context, username string) (stored stri
 		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", a.threshold).
 		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", a.threshold, now+a.duration.Seconds()).
 		Where("username = ?", username).
-		Where(notLocked, now).
+		Where(unlockedSQL, unlockedArgs(now)...).
 		Returning("password_hash, lockout_until").
 		Scan(ctx, &stored, &ownLock)
 	return stored, ownLock, err
 }
-
-// notLocked is the condition, on users, of an account that is not locked
-// at the time given as its argument. NULL and past times are unlocked;
-// anything else is locked, NaN and infinities included (PostgreSQL sorts
-// NaN above every number, so "NaN <= now" is false there too).
-const notLocked = "lockout_until IS NULL OR lockout_until <= ?"
 
 // refused tells a locked account from an unknown user after a claim found
 // no row to count, and reports it.
@@ -171,7 +170,8 @@ func (a *Authenticator) refused(ctx context.Context, username string) (passwordC
 	// The claim saw the account locked. The lock may have ended since,
 	// but this attempt was made while it held.
 	a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonLocked})
-	return passwordChange{}, &LockedError{Until: fromUnixSeconds(until.Float64)}
+	t, forever := lockTime(until.Float64)
+	return passwordChange{}, &LockedError{Until: t, Forever: forever}
 }
 
 // resetAfterLogin is step 3: it clears the counter and the lock and stores
@@ -197,10 +197,10 @@ func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, ch
 		// a window of a millisecond absorbs any rounding on the way, and
 		// no other lock is written within it.
 		q = q.WhereGroup(" AND ", func(q *bun.UpdateQuery) *bun.UpdateQuery {
-			return q.Where(notLocked, now).WhereOr("lockout_until BETWEEN ? AND ?", own.Float64-1e-3, own.Float64+1e-3)
+			return q.Where(unlockedSQL, unlockedArgs(now)...).WhereOr("lockout_until BETWEEN ? AND ?", own.Float64-1e-3, own.Float64+1e-3)
 		})
 	} else {
-		q = q.Where(notLocked, now)
+		q = q.Where(unlockedSQL, unlockedArgs(now)...)
 	}
 	res, err := q.Exec(ctx)
 	if err != nil {
@@ -229,18 +229,13 @@ func (a *Authenticator) changedDuringLogin(ctx context.Context, username string)
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
 		return fmt.Errorf("authn: reading a lock: %w", err)
-	case err == nil && isLocked(until, unixSeconds(a.now())):
+	case err == nil && until.Valid && lockedAt(until.Float64, a.now()):
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonLocked})
-		return &LockedError{Until: fromUnixSeconds(until.Float64)}
+		t, forever := lockTime(until.Float64)
+		return &LockedError{Until: t, Forever: forever}
 	}
 	a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonChanged})
 	return ErrInvalidCredentials
-}
-
-// isLocked is notLocked's negation in Go: a stored lockout_until that is
-// not NULL and not a past time (NaN included) means locked.
-func isLocked(until sql.NullFloat64, now float64) bool {
-	return until.Valid && !(until.Float64 <= now)
 }
 
 // dummyVerify spends the time of a real verification, for answers that must

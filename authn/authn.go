@@ -82,10 +82,17 @@ var (
 // errors.Is(err, ErrLocked) is true for it.
 type LockedError struct {
 	Until time.Time // when the lock ends
+	// Forever is true when the stored lock is no finite time in range
+	// (see Account.LockedForever): it has no end, and Until is the last
+	// second of year 9999.
+	Forever bool
 }
 
 // Error says until when the account is locked.
 func (e *LockedError) Error() string {
+	if e.Forever {
+		return "authn: account locked with no end"
+	}
 	return "authn: account locked until " + e.Until.UTC().Format(time.RFC3339)
 }
 
@@ -229,6 +236,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		a.perClient = newClientSlots(max(cfg.HashSlotsPerClient, 1))
 	}
 	a.maxPasswordBytes = max(1024, 4*a.policy.maxLength())
+	if limit := password.MaxPasswordBytes(a.hasher); limit > 0 && (a.policy.MaxBytes <= 0 || limit < a.policy.MaxBytes) {
+		a.policy.MaxBytes = limit // checked when a password is set, before hashing
+	}
 
 	if err := createSchema(ctx, db); err != nil {
 		return nil, err
@@ -440,8 +450,22 @@ func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer a.release(ctx)
+	return a.hashNow(ctx, pw)
+}
+
+// hashNow hashes a new password in the caller's slot, within the memory
+// budget. A Hasher's refusal of the password for its length is
+// ErrInvalidPassword.
+func (a *Authenticator) hashNow(ctx context.Context, pw string) (string, error) {
 	encoded, err := a.hashWithin(ctx, pw)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrBusy):
+		return "", err
+	case errors.Is(err, password.ErrPasswordTooLong):
+		// The password's fault (a Hasher that did not declare its limit
+		// up front): a rejected password, not an outage.
+		return "", fmt.Errorf("%w: %w", ErrInvalidPassword, err)
+	case err != nil:
 		return "", fmt.Errorf("authn: hashing: %w", err)
 	}
 	return encoded, nil
@@ -451,7 +475,41 @@ func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
 // application's time.time().
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
-// fromUnixSeconds is the inverse of unixSeconds, to the microsecond.
-func fromUnixSeconds(s float64) time.Time {
-	return time.UnixMicro(int64(math.Round(s * 1e6))) // round: most decimals are not exact in binary
+// The stored lock times that are times: from the start of year 0 to the end
+// of year 9999, the range of RFC 3339 (and of time.Time's MarshalJSON).
+const (
+	minLockSeconds = -62167219200 // 0000-01-01T00:00:00Z
+	maxLockSeconds = 253402300800 // 10000-01-01T00:00:00Z, excluded
+)
+
+// lockedForever is the LockedUntil of an account locked with no end: the
+// last second of year 9999, so that a caller comparing times sees the lock.
+var lockedForever = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// lockTime reads a stored lockout_until, the inverse of unixSeconds to the
+// microsecond. A value that is no finite time in range (+Inf, NaN, 1e300,
+// -Inf: how an administrator of the Python application may disable an
+// account) is a lock with no end, until the value is changed: forever is
+// true and t is lockedForever. Converting such a value as a number would
+// overflow into a time long past, which unlocks.
+func lockTime(s float64) (t time.Time, forever bool) {
+	if !(s >= minLockSeconds && s < maxLockSeconds) { // NaN fails both
+		return lockedForever, true
+	}
+	return time.UnixMicro(int64(math.Round(s * 1e6))), false // round: most decimals are not exact in binary
 }
+
+// lockedAt reports whether a stored lockout_until locks an account at now.
+func lockedAt(s float64, now time.Time) bool {
+	t, forever := lockTime(s)
+	return forever || t.After(now)
+}
+
+// unlockedSQL is the condition of a row that is not locked at a time,
+// with the arguments of unlockedArgs. It is lockedAt in SQL: a value out of
+// range is a lock; PostgreSQL sorts NaN above every number, SQLite cannot
+// store NaN (it becomes NULL) and sorts TEXT above every number, so neither
+// passes "<= now".
+const unlockedSQL = "lockout_until IS NULL OR (lockout_until <= ? AND lockout_until >= ?)"
+
+func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)} }

@@ -134,14 +134,16 @@ func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) err
 func (a *Authenticator) currentHash(ctx context.Context, username string) (stored string, locked bool, err error) {
 	var until sql.NullFloat64
 	err = a.hot.user.QueryRowContext(a.hot.context(ctx), username).Scan(&stored, &until)
-	return stored, until.Valid && until.Float64 > unixSeconds(a.now()), err
+	return stored, until.Valid && lockedAt(until.Float64, a.now()), err
 }
 
 // parseBasicAuth reads the Authorization header as RFC 7617 says: the
-// scheme "Basic" in any case, one token68 of standard base64, decoding to
-// valid UTF-8 "user-id:password" split at the first colon, neither part
-// with control characters. Repeated headers, over-long values and
-// everything else are refused.
+// scheme "Basic" in any case, one or more spaces (RFC 7235's 1*SP), one
+// token68 of standard base64, decoding to valid UTF-8 "user-id:password"
+// split at the first colon, neither part with control characters. Trailing
+// spaces are ignored (net/http strips them before a handler sees the
+// header). Repeated headers, over-long values and everything else, a tab
+// or a byte outside the base64 alphabet included, are refused.
 func parseBasicAuth(h http.Header) (username, pw string, ok bool) {
 	values := h.Values("Authorization")
 	if len(values) != 1 || len(values[0]) > maxAuthorizationBytes {
@@ -151,7 +153,11 @@ func parseBasicAuth(h http.Header) (username, pw string, ok bool) {
 	if !found || !strings.EqualFold(scheme, "Basic") {
 		return "", "", false
 	}
-	raw, err := base64.StdEncoding.Strict().DecodeString(strings.Trim(token, " "))
+	token = strings.Trim(token, " ")
+	if !isBase64Token(token) {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(token)
 	if err != nil || !utf8.Valid(raw) {
 		return "", "", false
 	}
@@ -160,6 +166,24 @@ func parseBasicAuth(h http.Header) (username, pw string, ok bool) {
 		return "", "", false
 	}
 	return username, pw, true
+}
+
+// isBase64Token reports whether s is made of the standard base64 alphabet
+// followed by at most two "=": the subset of RFC 7235's token68 that Basic
+// uses. encoding/base64 would skip CR and LF anywhere in its input, so the
+// decoder alone accepts more than a token68.
+func isBase64Token(s string) bool {
+	data := strings.TrimRight(s, "=")
+	if len(s)-len(data) > 2 {
+		return false
+	}
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 // hasControl reports whether s holds a C0 control character or DEL.

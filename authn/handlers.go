@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -30,8 +31,16 @@ type FormData struct {
 	Next         string // login: where to go after signing in
 	LoginPath    string
 	RegisterPath string
-	MinLength    int  // registration: the password policy's minimum
-	Done         bool // registration: the account was created
+	MinLength    int // registration: the password policy's minimum, in characters
+	// MaxLength is, for registration, the most characters a password may
+	// have: the policy's MaxLength, or MaxBytes when that is lower. The
+	// built-in form sets it as the input's maxlength, which browsers count
+	// in UTF-16 units (a character outside the BMP counts twice).
+	MaxLength int
+	// MaxBytes is, for registration, the policy's limit in bytes, or 0
+	// when it has none (see PasswordPolicy.MaxBytes): 72 with bcrypt.
+	MaxBytes int
+	Done     bool // registration: the account was created
 }
 
 // Messages shown to users. Every failed login shows the same one.
@@ -199,6 +208,10 @@ func (a *Authenticator) RegisterHandler() http.Handler {
 func (a *Authenticator) registerForm(r *http.Request, msg, username string) FormData {
 	f := a.loginForm(r, msg, username, "")
 	f.MinLength = a.policy.minLength()
+	f.MaxLength = a.policy.maxLength()
+	if b := a.policy.MaxBytes; b > 0 {
+		f.MaxBytes, f.MaxLength = b, min(f.MaxLength, b)
+	}
 	return f
 }
 
@@ -362,8 +375,9 @@ func decodeForm(r *http.Request) (credentials, error) {
 // decodeJSON reads exactly one flat JSON object whose keys are username,
 // password and next, each at most once, with string values. Anything else
 // (duplicate keys, which parsers resolve differently; other keys; nesting;
-// invalid UTF-8, which encoding/json would silently replace) is an error,
-// so that no two readers of the body can disagree on what it says.
+// invalid UTF-8 and lone UTF-16 surrogate escapes such as \ud800, which
+// encoding/json would silently replace with U+FFFD) is an error, so that no
+// two readers of the body can disagree on what it says.
 func decodeJSON(body io.Reader) (credentials, error) {
 	raw, err := io.ReadAll(body)
 	if err != nil {
@@ -371,6 +385,9 @@ func decodeJSON(body io.Reader) (credentials, error) {
 	}
 	if !utf8.Valid(raw) {
 		return credentials{}, errors.New("authn: JSON body is not valid UTF-8")
+	}
+	if hasLoneSurrogate(raw) {
+		return credentials{}, errors.New("authn: JSON body has a lone UTF-16 surrogate escape")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -405,6 +422,43 @@ func decodeJSON(body io.Reader) (credentials, error) {
 		return credentials{}, errors.New("authn: data after the JSON object")
 	}
 	return in, nil
+}
+
+// hasLoneSurrogate reports whether a JSON text has a \u escape of a UTF-16
+// surrogate (D800-DFFF) that is not a high one followed at once by an
+// escaped low one. It reads the escapes in the raw bytes: the decoder
+// replaces such an escape with U+FFFD and gives no error.
+func hasLoneSurrogate(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		r, ok := unicodeEscape(raw[i:])
+		switch {
+		case !ok: // another escape: skip the escaped byte ("\\" included)
+			i++
+		case 0xDC00 <= r && r <= 0xDFFF: // a low one with no high one before
+			return true
+		case 0xD800 <= r && r <= 0xDBFF:
+			low, ok := unicodeEscape(raw[i+6:])
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 11 // the pair
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// unicodeEscape reads a \uXXXX escape at the start of b.
+func unicodeEscape(b []byte) (rune, bool) {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[2:6]), 16, 16)
+	return rune(n), err == nil
 }
 
 // localRedirect returns next if it is a path on this site, else def. It

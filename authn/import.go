@@ -9,6 +9,7 @@ import (
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // UserRecord is a user as stored, hash included: what moves between
@@ -19,6 +20,15 @@ type UserRecord struct {
 	PasswordHash   string
 	FailedAttempts int
 	LockedUntil    time.Time // zero: not locked
+	// LockedForever is true for a lock with no end (see
+	// Account.LockedForever); LockedUntil is then the last second of year
+	// 9999.
+	LockedForever bool
+	// StoredLockout is, when LockedForever, the lockout_until value as
+	// ReadUsers read it (+Inf, NaN, 1e300, ...), so that ImportUser copies
+	// it exactly. When it is a finite time in range (0 for a record made by
+	// hand), ImportUser writes +Inf.
+	StoredLockout float64
 }
 
 // ReadUsers calls fn for every row of the users table of db, a database
@@ -53,7 +63,10 @@ func userRecord(u model.User) UserRecord {
 		rec.FailedAttempts = int(*u.FailedAttempts)
 	}
 	if u.LockoutUntil != nil {
-		rec.LockedUntil = fromUnixSeconds(*u.LockoutUntil)
+		rec.LockedUntil, rec.LockedForever = lockTime(*u.LockoutUntil)
+		if rec.LockedForever {
+			rec.StoredLockout = *u.LockoutUntil
+		}
 	}
 	return rec
 }
@@ -62,7 +75,9 @@ func userRecord(u model.User) UserRecord {
 // given: no password policy applies, since the password is not known. The
 // username must pass CheckUsername and the hash password.Check. A taken name
 // gives ErrUserExists, unless replace is true: then the row is replaced and
-// the user's sessions end, in one transaction.
+// the user's sessions end, in one transaction. A lock with no end
+// (LockedForever) is written as the value it was read with, except that
+// SQLite, which stores a NaN as NULL (unlocked), gets +Inf for it.
 func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace bool) error {
 	if err := a.checkFile(); err != nil {
 		return err
@@ -77,11 +92,8 @@ func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace 
 		return fmt.Errorf("authn: import %s: failed attempts %d out of range", rec.Username, rec.FailedAttempts)
 	}
 	failed := int64(rec.FailedAttempts)
-	u := &model.User{Username: rec.Username, PasswordHash: rec.PasswordHash, FailedAttempts: &failed}
-	if !rec.LockedUntil.IsZero() {
-		until := unixSeconds(rec.LockedUntil)
-		u.LockoutUntil = &until
-	}
+	u := &model.User{Username: rec.Username, PasswordHash: rec.PasswordHash, FailedAttempts: &failed,
+		LockoutUntil: storedLockout(rec)}
 	if !replace {
 		if err := a.insertRow(ctx, u); err != nil {
 			return err
@@ -90,7 +102,7 @@ func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace 
 		return nil
 	}
 	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		_, err := tx.NewInsert().Model(u).
+		_, err := a.withLockout(tx.NewInsert().Model(u), u).
 			On("CONFLICT (username) DO UPDATE").
 			Set("password_hash = EXCLUDED.password_hash").
 			Set("failed_attempts = EXCLUDED.failed_attempts").
@@ -106,4 +118,44 @@ func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace 
 	}
 	a.emit(ctx, Event{Type: EventPasswordChanged, Username: rec.Username, Reason: "imported"})
 	return nil
+}
+
+// storedLockout is the lockout_until ImportUser writes for rec: nil when it
+// is not locked, and for a lock with no end the value it was read with, or
+// +Inf. A LockedUntil past year 9999 is a lock with no end too.
+func storedLockout(rec UserRecord) *float64 {
+	var s float64
+	switch {
+	case rec.LockedForever:
+		s = rec.StoredLockout
+		if _, forever := lockTime(s); !forever {
+			s = math.Inf(1)
+		}
+	case rec.LockedUntil.IsZero():
+		return nil
+	case rec.LockedUntil.Before(time.Unix(minLockSeconds, 0)), !rec.LockedUntil.Before(time.Unix(maxLockSeconds, 0)):
+		s = math.Inf(1)
+	default:
+		s = unixSeconds(rec.LockedUntil)
+	}
+	return &s
+}
+
+// withLockout makes an INSERT of u write a lockout_until that is not finite
+// as a SQL number. Bun spells +Inf, -Inf and NaN as the strings 'Infinity',
+// '-Infinity' and 'NaN', which PostgreSQL reads as numbers but SQLite would
+// keep as TEXT, a value the Python application could not compare with a
+// time. SQLite reads 9e999 as +Inf; it cannot store a NaN (it would become
+// NULL: unlocked), so a NaN is written there as +Inf, as locked as NaN is.
+func (a *Authenticator) withLockout(q *bun.InsertQuery, u *model.User) *bun.InsertQuery {
+	if u.LockoutUntil == nil || a.db.Dialect().Name() != dialect.SQLite {
+		return q
+	}
+	switch s := *u.LockoutUntil; {
+	case math.IsInf(s, -1):
+		return q.Value("lockout_until", "-9e999")
+	case math.IsInf(s, 1), math.IsNaN(s):
+		return q.Value("lockout_until", "9e999")
+	}
+	return q
 }

@@ -3,6 +3,7 @@ package authn
 import (
 	_ "embed"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -29,12 +30,25 @@ func CheckUsername(username string) error {
 	return nil
 }
 
+// quoteName returns a username for an error message or a log line: as it
+// is when it passes CheckUsername, which leaves nothing a terminal would
+// interpret, else quoted with Go's escapes (%q), so that a name made of
+// terminal escapes or fake text cannot pass for anything else.
+func quoteName(username string) string {
+	if CheckUsername(username) == nil {
+		return username
+	}
+	return strconv.Quote(username)
+}
+
 func isUsernameByte(c byte) bool {
 	return c == '_' || c == '-' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')
 }
 
 // PasswordPolicy is checked when a password is set (Register, SetPassword),
 // never when one is verified, so a policy change does not lock anyone out.
+// Whatever the settings, a password must be valid UTF-8 without control
+// characters (C0, DEL, C1), which Basic auth could not carry.
 // Lengths count Unicode code points; passwords are neither normalised nor
 // truncated (werkzeug does neither). The zero value is the default policy.
 type PasswordPolicy struct {
@@ -42,6 +56,12 @@ type PasswordPolicy struct {
 	MinLength int
 	// MaxLength is the greatest number of characters. 0 means 128.
 	MaxLength int
+	// MaxBytes is the greatest length in bytes (UTF-8); 0 means no limit
+	// but MaxLength's. An Authenticator lowers it to its Hasher's limit
+	// when the Hasher declares one (password.Limited: bcrypt reads 72
+	// bytes), so that a password the Hasher would refuse is refused here,
+	// with the rule named, before any hashing.
+	MaxBytes int
 	// AllowCommon accepts passwords on the embedded list of common
 	// passwords (Openwall's password.lst, compared ignoring case).
 	AllowCommon bool
@@ -69,12 +89,22 @@ func (p PasswordPolicy) Check(username, password string) error {
 	if !utf8.ValidString(password) {
 		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidPassword)
 	}
+	// A control character could be typed in a form but never sent over
+	// Basic auth (RFC 7617 forbids them; BasicAuth refuses them), and is
+	// usually a paste accident. unicode.IsControl is C0, DEL and C1;
+	// format characters such as ZWJ are kept: scripts and emoji need them.
+	if strings.ContainsFunc(password, unicode.IsControl) {
+		return fmt.Errorf("%w: contains a control character (such as a tab or a line break)", ErrInvalidPassword)
+	}
 	n := utf8.RuneCountInString(password)
 	if n < p.minLength() {
 		return fmt.Errorf("%w: shorter than %d characters", ErrInvalidPassword, p.minLength())
 	}
 	if n > p.maxLength() {
 		return fmt.Errorf("%w: longer than %d characters", ErrInvalidPassword, p.maxLength())
+	}
+	if p.MaxBytes > 0 && len(password) > p.MaxBytes {
+		return fmt.Errorf("%w: longer than %d bytes (UTF-8: a character outside ASCII takes 2 to 4)", ErrInvalidPassword, p.MaxBytes)
 	}
 	if !p.AllowUsername && strings.EqualFold(password, username) {
 		return fmt.Errorf("%w: same as the username", ErrInvalidPassword)

@@ -60,13 +60,13 @@ func (a *Authenticator) createSession(ctx context.Context, username, verified st
 	now := a.now()
 	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at)
 SELECT ?, username, ?, ?, ? FROM users
-WHERE username = ? AND password_hash = ? AND (` + notLocked + `)`
+WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 	if a.db.Dialect().Name() == dialect.PG {
 		query += " FOR SHARE"
 	}
 	res, err := a.db.ExecContext(ctx, query,
 		tokenHash(token), unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(a.web.lifetime)),
-		username, verified, unixSeconds(now))
+		username, verified, unixSeconds(now), float64(minLockSeconds))
 	if err := oneRow(res, err); errors.Is(err, ErrNotFound) {
 		return "", errSessionRefused
 	} else if err != nil {

@@ -48,6 +48,7 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
 	a.ownsDB = true
+	a.warnIfShared(ctx, abs)
 	if err := a.watchFile(abs, sqldb); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
@@ -80,6 +81,20 @@ func checkDBFile(path string) (string, error) {
 		return "", fmt.Errorf("authn: open %s: %w", path, err)
 	}
 	return abs, f.Close()
+}
+
+// warnIfShared logs one warning when the database file gives its group or
+// other users any access: they could copy every user's hash and guess
+// passwords offline, or change the rows. Open creates files 0600, so this
+// is a file made by something else, such as the Python application. Only
+// a warning: the mode is the operator's to choose.
+func (a *Authenticator) warnIfShared(ctx context.Context, path string) {
+	fi, err := os.Stat(path)
+	if err != nil || !sharedMode(fi.Mode()) {
+		return
+	}
+	a.logger.WarnContext(ctx, "authn: the database file is open to other users, who could read every password hash; run chmod 600 on it",
+		"path", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
 }
 
 // sqliteDSN returns a file: URI for the absolute path abs with the settings

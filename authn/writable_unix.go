@@ -2,7 +2,14 @@
 
 package authn
 
-import "syscall"
+import (
+	"io/fs"
+	"syscall"
+)
+
+// sharedMode reports whether a file mode gives its group or other users
+// any access.
+func sharedMode(m fs.FileMode) bool { return m.Perm()&0o077 != 0 }
 
 // writable reports whether this process may write the file at path,
 // without opening it (closing a descriptor of a SQLite file would drop the

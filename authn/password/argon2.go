@@ -73,16 +73,16 @@ type argon2Hash struct {
 func parseArgon2id(encoded string) (argon2Hash, error) {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
-		return argon2Hash{}, fmt.Errorf("%w: %q is not $argon2id$v=19$m=,t=,p=$<salt>$<hash>", ErrMalformed, prefix(encoded))
+		return argon2Hash{}, fmt.Errorf("%w: argon2id hash is not $argon2id$v=19$m=,t=,p=$<salt>$<hash>", ErrMalformed)
 	}
 	if parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
-		return argon2Hash{}, fmt.Errorf("%w: argon2 version %q, want v=%d", ErrUnsupported, parts[2], argon2.Version)
+		return argon2Hash{}, fmt.Errorf("%w: argon2id version is not v=%d", ErrUnsupported, argon2.Version)
 	}
 	var h argon2Hash
 	var m, t, p int
 	params := strings.Split(parts[3], ",")
 	if len(params) != 3 {
-		return argon2Hash{}, fmt.Errorf("%w: argon2 parameters %q are not m=,t=,p=", ErrMalformed, parts[3])
+		return argon2Hash{}, fmt.Errorf("%w: argon2id parameters are not m=,t=,p=", ErrMalformed)
 	}
 	for i, want := range []struct {
 		key string
@@ -91,7 +91,7 @@ func parseArgon2id(encoded string) (argon2Hash, error) {
 	}{{"m=", &m, MaxArgon2Memory}, {"t=", &t, MaxArgon2Time}, {"p=", &p, MaxArgon2Threads}} {
 		value, ok := strings.CutPrefix(params[i], want.key)
 		if !ok {
-			return argon2Hash{}, fmt.Errorf("%w: argon2 parameters %q are not m=,t=,p=", ErrMalformed, parts[3])
+			return argon2Hash{}, fmt.Errorf("%w: argon2id parameters are not m=,t=,p=", ErrMalformed)
 		}
 		var err error
 		if *want.dst, err = parseCount(value, "argon2 "+want.key[:1], want.max); err != nil {

@@ -12,7 +12,8 @@ import (
 //
 // bcrypt reads only the first 72 bytes of a password. Rather than let two
 // passwords that share those bytes match each other, Hash refuses a longer
-// password and Verify reports it as not matching.
+// password with ErrPasswordTooLong (MaxPasswordBytes says so up front) and
+// Verify reports it as not matching.
 type Bcrypt struct {
 	Cost int // 0 means 12
 }
@@ -34,7 +35,7 @@ func (b Bcrypt) Hash(password string) (string, error) {
 		return "", fmt.Errorf("password: bcrypt cost %d outside %d..%d", cost, bcrypt.MinCost, MaxBcryptCost)
 	}
 	if len(password) > bcryptMaxPassword {
-		return "", fmt.Errorf("password: bcrypt reads at most %d bytes of a password, this one has %d", bcryptMaxPassword, len(password))
+		return "", fmt.Errorf("%w: bcrypt reads at most %d bytes, this one has %d", ErrPasswordTooLong, bcryptMaxPassword, len(password))
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
@@ -42,6 +43,10 @@ func (b Bcrypt) Hash(password string) (string, error) {
 	}
 	return string(h), nil
 }
+
+// MaxPasswordBytes returns 72, the number of password bytes bcrypt reads:
+// Bcrypt implements Limited.
+func (Bcrypt) MaxPasswordBytes() int { return bcryptMaxPassword }
 
 // Verify reports whether password matches encoded, of any supported format.
 func (Bcrypt) Verify(encoded, password string) (bool, error) { return Verify(encoded, password) }
@@ -94,5 +99,6 @@ func verifyBcrypt(encoded, password string) (bool, error) {
 	case errors.Is(err, bcrypt.ErrMismatchedHashAndPassword):
 		return false, nil
 	}
-	return false, fmt.Errorf("%w: bcrypt: %w", ErrMalformed, err)
+	// x/crypto's errors may quote a byte of the hash: not wrapped.
+	return false, fmt.Errorf("%w: bcrypt hash refused by x/crypto/bcrypt", ErrMalformed)
 }

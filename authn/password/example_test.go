@@ -17,7 +17,7 @@ func ExampleVerify() {
 	// Output:
 	// true <nil>
 	// true
-	// password: unsupported hash format: "md5"
+	// password: unsupported hash format
 }
 
 func ExampleArgon2id() {

@@ -39,8 +39,35 @@ type Hasher interface {
 	NeedsRehash(encoded string) bool
 }
 
+// ErrPasswordTooLong is wrapped by a Hasher's Hash that refuses a password
+// for its length: the password's fault, not the Hasher's, so an application
+// answers it as a rejected password (authn does: ErrInvalidPassword), not as
+// an outage. A Hasher with such a limit should also implement Limited, so
+// that the limit can be checked, and shown, before hashing.
+var ErrPasswordTooLong = errors.New("password: too long for the hash format")
+
+// Limited is implemented by a Hasher whose Hash accepts passwords of at most
+// MaxPasswordBytes bytes (UTF-8) and refuses longer ones with
+// ErrPasswordTooLong. Bcrypt is one: 72 bytes. A Hasher that wraps another
+// (for metrics, or a pepper) should forward the method.
+type Limited interface {
+	MaxPasswordBytes() int
+}
+
+// MaxPasswordBytes returns h's limit on the length of a password, in bytes,
+// or 0 when h declares none (it does not implement Limited).
+func MaxPasswordBytes(h Hasher) int {
+	if l, ok := h.(Limited); ok {
+		return max(l.MaxPasswordBytes(), 0)
+	}
+	return 0
+}
+
 // Errors returned for encoded strings that cannot be verified. They are
-// wrapped with details; match them with errors.Is.
+// wrapped with details; match them with errors.Is. No error of this package
+// repeats any part of an encoded string, which may be a real hash or a
+// plaintext password stored by mistake: the details name the scheme, what is
+// wrong, and parameters parsed as numbers, so that an error can be logged.
 var (
 	// ErrUnsupported means the encoded string is of no format this package
 	// reads.
@@ -98,7 +125,7 @@ func Verify(encoded, password string) (bool, error) {
 	case "bcrypt":
 		return verifyBcrypt(encoded, password)
 	}
-	return false, fmt.Errorf("%w: %q", ErrUnsupported, prefix(encoded))
+	return false, ErrUnsupported
 }
 
 // Scheme names the format of encoded: "pbkdf2", "scrypt", "argon2id",
@@ -116,21 +143,6 @@ func Scheme(encoded string) string {
 		return "bcrypt"
 	}
 	return ""
-}
-
-// prefix returns the part of encoded before its salt (the method and
-// parameters), short enough to quote in an error without leaking a digest.
-func prefix(encoded string) string {
-	p := encoded
-	if len(p) > 0 {
-		if i := strings.IndexByte(p[1:], '$'); i >= 0 {
-			p = p[:i+1]
-		}
-	}
-	if len(p) > 32 {
-		p = p[:32] + "..."
-	}
-	return p
 }
 
 // Check reports whether Verify could read encoded, without computing a hash:
@@ -151,7 +163,7 @@ func Check(encoded string) error {
 	case "bcrypt":
 		_, err = bcryptCost(encoded)
 	default:
-		err = fmt.Errorf("%w: %q", ErrUnsupported, prefix(encoded))
+		err = ErrUnsupported
 	}
 	return err
 }

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/examples/internal/demo"
@@ -95,13 +98,15 @@ func run(ctx context.Context, args []string, e env) int {
 	// The library's own log lines would mix with the tool's messages.
 	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		fmt.Fprintf(e.stderr, "authctl: %v\n", err)
+		fmt.Fprintf(e.stderr, "authctl: %s\n", escapeControls(err.Error()))
 		return exitError
 	}
 	defer a.Close()
 	c.a = a
 	if err := cmd.run(ctx, c); err != nil {
-		fmt.Fprintf(e.stderr, "authctl %s: %v\n", cmd.name, err)
+		// Errors may hold names, paths and lines from the command line or
+		// a file: no control character of theirs reaches the terminal.
+		fmt.Fprintf(e.stderr, "authctl %s: %s\n", cmd.name, escapeControls(err.Error()))
 		if errors.As(err, new(usageError)) {
 			return exitUsage
 		}
@@ -112,22 +117,46 @@ func run(ctx context.Context, args []string, e env) int {
 
 // parseInterspersed parses flags that may come before, between or after
 // the positional arguments ("delete alice -y" as well as "delete -y alice").
+// "--" ends the flags: every argument after it is positional, so that a
+// name starting with "-" can be given ("show -- -foo"). It feeds the flag
+// package one flag at a time, because that package consumes a "--" itself
+// and would then go on reading the arguments after it as flags.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
+	for len(args) > 0 {
+		arg := args[0]
+		switch {
+		case arg == "--":
+			return append(positional, args[1:]...), nil
+		case len(arg) < 2 || arg[0] != '-': // "-" alone is positional too
+			positional = append(positional, arg)
+			args = args[1:]
+			continue
+		}
+		n := flagArgs(fs, args)
+		if err := fs.Parse(args[:n]); err != nil {
 			return nil, err
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		if args[0] == "--" { // the flag package stops at "--" and keeps it
-			return append(positional, args[1:]...), nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
+		args = args[n:]
 	}
+	return positional, nil
+}
+
+// flagArgs returns how many arguments the flag at args[0] takes: 2 for a
+// flag that needs a value given as the next argument, else 1.
+func flagArgs(fs *flag.FlagSet, args []string) int {
+	name := strings.TrimLeft(args[0], "-")
+	if strings.Contains(name, "=") || len(args) < 2 {
+		return 1
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return 1 // unknown: fs.Parse reports it
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return 1
+	}
+	return 2
 }
 
 func printUsage(w io.Writer, global *flag.FlagSet) {
@@ -146,6 +175,8 @@ Commands:
 	global.PrintDefaults()
 	fmt.Fprint(w, `
 Run "authctl help COMMAND" for a command's flags and examples.
+Flags may follow the names; "--" ends them, for a NAME that starts with "-"
+(authctl show -- -alice).
 Exit status: 0 success, 1 operational error, 2 usage error.
 `)
 }
@@ -215,4 +246,52 @@ func (c *call) confirm(question string) bool {
 	line, _ := bufio.NewReader(c.stdin).ReadString('\n')
 	answer := strings.ToLower(strings.TrimSpace(line))
 	return answer == "y" || answer == "yes"
+}
+
+// displayName returns a username for the terminal: as it is when authn
+// allows it (letters, digits, '_' and '-': nothing a terminal interprets),
+// else quoted with Go's escapes, so that a name made of escape sequences or
+// of fake messages ("\rimported 99 users") shows as what it is.
+func displayName(name string) string {
+	if authn.CheckUsername(name) == nil || name == "?" {
+		return name
+	}
+	return strconv.Quote(name)
+}
+
+// displaySource returns a database or file name for the terminal: a
+// postgres:// URL without its password, and any control or other
+// non-printing character escaped.
+func displaySource(source string) string {
+	if authn.IsPostgresURL(source) {
+		if u, err := url.Parse(source); err == nil {
+			source = u.Redacted()
+		} else {
+			source = "the PostgreSQL URL"
+		}
+	}
+	return escapeControls(source)
+}
+
+// escapeControls replaces every character a terminal could interpret (C0
+// and C1 controls, DEL, bidirectional overrides and other non-printing
+// characters, invalid UTF-8) with its Go escape, as %q would write it,
+// keeping newlines and tabs.
+func escapeControls(s string) string {
+	safe := func(r rune) bool { return r == '\n' || r == '\t' || r != utf8.RuneError && strconv.IsPrint(r) }
+	if !strings.ContainsFunc(s, func(r rune) bool { return !safe(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		if safe(r) {
+			b.WriteString(s[:size])
+		} else {
+			q := strconv.Quote(s[:size])
+			b.WriteString(q[1 : len(q)-1])
+		}
+		s = s[size:]
+	}
+	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -153,7 +154,7 @@ func TestImportHtpasswd(t *testing.T) {
 		"users.htpasswd:3: md5user: skipped: Apache MD5 ($apr1$) hashes are not supported",
 		"users.htpasswd:4: shauser: skipped: SHA-1 ({SHA}) hashes are not supported",
 		"users.htpasswd:7: ?: skipped: not a name:hash line",
-		"users.htpasswd:8: bad name: skipped: invalid username",
+		`users.htpasswd:8: "bad name": skipped: invalid username`, // quoted: not a valid name
 	} {
 		if !strings.Contains(r.stderr, msg) {
 			t.Errorf("no %q in:\n%s", msg, r.stderr)
@@ -245,4 +246,142 @@ func TestPostgres(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "auth.db")
 	authctl(t, "sqlite user passphrase\n", "-db", other, "add", "sqliteuser").want(t, 0, "created")
 	authctl(t, "", "-db", pg.URL, "import-db", other).want(t, 0, "imported 1 users")
+}
+
+// TestImportLockedForever: a Python auth.db whose lockout_until is 1e300 or
+// +Inf (an administrator's way of disabling an account) imports with the
+// value as it is, the user cannot log in, and list and show say "forever".
+func TestImportLockedForever(t *testing.T) {
+	t.Parallel()
+	dump, err := os.ReadFile("../../authn/testdata/minimost-auth.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "python-auth.db")
+	raw := testdb.RawSQLite(t, src)
+	if _, err := raw.DB.Exec(string(dump)); err != nil {
+		t.Fatal(err)
+	}
+	// As Python's sqlite3 stores float("inf") and 1e300: REAL values.
+	if _, err := raw.DB.Exec("UPDATE users SET lockout_until = 1e300 WHERE username = 'alice'; UPDATE users SET lockout_until = 9e999 WHERE username = 'dave_nulls'"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+
+	db := filepath.Join(dir, "auth.db")
+	authctl(t, "", "-db", db, "import-db", src).want(t, 0, "imported 4 users")
+	var stored []string
+	rows, err := testdb.RawSQLite(t, db).DB.Query("SELECT username, typeof(lockout_until), quote(lockout_until) FROM users WHERE username IN ('alice', 'dave_nulls') ORDER BY username")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, typ, value string
+		if err := rows.Scan(&name, &typ, &value); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, name+" "+typ+" "+value)
+	}
+	rows.Close()
+	// SQLite quotes +Inf as 9.0e+999.
+	if want := []string{"alice real 1.0e+300", "dave_nulls real 9.0e+999"}; strings.Join(stored, ",") != strings.Join(want, ",") {
+		t.Errorf("stored after import: %q, want %q", stored, want)
+	}
+	if err := login(t, db, "alice", "alice's long passphrase"); !errors.Is(err, authn.ErrLocked) {
+		t.Errorf("alice (1e300) after import: %v, want locked", err)
+	}
+
+	r := authctl(t, "", "-db", db, "list")
+	for _, name := range []string{"alice", "dave_nulls"} {
+		if !regexp.MustCompile(`(?m)^` + name + ` +0 +forever `).MatchString(r.stdout) {
+			t.Errorf("list does not show %s locked forever:\n%s", name, r.stdout)
+		}
+	}
+	r = authctl(t, "", "-db", db, "list", "-locked")
+	if !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, "dave_nulls") {
+		t.Errorf("list -locked leaves out the users locked forever:\n%s", r.stdout)
+	}
+	r = authctl(t, "", "-db", db, "show", "alice")
+	if !strings.Contains(r.stdout, "locked until:    forever\n") {
+		t.Errorf("show alice:\n%s%s", r.stdout, r.stderr)
+	}
+	r = authctl(t, "", "-db", db, "show", "-json", "dave_nulls")
+	var acc map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &acc); err != nil || acc["locked_forever"] != true || acc["locked_until"] != "9999-12-31T23:59:59Z" {
+		t.Errorf("show -json dave_nulls: %v\n%s", err, r.stdout)
+	}
+}
+
+// TestNoTerminalEscapes: names, lines and file names with terminal escapes
+// (an OSC title, a screen clear, a carriage return that overwrites the line
+// with fake text, a bell, a C1 CSI) reach the terminal quoted, and neither a
+// "hash" that is a plaintext password nor a database password is printed.
+func TestNoTerminalEscapes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "evil\x1b[2J.htpasswd")
+	lines := []string{
+		"\x1b]0;pwned\a:$2y$05$NhshH5Jxvu9X.7gKQ3l/Fup55myGRY0GwBhM46qmA./okMleSTn3e",
+		"\x1b[2J\rimported 99 users from users.htpasswd, skipped 0:x",
+		"carol\u009b2J:x",
+		"mallory:Kq9zXvWlPlainSecret",
+		"\x07\x1b[1A no colon \x1b[K",
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "auth.db")
+	runs := []result{
+		authctl(t, "", "-db", db, "import-htpasswd", file),
+		authctl(t, "", "-db", db, "show", "\x1b]0;pwned\a"),
+		authctl(t, "", "-db", db, "delete", "-y", "\x1b[2J"),
+		authctl(t, "", "-db", db, "lock", "x\ry", "\x1b[2J"),
+		authctl(t, "", "-db", db, "import-db", "postgres://admin:S3cretPw@127.0.0.1:1/auth?connect_timeout=2"),
+		authctl(t, "", "-db", db, "import-htpasswd", filepath.Join(dir, "missing\x1b]0;x\a")),
+	}
+	for i, r := range runs {
+		out := r.stdout + r.stderr
+		if j := strings.IndexFunc(out, func(c rune) bool {
+			return c != '\n' && c != '\t' && (c < 0x20 || c >= 0x7f && c < 0xa0)
+		}); j >= 0 {
+			t.Errorf("run %d printed a control character %q at %d:\n%s", i, out[j], j, out)
+		}
+		for _, secret := range []string{"Kq9zXvWl", "S3cretPw"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("run %d printed the secret %s:\n%s", i, secret, out)
+			}
+		}
+	}
+	// The report still says which line was skipped, and why.
+	if want := `:1: "\x1b]0;pwned\a": skipped: invalid username`; !strings.Contains(runs[0].stderr, want) {
+		t.Errorf("no %q in:\n%s", want, runs[0].stderr)
+	}
+	if want := `:4: mallory: skipped: import mallory: password: unsupported hash format`; !strings.Contains(runs[0].stderr, want) {
+		t.Errorf("no %q in:\n%s", want, runs[0].stderr)
+	}
+}
+
+// TestDoubleDash: "--" ends the flags, so that names starting with "-"
+// (which authn allows) can be given; everything after it is a name, even
+// when it looks like a flag.
+func TestDoubleDash(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "auth.db")
+	authctl(t, "dash user passphrase\n", "-db", db, "add", "--", "-foo").want(t, 0, "created user -foo")
+	authctl(t, "dash user passphrase\n", "-db", db, "add", "--", "-x").want(t, 0, "created user -x")
+	if r := authctl(t, "", "-db", db, "show", "--", "-foo"); r.code != 0 || !strings.Contains(r.stdout, "name:            -foo") {
+		t.Errorf("show -- -foo: %+v", r)
+	}
+	if r := authctl(t, "", "-db", db, "show", "-json", "--", "-foo"); r.code != 0 || !strings.Contains(r.stdout, `"username": "-foo"`) {
+		t.Errorf("show -json -- -foo: %+v", r)
+	}
+	authctl(t, "", "-db", db, "show", "-foo").want(t, 2, "flag provided but not defined: -foo")
+	// After "--", "-y" is a second name, not the flag: nothing is deleted.
+	authctl(t, "", "-db", db, "delete", "--", "-x", "-y").want(t, 2, "usage")
+	authctl(t, "", "-db", db, "lock", "--", "-x", "1h").want(t, 0, "locked -x until")
+	authctl(t, "", "-db", db, "delete", "-y", "--", "-x").want(t, 0, "deleted -x")
+	if r := authctl(t, "", "-db", db, "list", "-json"); !strings.Contains(r.stdout, `"-foo"`) || strings.Contains(r.stdout, `"-x"`) {
+		t.Errorf("list after deleting -x:\n%s", r.stdout)
+	}
 }

@@ -111,7 +111,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.stderr, "locked %s until %s\n", c.args[0], acc.LockedUntil.Format(time.RFC3339))
+				fmt.Fprintf(c.stderr, "locked %s until %s\n", c.args[0], or(lockedUntil(acc), "-"))
 				return nil
 			},
 		},
@@ -148,8 +148,9 @@ Examples:
 				fs.Bool("json", false, "one JSON array instead of a table")
 			},
 			help: `Lists the users in name order, with their failed attempts, the end of their
-lock ("-" when not locked), their hash scheme, and whether the next login
-will re-hash the password with the current default.
+lock ("-" when not locked, "forever" when the stored lock is no time, such as
+Python's float("inf"): locked until unlocked), their hash scheme, and whether
+the next login will re-hash the password with the current default.
 
 Examples:
   authctl list
@@ -166,7 +167,7 @@ Examples:
 				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tFAILED\tLOCKED UNTIL\tSCHEME\tREHASH")
 				for _, acc := range accounts {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", acc.Username, acc.FailedAttempts,
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", displayName(acc.Username), acc.FailedAttempts,
 						or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), map[bool]string{true: "yes", false: "no"}[acc.NeedsRehash])
 				}
 				return tw.Flush()
@@ -186,7 +187,7 @@ Examples:
 					return writeJSON(c.stdout, accountsJSON([]authn.Account{acc})[0])
 				}
 				fmt.Fprintf(c.stdout, "name:            %s\nfailed attempts: %d\nlocked until:    %s\nhash scheme:     %s\nneeds rehash:    %v\n",
-					acc.Username, acc.FailedAttempts, or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), acc.NeedsRehash)
+					displayName(acc.Username), acc.FailedAttempts, or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), acc.NeedsRehash)
 				return nil
 			},
 		},
@@ -272,7 +273,8 @@ func allAccounts(ctx context.Context, a *authn.Authenticator, lockedOnly bool) (
 type accountJSON struct {
 	Username       string     `json:"username"`
 	FailedAttempts int        `json:"failed_attempts"`
-	LockedUntil    *time.Time `json:"locked_until"` // null when not locked
+	LockedUntil    *time.Time `json:"locked_until"` // null when not locked; 9999-12-31T23:59:59Z when forever
+	LockedForever  bool       `json:"locked_forever,omitempty"`
 	Scheme         string     `json:"scheme"`
 	NeedsRehash    bool       `json:"needs_rehash"`
 }
@@ -280,7 +282,8 @@ type accountJSON struct {
 func accountsJSON(accounts []authn.Account) []accountJSON {
 	out := make([]accountJSON, len(accounts))
 	for i, acc := range accounts {
-		out[i] = accountJSON{Username: acc.Username, FailedAttempts: acc.FailedAttempts, Scheme: acc.Scheme, NeedsRehash: acc.NeedsRehash}
+		out[i] = accountJSON{Username: acc.Username, FailedAttempts: acc.FailedAttempts, LockedForever: acc.LockedForever,
+			Scheme: acc.Scheme, NeedsRehash: acc.NeedsRehash}
 		if !acc.LockedUntil.IsZero() {
 			t := acc.LockedUntil.UTC()
 			out[i].LockedUntil = &t
@@ -295,8 +298,13 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// lockedUntil is the end of acc's lock for people: "" when not locked,
+// "forever" for a lock with no end (a stored Inf, NaN or 1e300).
 func lockedUntil(acc authn.Account) string {
-	if acc.LockedUntil.IsZero() {
+	switch {
+	case acc.LockedForever:
+		return "forever"
+	case acc.LockedUntil.IsZero():
 		return ""
 	}
 	return acc.LockedUntil.UTC().Format(time.RFC3339)
@@ -328,9 +336,9 @@ func (c *call) importRecords(ctx context.Context, source string, records func(yi
 			readErr = err
 			return false
 		}
-		where := source
+		where := displaySource(source)
 		if r.line > 0 {
-			where = fmt.Sprintf("%s:%d", source, r.line)
+			where = fmt.Sprintf("%s:%d", where, r.line)
 		}
 		if r.problem == "" {
 			err = c.a.ImportUser(ctx, r.UserRecord, c.flag("replace"))
@@ -343,16 +351,16 @@ func (c *call) importRecords(ctx context.Context, source string, records func(yi
 		}
 		if r.problem != "" {
 			skipped++
-			fmt.Fprintf(c.stderr, "%s: %s: skipped: %s\n", where, or(r.Username, "?"), r.problem)
+			fmt.Fprintf(c.stderr, "%s: %s: skipped: %s\n", where, displayName(or(r.Username, "?")), escapeControls(r.problem))
 			return ctx.Err() == nil
 		}
 		imported++
 		return ctx.Err() == nil
 	})
-	fmt.Fprintf(c.stderr, "imported %d users from %s, skipped %d\n", imported, source, skipped)
+	fmt.Fprintf(c.stderr, "imported %d users from %s, skipped %d\n", imported, displaySource(source), skipped)
 	switch {
 	case readErr != nil:
-		return fmt.Errorf("reading %s: %w", source, readErr)
+		return fmt.Errorf("reading %s: %w", displaySource(source), readErr)
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case skipped > 0:
