@@ -49,7 +49,7 @@ func (a *Authenticator) Register(ctx context.Context, username, pw string) error
 }
 
 // insertUser writes a new, unlocked user with an encoded hash, unless a
-// user of that name in any case exists (ErrUserExists). On SQLite the one
+// user of that name in any case exists (ErrUserExists). On SQLite the
 // statement is atomic, writers running one at a time; on PostgreSQL two
 // registrations of "admin" and "Admin" would not see each other's
 // uncommitted row, so a transaction-scoped advisory lock on the lower-cased
@@ -58,38 +58,40 @@ func (a *Authenticator) insertUser(ctx context.Context, username, encoded string
 	const insert = `INSERT INTO users (username, password_hash, failed_attempts)
 SELECT ?, ?, 0 WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower(?))
 ON CONFLICT (username) DO NOTHING`
-	var err error
-	if a.db.Dialect().Name() == dialect.PG {
-		err = a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return a.addUser(ctx, username, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+		if a.db.Dialect().Name() == dialect.PG {
 			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext(lower(?)))", username); err != nil {
-				return err
+				return nil, err
 			}
-			res, err := tx.ExecContext(ctx, insert, username, encoded, username)
-			return oneRow(res, err)
-		})
-	} else {
-		res, execErr := a.db.ExecContext(ctx, insert, username, encoded, username)
-		err = oneRow(res, execErr)
-	}
+		}
+		return tx.ExecContext(ctx, insert, username, encoded, username)
+	})
+}
+
+// insertRow writes a new user row, or fails with ErrUserExists.
+func (a *Authenticator) insertRow(ctx context.Context, u *model.User) error {
+	return a.addUser(ctx, u.Username, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+		return a.withLockout(tx.NewInsert().Model(u), u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
+	})
+}
+
+// addUser runs insert, which writes the row of a new user or nothing, and,
+// when it wrote one, deletes any session left under that name, in one
+// transaction: a user deleted behind the library's back (by the Python
+// application) leaves sessions that the session read refuses while the name
+// is free, and that a new owner of the name must not inherit.
+func (a *Authenticator) addUser(ctx context.Context, username string, insert func(context.Context, bun.Tx) (sql.Result, error)) error {
+	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := oneRow(insert(ctx, tx)); err != nil {
+			return err
+		}
+		return deleteSessions(ctx, tx, username)
+	})
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %s", ErrUserExists, username)
 	}
 	if err != nil {
 		return fmt.Errorf("authn: add %s: %w", username, err)
-	}
-	return nil
-}
-
-// insertRow writes a new user row, or fails with ErrUserExists.
-func (a *Authenticator) insertRow(ctx context.Context, u *model.User) error {
-	res, err := a.withLockout(a.db.NewInsert().Model(u), u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("authn: add %s: %w", u.Username, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("authn: add %s: %w", u.Username, err)
-	} else if n == 0 {
-		return fmt.Errorf("%w: %s", ErrUserExists, u.Username)
 	}
 	return nil
 }

@@ -50,8 +50,7 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 		return "", err
 	}
 	start := time.Now()
-	change, err := a.checkPassword(ctx, username, password)
-	a.release(ctx)
+	change, err := a.checkPasswordInSlot(ctx, username, password)
 	if err == nil {
 		err = a.resetAfterLogin(ctx, username, change)
 	}
@@ -64,12 +63,20 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 	return cmp.Or(change.new, change.old), nil
 }
 
+// checkPasswordInSlot runs checkPassword and releases the hashing slot the
+// caller acquired, also when a Hasher, an OnEvent hook or a log handler
+// panics: a slot lost that way would be lost for good.
+func (a *Authenticator) checkPasswordInSlot(ctx context.Context, username, password string) (passwordChange, error) {
+	defer a.release(ctx)
+	return a.checkPassword(ctx, username, password)
+}
+
 // passwordChange is a verified hash and, when it needs one, its re-hash.
 type passwordChange struct {
 	old, new string // new is "" when no re-hash is due
 	// ownLock is the lockout_until that this attempt's own claim wrote
-	// when it was the one that reached the threshold; the reset may clear
-	// that lock and no other.
+	// when it was the one that reached the threshold (see claimLock); the
+	// reset may clear that lock and no other.
 	ownLock sql.NullFloat64
 }
 
@@ -81,18 +88,18 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 		return passwordChange{}, err
 	}
 	if CheckUsername(username) != nil {
-		a.dummyVerify(password)
+		a.dummyVerify()
 		return fail(ReasonMalformedUsername, ErrInvalidCredentials)
 	}
 	if password == "" || len(password) > a.maxPasswordBytes {
-		a.dummyVerify("")
+		a.dummyVerify()
 		return fail(ReasonMalformedPassword, ErrInvalidCredentials)
 	}
 	stored, ownLock, err := a.claim(ctx, username)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		change, err := a.refused(ctx, username)
-		a.dummyVerify(password) // after the read, which the time of the hash then hides
+		a.dummyVerify() // after the read, which the time of the hash then hides
 		return change, err
 	case err != nil:
 		return fail(ReasonError, fmt.Errorf("authn: claiming a login attempt: %w", err))
@@ -108,7 +115,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 		// hash this package cannot read. The dummy verification makes
 		// the failure cost what any other does.
 		a.logger.ErrorContext(ctx, "authn: stored password hash is unusable", "user", username, "error", err)
-		a.dummyVerify(password)
+		a.dummyVerify()
 		return fail(ReasonUnusableHash, fmt.Errorf("%w: stored hash of %s: %w", ErrInvalidCredentials, username, err))
 	}
 	if !ok {
@@ -122,6 +129,8 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 			change.new = h
 		case errors.Is(err, ErrInvalidPassword): // too long for the Hasher
 			a.logger.InfoContext(ctx, "authn: password too long for the configured hasher; keeping its old hash", "user", username, "error", err)
+		case errors.Is(err, ErrBusy): // no hashing memory free: next time
+			a.logger.InfoContext(ctx, "authn: re-hash postponed; keeping the old hash", "user", username, "error", err)
 		default:
 			a.logger.ErrorContext(ctx, "authn: re-hashing a password failed", "user", username, "error", err)
 		}
@@ -181,10 +190,22 @@ func (a *Authenticator) refused(ctx context.Context, username string) (passwordC
 // attempt's own claim wrote is cleared. A password change or a deletion
 // that came in between fails the login.
 func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, change passwordChange) error {
-	if a.threshold < 0 && change.new == "" {
-		return nil // lockout disabled and nothing to store
-	}
 	now := unixSeconds(a.now())
+	if a.threshold < 0 && change.new == "" {
+		// Lockout disabled and nothing to store: only make sure that the
+		// account was not locked or changed meanwhile.
+		still, err := a.db.NewSelect().Model((*model.User)(nil)).
+			Where("username = ?", username).Where("password_hash = ?", change.old).
+			Where(unlockedSQL, unlockedArgs(now)...).Exists(ctx)
+		switch {
+		case err != nil:
+			a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
+			return fmt.Errorf("authn: reading a user after login: %w", err)
+		case !still:
+			return a.changedDuringLogin(ctx, username)
+		}
+		return nil
+	}
 	q := a.db.NewUpdate().Model((*model.User)(nil)).
 		Set("failed_attempts = 0").
 		Set("lockout_until = NULL")
@@ -193,11 +214,12 @@ func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, ch
 	}
 	q = q.Where("username = ?", username).Where("password_hash = ?", change.old)
 	if own := change.ownLock; own.Valid {
-		// The value comes back from RETURNING and goes out as a literal;
-		// a window of a millisecond absorbs any rounding on the way, and
-		// no other lock is written within it.
+		// The lock is the claim's own if it is still exactly the value
+		// RETURNING gave (bun writes floats in the shortest form that reads
+		// back the same). A Lock written in the same microsecond with the
+		// default duration would be taken for it; any other lock is not.
 		q = q.WhereGroup(" AND ", func(q *bun.UpdateQuery) *bun.UpdateQuery {
-			return q.Where(unlockedSQL, unlockedArgs(now)...).WhereOr("lockout_until BETWEEN ? AND ?", own.Float64-1e-3, own.Float64+1e-3)
+			return q.Where(unlockedSQL, unlockedArgs(now)...).WhereOr("lockout_until = ?", own.Float64)
 		})
 	} else {
 		q = q.Where(unlockedSQL, unlockedArgs(now)...)
@@ -239,13 +261,21 @@ func (a *Authenticator) changedDuringLogin(ctx context.Context, username string)
 }
 
 // dummyVerify spends the time of a real verification, for answers that must
-// not be told apart from a wrong password by their timing.
-// Its duration is the reference that failureTiming pads failures to.
-func (a *Authenticator) dummyVerify(password string) {
+// not be told apart from a wrong password by their timing. Its duration is
+// the reference that failureTiming pads failures to, so it verifies a fixed
+// password of ordinary length, never the client's: with bcrypt, a password
+// over 72 bytes returns at once, and a client sending such passwords for
+// unknown users would otherwise drag the reference, and the padding of
+// every failure, down to nothing.
+func (a *Authenticator) dummyVerify() {
 	start := time.Now()
-	_, _ = a.verify(a.dummyHash, password)
+	_, _ = a.verify(a.dummyHash, dummyPassword)
 	a.failureTiming.observe(time.Since(start))
 }
+
+// dummyPassword is what dummyVerify verifies: no password matches the
+// dummy hash, made from random text.
+const dummyPassword = "not the password of anyone here"
 
 // loggable returns username if it is well-formed, else "": a malformed
 // "username" is often a password typed in the wrong field.

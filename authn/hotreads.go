@@ -23,6 +23,19 @@ type hotReads struct {
 	session *sql.Stmt // username, last_seen, expires_at by token_hash, if the user exists
 }
 
+// sessionRead reads a session, if its user exists and is not locked with no
+// end (a lockout_until that is no time in range: how an administrator of the
+// Python application disables an account; NaN, which PostgreSQL sorts above
+// every number, and TEXT, which SQLite sorts above every number, fail the
+// second comparison). Failed passwords never write such a value, so nobody
+// can end another's sessions with them; Lock ends sessions itself.
+func sessionRead() string {
+	return fmt.Sprintf(`SELECT s.username, s.last_seen, s.expires_at
+FROM sessions AS s JOIN users AS u ON u.username = s.username
+WHERE s.token_hash = ?
+AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, minLockSeconds, maxLockSeconds)
+}
+
 func prepareHotReads(ctx context.Context, db *bun.DB) (*hotReads, error) {
 	h := &hotReads{local: db.Dialect().Name() == dialect.SQLite}
 	prepare := func(query string) (*sql.Stmt, error) {
@@ -39,7 +52,7 @@ func prepareHotReads(ctx context.Context, db *bun.DB) (*hotReads, error) {
 	if h.user, err = prepare("SELECT password_hash, lockout_until FROM users WHERE username = ?"); err != nil {
 		return nil, err
 	}
-	if h.session, err = prepare("SELECT s.username, s.last_seen, s.expires_at FROM sessions AS s JOIN users AS u ON u.username = s.username WHERE s.token_hash = ?"); err != nil {
+	if h.session, err = prepare(sessionRead()); err != nil {
 		h.user.Close()
 		return nil, err
 	}
