@@ -37,29 +37,44 @@ func (l *eventLog) String() string {
 	return strings.Join(l.events, "\n")
 }
 
+// onFirstVerify runs f once, inside the first verification of encoded: in
+// the middle of a login, after its claim and before its reset.
+func onFirstVerify(h *countingHasher, encoded string, f func()) {
+	var once sync.Once
+	h.SetOnVerify(func(e string) {
+		if e == encoded {
+			once.Do(f)
+		}
+	})
+}
+
 // TestAdminLockDuringLogin: a Lock (from another process) that lands while a
 // login with the right password is being verified is not undone by that
-// login: the login is refused as locked and the lock stays.
+// login: the login is refused as locked and the lock stays. With lockout
+// disabled too, though that login has no counter to reset.
 func TestAdminLockDuringLogin(t *testing.T) {
 	t.Parallel()
+	for _, threshold := range []int{5, -1} {
+		t.Run(fmt.Sprintf("threshold=%d", threshold), func(t *testing.T) {
+			t.Parallel()
+			testAdminLockDuringLogin(t, threshold)
+		})
+	}
+}
+
+func testAdminLockDuringLogin(t *testing.T, threshold int) {
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		h := newCountingHasher(fastHasher)
 		clk := newClock()
-		a := db.Open(t, authn.Config{Hasher: h, Now: clk.Now})
+		a := db.Open(t, authn.Config{Hasher: h, Now: clk.Now, LockoutThreshold: threshold})
 		admin := db.Open(t, authn.Config{Now: clk.Now}) // authctl, say
 		ctx := context.Background()
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
 		}
-		stored := readUser(t, db.Raw, "u").Hash
-		var once sync.Once
-		h.SetOnVerify(func(encoded string) {
-			if encoded == stored {
-				once.Do(func() {
-					if err := admin.Lock(ctx, "u", 24*time.Hour); err != nil {
-						t.Error(err)
-					}
-				})
+		onFirstVerify(h, readUser(t, db.Raw, "u").Hash, func() {
+			if err := admin.Lock(ctx, "u", 24*time.Hour); err != nil {
+				t.Error(err)
 			}
 		})
 		err := a.Authenticate(ctx, "u", goodPassword)
@@ -90,16 +105,10 @@ func TestLockoutByFailuresDuringLogin(t *testing.T) {
 		if err := a.Register(ctx, "u", goodPassword); err != nil {
 			t.Fatal(err)
 		}
-		stored := readUser(t, db.Raw, "u").Hash
-		var once sync.Once
-		h.SetOnVerify(func(encoded string) {
-			if encoded == stored {
-				once.Do(func() {
-					// The login's own claim was the first; two more lock.
-					for range 2 {
-						other.Authenticate(ctx, "u", "a wrong password")
-					}
-				})
+		onFirstVerify(h, readUser(t, db.Raw, "u").Hash, func() {
+			// The login's own claim was the first; two more lock.
+			for range 2 {
+				other.Authenticate(ctx, "u", "a wrong password")
 			}
 		})
 		if err := a.Authenticate(ctx, "u", goodPassword); !errors.Is(err, authn.ErrLocked) {

@@ -2,7 +2,6 @@ package authn_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -88,35 +87,6 @@ func TestPanicReleasesHashingSlot(t *testing.T) {
 	if err := a.Authenticate(short, "u", goodPassword); err != nil {
 		t.Fatalf("login after a panic in a hook: %v", err)
 	}
-}
-
-// TestAdminLockDuringLoginWithoutLockout: with lockout disabled too, a Lock
-// that lands while a right password is being verified refuses that login.
-func TestAdminLockDuringLoginWithoutLockout(t *testing.T) {
-	t.Parallel()
-	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
-		h := newCountingHasher(fastHasher)
-		a := db.Open(t, authn.Config{Hasher: h, LockoutThreshold: -1})
-		admin := db.Open(t, authn.Config{})
-		ctx := context.Background()
-		if err := a.Register(ctx, "u", goodPassword); err != nil {
-			t.Fatal(err)
-		}
-		stored := readUser(t, db.Raw, "u").Hash
-		var once sync.Once
-		h.SetOnVerify(func(encoded string) {
-			if encoded == stored {
-				once.Do(func() {
-					if err := admin.Lock(ctx, "u", 24*time.Hour); err != nil {
-						t.Error(err)
-					}
-				})
-			}
-		})
-		if err := a.Authenticate(ctx, "u", goodPassword); !errors.Is(err, authn.ErrLocked) {
-			t.Fatalf("login racing an admin lock, lockout disabled: %v, want ErrLocked", err)
-		}
-	})
 }
 
 // TestSessionRefusedWhenLockedWithNoEnd: a lock with no end written by the
