@@ -83,7 +83,7 @@ type passwordChange struct {
 // checkPassword runs steps 1, 2 and 4 of Authenticate, and the hashing of
 // step 3, holding a hashing slot.
 func (a *Authenticator) checkPassword(ctx context.Context, username, password string) (passwordChange, error) {
-	fail := func(reason string, err error) (passwordChange, error) {
+	fail := func(reason Reason, err error) (passwordChange, error) {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: reason})
 		return passwordChange{}, err
 	}

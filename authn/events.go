@@ -22,27 +22,35 @@ const (
 	EventLogout          EventType = "logout"
 )
 
+// Reason says why something happened to an account: why a login failed,
+// or that a user came from ImportUser.
+type Reason string
+
 // Reasons of EventLoginFailed. Clients never see them; logs and OnEvent do.
 const (
-	ReasonUnknownUser       = "unknown user"
-	ReasonMalformedUsername = "malformed username"
-	ReasonMalformedPassword = "malformed password"    // empty or over-long
-	ReasonMalformedHeader   = "malformed credentials" // a broken Authorization header or body
-	ReasonWrongPassword     = "wrong password"
-	ReasonLocked            = "locked"
-	ReasonBusy              = "hashing capacity exhausted"
-	ReasonThrottled         = "throttled" // the client address is over its failure budget
-	ReasonUnusableHash      = "stored hash unusable"
-	ReasonChanged           = "password changed during login" // or the user was deleted meanwhile
-	ReasonError             = "database error"
+	ReasonUnknownUser       Reason = "unknown user"
+	ReasonMalformedUsername Reason = "malformed username"
+	ReasonMalformedPassword Reason = "malformed password"    // empty or over-long
+	ReasonMalformedHeader   Reason = "malformed credentials" // a broken Authorization header or body
+	ReasonWrongPassword     Reason = "wrong password"
+	ReasonLocked            Reason = "locked"
+	ReasonBusy              Reason = "hashing capacity exhausted"
+	ReasonThrottled         Reason = "throttled" // the client address is over its failure budget
+	ReasonUnusableHash      Reason = "stored hash unusable"
+	ReasonChanged           Reason = "password changed during login" // or the user was deleted meanwhile
+	ReasonError             Reason = "database error"
 )
+
+// ReasonImported is the Reason of the EventRegistered and
+// EventPasswordChanged of a user written by ImportUser.
+const ReasonImported Reason = "imported"
 
 // Event is one thing that happened to an account. It never holds a password
 // or a hash.
 type Event struct {
 	Type     EventType
 	Username string // "" when it was malformed: it may be a mistyped password
-	Reason   string // why a login failed; "imported" for users written by ImportUser
+	Reason   Reason // why a login failed; ReasonImported for users written by ImportUser
 	ClientIP string // the client's address, for events of HTTP requests
 	Time     time.Time
 }
@@ -62,7 +70,7 @@ func (a *Authenticator) record(ctx context.Context, e Event, logIt bool, extra .
 	}
 	attrs := []slog.Attr{slog.String("event", string(e.Type)), slog.String("user", e.Username)}
 	if e.Reason != "" {
-		attrs = append(attrs, slog.String("reason", e.Reason))
+		attrs = append(attrs, slog.String("reason", string(e.Reason)))
 	}
 	if e.ClientIP != "" {
 		attrs = append(attrs, slog.String("client", e.ClientIP))

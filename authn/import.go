@@ -98,7 +98,7 @@ func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace 
 		if err := a.insertRow(ctx, u); err != nil {
 			return err
 		}
-		a.emit(ctx, Event{Type: EventRegistered, Username: rec.Username, Reason: "imported"})
+		a.emit(ctx, Event{Type: EventRegistered, Username: rec.Username, Reason: ReasonImported})
 		return nil
 	}
 	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -116,7 +116,7 @@ func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace 
 	if err != nil {
 		return fmt.Errorf("authn: import %s: %w", rec.Username, err)
 	}
-	a.emit(ctx, Event{Type: EventPasswordChanged, Username: rec.Username, Reason: "imported"})
+	a.emit(ctx, Event{Type: EventPasswordChanged, Username: rec.Username, Reason: ReasonImported})
 	return nil
 }
 

@@ -113,7 +113,7 @@ func (a *Authenticator) flushThrottleLog(ctx context.Context) {
 func (a *Authenticator) logSuppressed(ctx context.Context, windows []throttleWindow) {
 	for _, w := range windows {
 		a.logger.LogAttrs(ctx, slog.LevelWarn, "authn: throttled requests not logged",
-			slog.String("event", string(EventLoginFailed)), slog.String("reason", ReasonThrottled),
+			slog.String("event", string(EventLoginFailed)), slog.String("reason", string(ReasonThrottled)),
 			slog.String("client", w.client), slog.Int("suppressed", w.suppressed))
 	}
 }
