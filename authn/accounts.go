@@ -2,15 +2,11 @@ package authn
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/model"
-	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 )
 
 // Register creates a user. The username must pass CheckUsername and the
@@ -19,9 +15,6 @@ import (
 // names differ only in case invite impersonation. Logins still match names
 // exactly. Either the whole row is written or nothing is.
 func (a *Authenticator) Register(ctx context.Context, username, pw string) error {
-	if err := a.checkFile(); err != nil {
-		return err
-	}
 	if err := CheckUsername(username); err != nil {
 		return err
 	}
@@ -29,70 +22,22 @@ func (a *Authenticator) Register(ctx context.Context, username, pw string) error
 		return err
 	}
 	// A cheap look first, so that a taken name costs no hash; the insert
-	// below still decides when two registrations race.
-	exists, err := a.db.NewSelect().Model((*model.User)(nil)).Where("lower(username) = lower(?)", username).Exists(ctx)
+	// still decides when two registrations race.
+	taken, err := a.store.nameTaken(ctx, username)
 	if err != nil {
-		return fmt.Errorf("authn: register %s: %w", username, err)
+		return err
 	}
-	if exists {
+	if taken {
 		return fmt.Errorf("%w: %s", ErrUserExists, username)
 	}
 	encoded, err := a.hash(ctx, pw)
 	if err != nil {
 		return err
 	}
-	if err := a.insertUser(ctx, username, encoded); err != nil {
+	if err := a.store.insertUser(ctx, username, encoded); err != nil {
 		return err
 	}
 	a.emit(ctx, Event{Type: EventRegistered, Username: username})
-	return nil
-}
-
-// insertUser writes a new, unlocked user with an encoded hash, unless a
-// user of that name in any case exists (ErrUserExists). On SQLite the
-// statement is atomic, writers running one at a time; on PostgreSQL two
-// registrations of "admin" and "Admin" would not see each other's
-// uncommitted row, so a transaction-scoped advisory lock on the lower-cased
-// name orders them.
-func (a *Authenticator) insertUser(ctx context.Context, username, encoded string) error {
-	const insert = `INSERT INTO users (username, password_hash, failed_attempts)
-SELECT ?, ?, 0 WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower(?))
-ON CONFLICT (username) DO NOTHING`
-	return a.addUser(ctx, username, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
-		if a.db.Dialect().Name() == dialect.PG {
-			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext(lower(?)))", username); err != nil {
-				return nil, err
-			}
-		}
-		return tx.ExecContext(ctx, insert, username, encoded, username)
-	})
-}
-
-// insertRow writes a new user row, or fails with ErrUserExists.
-func (a *Authenticator) insertRow(ctx context.Context, u *model.User) error {
-	return a.addUser(ctx, u.Username, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
-		return a.withLockout(tx.NewInsert().Model(u), u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
-	})
-}
-
-// addUser runs insert, which writes the row of a new user or nothing, and,
-// when it wrote one, deletes any session left under that name, in one
-// transaction: a user deleted behind the library's back (by the Python
-// application) leaves sessions that the session read refuses while the name
-// is free, and that a new owner of the name must not inherit.
-func (a *Authenticator) addUser(ctx context.Context, username string, insert func(context.Context, bun.Tx) (sql.Result, error)) error {
-	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if err := oneRow(insert(ctx, tx)); err != nil {
-			return err
-		}
-		return deleteSessions(ctx, tx, username)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: %s", ErrUserExists, username)
-	}
-	if err != nil {
-		return fmt.Errorf("authn: add %s: %w", username, err)
-	}
 	return nil
 }
 
@@ -100,7 +45,9 @@ func (a *Authenticator) addUser(ctx context.Context, username string, insert fun
 // PasswordPolicy, clears the failure counter and any lock, and ends all the
 // user's sessions, in one transaction. An unknown user gives ErrNotFound.
 func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) error {
-	if err := a.checkFile(); err != nil {
+	// A broken database fails before the hash is spent; the store would
+	// refuse the statement anyway.
+	if err := a.store.check(); err != nil {
 		return err
 	}
 	if err := CheckUsername(username); err != nil {
@@ -113,19 +60,8 @@ func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) er
 	if err != nil {
 		return err
 	}
-	err = a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*model.User)(nil)).
-			Set("password_hash = ?", encoded).
-			Set("failed_attempts = 0").
-			Set("lockout_until = NULL").
-			Where("username = ?", username).Exec(ctx)
-		if err := oneRow(res, err); err != nil {
-			return err
-		}
-		return deleteSessions(ctx, tx, username)
-	})
-	if err != nil {
-		return fmt.Errorf("authn: set password of %s: %w", username, err)
+	if err := a.store.setPassword(ctx, username, encoded); err != nil {
+		return err
 	}
 	a.emit(ctx, Event{Type: EventPasswordChanged, Username: username})
 	return nil
@@ -133,15 +69,8 @@ func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) er
 
 // Unlock clears a user's lock and failure counter.
 func (a *Authenticator) Unlock(ctx context.Context, username string) error {
-	if err := a.checkFile(); err != nil {
+	if err := a.store.unlock(ctx, username); err != nil {
 		return err
-	}
-	res, err := a.db.NewUpdate().Model((*model.User)(nil)).
-		Set("failed_attempts = 0").
-		Set("lockout_until = NULL").
-		Where("username = ?", username).Exec(ctx)
-	if err := oneRow(res, err); err != nil {
-		return fmt.Errorf("authn: unlock %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventUnlock, Username: username})
 	return nil
@@ -155,24 +84,11 @@ func (a *Authenticator) Unlock(ctx context.Context, username string) error {
 // is refused too (see Authenticate). A lockout caused by failed passwords,
 // unlike Lock, leaves sessions alone, or anyone could sign a user out.
 func (a *Authenticator) Lock(ctx context.Context, username string, d time.Duration) error {
-	if err := a.checkFile(); err != nil {
-		return err
-	}
 	if d <= 0 {
 		d = a.duration
 	}
-	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewUpdate().Model((*model.User)(nil)).
-			Set("failed_attempts = 0").
-			Set("lockout_until = ?", unixSeconds(a.now().Add(d))).
-			Where("username = ?", username).Exec(ctx)
-		if err := oneRow(res, err); err != nil {
-			return err
-		}
-		return deleteSessions(ctx, tx, username)
-	})
-	if err != nil {
-		return fmt.Errorf("authn: lock %s: %w", quoteName(username), err)
+	if err := a.store.lock(ctx, username, a.now().Add(d)); err != nil {
+		return err
 	}
 	a.emit(ctx, Event{Type: EventLock, Username: username})
 	return nil
@@ -180,41 +96,10 @@ func (a *Authenticator) Lock(ctx context.Context, username string, d time.Durati
 
 // Delete removes a user and all the user's sessions, in one transaction.
 func (a *Authenticator) Delete(ctx context.Context, username string) error {
-	if err := a.checkFile(); err != nil {
+	if err := a.store.deleteUser(ctx, username); err != nil {
 		return err
-	}
-	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res, err := tx.NewDelete().Model((*model.User)(nil)).Where("username = ?", username).Exec(ctx)
-		if err := oneRow(res, err); err != nil {
-			return err
-		}
-		return deleteSessions(ctx, tx, username)
-	})
-	if err != nil {
-		return fmt.Errorf("authn: delete %s: %w", quoteName(username), err)
 	}
 	a.emit(ctx, Event{Type: EventDeleted, Username: username})
-	return nil
-}
-
-func deleteSessions(ctx context.Context, db bun.IDB, username string) error {
-	_, err := db.NewDelete().Model((*model.Session)(nil)).Where("username = ?", username).Exec(ctx)
-	return err
-}
-
-// oneRow turns the result of a statement on one user into ErrNotFound when
-// it touched no row.
-func oneRow(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return ErrNotFound
-	}
 	return nil
 }
 
@@ -243,16 +128,9 @@ type Account struct {
 
 // Account returns the state of one user, or ErrNotFound.
 func (a *Authenticator) Account(ctx context.Context, username string) (Account, error) {
-	if err := a.checkFile(); err != nil {
-		return Account{}, err
-	}
-	var u model.User
-	err := a.db.NewSelect().Model(&u).Where("username = ?", username).Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Account{}, fmt.Errorf("%w: %s", ErrNotFound, quoteName(username))
-	}
+	u, err := a.store.user(ctx, username)
 	if err != nil {
-		return Account{}, fmt.Errorf("authn: reading %s: %w", quoteName(username), err)
+		return Account{}, err
 	}
 	return a.account(&u, a.now()), nil
 }
@@ -272,24 +150,15 @@ type ListOptions struct {
 // SQLite, the database's collation on PostgreSQL (paging with After follows
 // the same order either way).
 func (a *Authenticator) ListAccounts(ctx context.Context, opts ListOptions) ([]Account, error) {
-	if err := a.checkFile(); err != nil {
-		return nil, err
-	}
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, 1000)
 	now := a.now()
-	var users []model.User
-	q := a.db.NewSelect().Model(&users).Where("username > ?", opts.After).OrderExpr("username ASC").Limit(int64(limit))
-	if opts.LockedOnly {
-		// The negation of unlockedSQL: PostgreSQL's NaN and SQLite's TEXT
-		// sort above every number.
-		q = q.Where("lockout_until > ? OR lockout_until < ?", unixSeconds(now), float64(minLockSeconds))
-	}
-	if err := q.Scan(ctx); err != nil {
-		return nil, fmt.Errorf("authn: listing users: %w", err)
+	users, err := a.store.listUsers(ctx, opts.After, limit, opts.LockedOnly, now)
+	if err != nil {
+		return nil, err
 	}
 	accounts := make([]Account, len(users))
 	for i := range users {

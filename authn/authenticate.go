@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/minimost/minimost/model"
-	"github.com/uptrace/bun"
 )
 
 // Authenticate checks username and password and applies the lockout rule:
@@ -42,7 +39,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 // caller reports the success once the login is complete (a session started,
 // for the login route).
 func (a *Authenticator) authenticate(ctx context.Context, username, password string) (stored string, err error) {
-	if err := a.checkFile(); err != nil {
+	// A broken database fails the login before it takes a hashing slot;
+	// the store would refuse each statement anyway.
+	if err := a.store.check(); err != nil {
 		return "", err
 	}
 	if err := a.acquire(ctx); err != nil {
@@ -102,7 +101,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 		a.dummyVerify() // after the read, which the time of the hash then hides
 		return change, err
 	case err != nil:
-		return fail(ReasonError, fmt.Errorf("authn: claiming a login attempt: %w", err))
+		return fail(ReasonError, err)
 	}
 	ok, err := a.verify(stored, password)
 	if ownLock.Valid && (err != nil || !ok) {
@@ -143,38 +142,24 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 // wrote. sql.ErrNoRows means unknown user or locked. With lockout disabled
 // it only reads.
 func (a *Authenticator) claim(ctx context.Context, username string) (stored string, ownLock sql.NullFloat64, err error) {
-	now := unixSeconds(a.now())
 	if a.threshold < 0 {
-		err = a.db.NewSelect().Model((*model.User)(nil)).Column("password_hash").
-			Where("username = ?", username).
-			Where(unlockedSQL, unlockedArgs(now)...).
-			Scan(ctx, &stored)
+		stored, err = a.store.unlockedHash(ctx, username, a.now())
 		return stored, ownLock, err
 	}
-	// Every SET expression reads the row as it was before the UPDATE.
-	err = a.db.NewUpdate().Model((*model.User)(nil)).
-		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", a.threshold).
-		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", a.threshold, now+a.duration.Seconds()).
-		Where("username = ?", username).
-		Where(unlockedSQL, unlockedArgs(now)...).
-		Returning("password_hash, lockout_until").
-		Scan(ctx, &stored, &ownLock)
-	return stored, ownLock, err
+	return a.store.claim(ctx, username, a.now(), a.threshold, a.duration)
 }
 
 // refused tells a locked account from an unknown user after a claim found
 // no row to count, and reports it.
 func (a *Authenticator) refused(ctx context.Context, username string) (passwordChange, error) {
-	var until sql.NullFloat64
-	err := a.db.NewSelect().Model((*model.User)(nil)).Column("lockout_until").
-		Where("username = ?", username).Scan(ctx, &until)
+	until, err := a.store.lockoutUntil(ctx, username)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonUnknownUser})
 		return passwordChange{}, ErrInvalidCredentials
 	case err != nil:
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
-		return passwordChange{}, fmt.Errorf("authn: reading a lock: %w", err)
+		return passwordChange{}, err
 	}
 	// The claim saw the account locked. The lock may have ended since,
 	// but this attempt was made while it held.
@@ -190,51 +175,20 @@ func (a *Authenticator) refused(ctx context.Context, username string) (passwordC
 // attempt's own claim wrote is cleared. A password change or a deletion
 // that came in between fails the login.
 func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, change passwordChange) error {
-	now := unixSeconds(a.now())
+	var ok bool
+	var err error
 	if a.threshold < 0 && change.new == "" {
 		// Lockout disabled and nothing to store: only make sure that the
 		// account was not locked or changed meanwhile.
-		still, err := a.db.NewSelect().Model((*model.User)(nil)).
-			Where("username = ?", username).Where("password_hash = ?", change.old).
-			Where(unlockedSQL, unlockedArgs(now)...).Exists(ctx)
-		switch {
-		case err != nil:
-			a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
-			return fmt.Errorf("authn: reading a user after login: %w", err)
-		case !still:
-			return a.changedDuringLogin(ctx, username)
-		}
-		return nil
-	}
-	q := a.db.NewUpdate().Model((*model.User)(nil)).
-		Set("failed_attempts = 0").
-		Set("lockout_until = NULL")
-	if change.new != "" {
-		q = q.Set("password_hash = ?", change.new)
-	}
-	q = q.Where("username = ?", username).Where("password_hash = ?", change.old)
-	if own := change.ownLock; own.Valid {
-		// The lock is the claim's own if it is still exactly the value
-		// RETURNING gave (bun writes floats in the shortest form that reads
-		// back the same). A Lock written in the same microsecond with the
-		// default duration would be taken for it; any other lock is not.
-		q = q.WhereGroup(" AND ", func(q *bun.UpdateQuery) *bun.UpdateQuery {
-			return q.Where(unlockedSQL, unlockedArgs(now)...).WhereOr("lockout_until = ?", own.Float64)
-		})
+		ok, err = a.store.stillUnlocked(ctx, username, change.old, a.now())
 	} else {
-		q = q.Where(unlockedSQL, unlockedArgs(now)...)
+		ok, err = a.store.resetAfterLogin(ctx, username, change, a.now())
 	}
-	res, err := q.Exec(ctx)
-	if err != nil {
+	switch {
+	case err != nil:
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
-		return fmt.Errorf("authn: resetting failed attempts: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
-		return fmt.Errorf("authn: resetting failed attempts: %w", err)
-	}
-	if n != 1 {
+		return err
+	case !ok:
 		return a.changedDuringLogin(ctx, username)
 	}
 	return nil
@@ -244,13 +198,11 @@ func (a *Authenticator) resetAfterLogin(ctx context.Context, username string, ch
 // it could be completed: locked (refused as locked), or with a new password
 // or deleted (refused as invalid).
 func (a *Authenticator) changedDuringLogin(ctx context.Context, username string) error {
-	var until sql.NullFloat64
-	err := a.db.NewSelect().Model((*model.User)(nil)).Column("lockout_until").
-		Where("username = ?", username).Scan(ctx, &until)
+	until, err := a.store.lockoutUntil(ctx, username)
 	switch {
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonError})
-		return fmt.Errorf("authn: reading a lock: %w", err)
+		return err
 	case err == nil && until.Valid && lockedAt(until.Float64, a.now()):
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonLocked})
 		t, forever := lockTime(until.Float64)

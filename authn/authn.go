@@ -49,7 +49,6 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/minimost/minimost/authn/password"
@@ -152,8 +151,8 @@ type Config struct {
 // Authenticator checks passwords and manages accounts. It is safe for
 // concurrent use.
 type Authenticator struct {
-	db        *bun.DB
-	ownsDB    bool // Open made db; Close closes it
+	store     *store // every SQL statement
+	ownsDB    bool   // Open made the database; Close closes it
 	hasher    password.Hasher
 	threshold int // < 0: lockout disabled
 	duration  time.Duration
@@ -179,9 +178,7 @@ type Authenticator struct {
 
 	web         web // the HTTP handlers' settings, defaults applied
 	basicAuth   *credentialCache
-	throttleLog *throttleLog          // which refusals of throttled clients are logged
-	hot         *hotReads             // the reads of every authenticated request, prepared once
-	fileProblem atomic.Pointer[error] // set while Open's database file is missing or broken
+	throttleLog *throttleLog // which refusals of throttled clients are logged
 
 	bgctx context.Context    // ends at Close
 	stop  context.CancelFunc // ends bgctx
@@ -203,7 +200,6 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		return nil, errors.New("authn: New: db is nil")
 	}
 	a := &Authenticator{
-		db:        db,
 		hasher:    cfg.Hasher,
 		threshold: cfg.LockoutThreshold,
 		duration:  cfg.LockoutDuration,
@@ -240,7 +236,8 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		a.policy.MaxBytes = limit // checked when a password is set, before hashing
 	}
 
-	if err := createSchema(ctx, db); err != nil {
+	var err error
+	if a.store, err = newStore(ctx, db); err != nil {
 		return nil, err
 	}
 	// The dummy hash is made with the configured Hasher and parameters, so
@@ -248,6 +245,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	start := time.Now()
 	dummy, err := a.hasher.Hash(rand.Text())
 	if err != nil {
+		a.store.close(false)
 		return nil, fmt.Errorf("authn: making the dummy hash: %w", err)
 	}
 	a.dummyHash = dummy
@@ -261,9 +259,6 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 	a.web = newWeb(cfg.HTTP)
 	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
-	if a.hot, err = prepareHotReads(ctx, db); err != nil {
-		return nil, err
-	}
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.web.cleanupEvery > 0 {
 		a.every(a.web.cleanupEvery, a.cleanSessions)
@@ -278,11 +273,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 func (a *Authenticator) Close() error {
 	a.stop()
 	a.bg.Wait()
-	err := a.hot.Close()
-	if a.ownsDB {
-		err = errors.Join(err, a.db.Close())
-	}
-	if err != nil {
+	if err := a.store.close(a.ownsDB); err != nil {
 		return fmt.Errorf("authn: close: %w", err)
 	}
 	return nil
@@ -308,17 +299,8 @@ func (a *Authenticator) every(d time.Duration, f func(context.Context)) {
 	}()
 }
 
-// checkFile returns the problem with the database file, if Open's watch
-// found one: every operation then fails closed.
-func (a *Authenticator) checkFile() error {
-	if p := a.fileProblem.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
 // DB returns the database the Authenticator uses.
-func (a *Authenticator) DB() *bun.DB { return a.db }
+func (a *Authenticator) DB() *bun.DB { return a.store.db }
 
 // acquire takes a hashing slot, or fails with ErrBusy when ctx ends first,
 // or when the HTTP handlers' HashWait passes. A request of an HTTP client
@@ -504,12 +486,3 @@ func lockedAt(s float64, now time.Time) bool {
 	t, forever := lockTime(s)
 	return forever || t.After(now)
 }
-
-// unlockedSQL is the condition of a row that is not locked at a time,
-// with the arguments of unlockedArgs. It is lockedAt in SQL: a value out of
-// range is a lock; PostgreSQL sorts NaN above every number, SQLite cannot
-// store NaN (it becomes NULL) and sorts TEXT above every number, so neither
-// passes "<= now".
-const unlockedSQL = "lockout_until IS NULL OR (lockout_until <= ? AND lockout_until >= ?)"
-
-func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)} }

@@ -132,8 +132,7 @@ func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) err
 // currentHash reads a user's hash and whether the user is locked now: one
 // read by primary key, the whole cost of a cached request.
 func (a *Authenticator) currentHash(ctx context.Context, username string) (stored string, locked bool, err error) {
-	var until sql.NullFloat64
-	err = a.hot.user.QueryRowContext(a.hot.context(ctx), username).Scan(&stored, &until)
+	stored, until, err := a.store.userHash(ctx, username)
 	return stored, until.Valid && lockedAt(until.Float64, a.now()), err
 }
 

@@ -169,7 +169,7 @@ func (a *Authenticator) guard(h http.Handler) http.Handler {
 // fileGuard answers 503 while the database file is missing or broken.
 func (a *Authenticator) fileGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := a.checkFile(); err != nil {
+		if err := a.store.check(); err != nil {
 			a.unavailable(w, r, err)
 			return
 		}

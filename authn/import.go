@@ -9,7 +9,6 @@ import (
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 )
 
 // UserRecord is a user as stored, hash included: what moves between
@@ -39,11 +38,9 @@ func ReadUsers(ctx context.Context, db bun.IDB, fn func(UserRecord) error) error
 	const page = 500
 	after := ""
 	for {
-		var users []model.User
-		err := db.NewSelect().Model(&users).Where("username > ?", after).
-			OrderExpr("username ASC").Limit(page).Scan(ctx)
+		users, err := readUserPage(ctx, db, after, page)
 		if err != nil {
-			return fmt.Errorf("authn: reading users: %w", err)
+			return err
 		}
 		for _, u := range users {
 			if err := fn(userRecord(u)); err != nil {
@@ -79,9 +76,6 @@ func userRecord(u model.User) UserRecord {
 // (LockedForever) is written as the value it was read with, except that
 // SQLite, which stores a NaN as NULL (unlocked), gets +Inf for it.
 func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace bool) error {
-	if err := a.checkFile(); err != nil {
-		return err
-	}
 	if err := CheckUsername(rec.Username); err != nil {
 		return err
 	}
@@ -95,26 +89,14 @@ func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace 
 	u := &model.User{Username: rec.Username, PasswordHash: rec.PasswordHash, FailedAttempts: &failed,
 		LockoutUntil: storedLockout(rec)}
 	if !replace {
-		if err := a.insertRow(ctx, u); err != nil {
+		if err := a.store.insertRow(ctx, u); err != nil {
 			return err
 		}
 		a.emit(ctx, Event{Type: EventRegistered, Username: rec.Username, Reason: ReasonImported})
 		return nil
 	}
-	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		_, err := a.withLockout(tx.NewInsert().Model(u), u).
-			On("CONFLICT (username) DO UPDATE").
-			Set("password_hash = EXCLUDED.password_hash").
-			Set("failed_attempts = EXCLUDED.failed_attempts").
-			Set("lockout_until = EXCLUDED.lockout_until").
-			Exec(ctx)
-		if err != nil {
-			return err
-		}
-		return deleteSessions(ctx, tx, rec.Username)
-	})
-	if err != nil {
-		return fmt.Errorf("authn: import %s: %w", rec.Username, err)
+	if err := a.store.replaceRow(ctx, u); err != nil {
+		return err
 	}
 	a.emit(ctx, Event{Type: EventPasswordChanged, Username: rec.Username, Reason: ReasonImported})
 	return nil
@@ -139,23 +121,4 @@ func storedLockout(rec UserRecord) *float64 {
 		s = unixSeconds(rec.LockedUntil)
 	}
 	return &s
-}
-
-// withLockout makes an INSERT of u write a lockout_until that is not finite
-// as a SQL number. Bun spells +Inf, -Inf and NaN as the strings 'Infinity',
-// '-Infinity' and 'NaN', which PostgreSQL reads as numbers but SQLite would
-// keep as TEXT, a value the Python application could not compare with a
-// time. SQLite reads 9e999 as +Inf; it cannot store a NaN (it would become
-// NULL: unlocked), so a NaN is written there as +Inf, as locked as NaN is.
-func (a *Authenticator) withLockout(q *bun.InsertQuery, u *model.User) *bun.InsertQuery {
-	if u.LockoutUntil == nil || a.db.Dialect().Name() != dialect.SQLite {
-		return q
-	}
-	switch s := *u.LockoutUntil; {
-	case math.IsInf(s, -1):
-		return q.Value("lockout_until", "-9e999")
-	case math.IsInf(s, 1), math.IsNaN(s):
-		return q.Value("lockout_until", "9e999")
-	}
-	return q
 }

@@ -4,17 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
-
-	"github.com/minimost/minimost/model"
-	"github.com/uptrace/bun/dialect"
 )
 
 // errNoSession: no cookie, a malformed one, or an unknown or expired token.
@@ -51,26 +46,11 @@ var errSessionRefused = errors.New("authn: account changed before the session st
 
 // createSession stores a new session for username and returns its token,
 // provided the user's row still has the hash just verified and is not
-// locked: one statement, so a password change, a Lock or a deletion that
-// lands after the password check leaves no live session behind. On
-// PostgreSQL the row is read FOR SHARE, so that such a change in flight is
-// waited for and then seen; SQLite runs one writer at a time.
+// locked (errSessionRefused otherwise): see store.createSession.
 func (a *Authenticator) createSession(ctx context.Context, username, verified string) (string, error) {
 	token := newSessionToken()
-	now := a.now()
-	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at)
-SELECT ?, username, ?, ?, ? FROM users
-WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
-	if a.db.Dialect().Name() == dialect.PG {
-		query += " FOR SHARE"
-	}
-	res, err := a.db.ExecContext(ctx, query,
-		tokenHash(token), unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(a.web.lifetime)),
-		username, verified, unixSeconds(now), float64(minLockSeconds))
-	if err := oneRow(res, err); errors.Is(err, ErrNotFound) {
-		return "", errSessionRefused
-	} else if err != nil {
-		return "", fmt.Errorf("authn: creating a session: %w", err)
+	if err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.web.lifetime); err != nil {
+		return "", err
 	}
 	return token, nil
 }
@@ -84,23 +64,18 @@ func (a *Authenticator) sessionUser(ctx context.Context, token string) (string, 
 		return "", errNoSession
 	}
 	h := tokenHash(token)
-	var s model.Session
-	err := a.hot.session.QueryRowContext(a.hot.context(ctx), h).Scan(&s.Username, &s.LastSeen, &s.ExpiresAt)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", errNoSession
-	}
+	s, err := a.store.session(ctx, h)
 	if err != nil {
-		return "", fmt.Errorf("authn: reading a session: %w", err)
+		return "", err
 	}
-	now := unixSeconds(a.now())
+	t := a.now()
+	now := unixSeconds(t)
 	if s.ExpiresAt <= now || s.LastSeen+a.web.idle.Seconds() <= now {
 		return "", errNoSession
 	}
 	if now-s.LastSeen >= min(60, a.web.idle.Seconds()/10) {
-		_, err := a.db.NewUpdate().Model((*model.Session)(nil)).Set("last_seen = ?", now).
-			Where("token_hash = ?", h).Exec(ctx)
-		if err != nil {
-			return "", fmt.Errorf("authn: recording a session's use: %w", err)
+		if err := a.store.touchSession(ctx, h, t); err != nil {
+			return "", err
 		}
 	}
 	return s.Username, nil
@@ -111,13 +86,7 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 	if !validToken(token) {
 		return "", nil
 	}
-	var username string
-	err := a.db.NewDelete().Model((*model.Session)(nil)).Where("token_hash = ?", tokenHash(token)).
-		Returning("username").Scan(ctx, &username)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("authn: ending a session: %w", err)
-	}
-	return username, nil
+	return a.store.endSession(ctx, tokenHash(token))
 }
 
 // DeleteExpiredSessions deletes the sessions past their absolute or idle
@@ -125,16 +94,7 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 // background every SessionCleanupInterval; an application that disables
 // that may call it itself.
 func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error) {
-	if err := a.checkFile(); err != nil {
-		return 0, err
-	}
-	now := unixSeconds(a.now())
-	res, err := a.db.NewDelete().Model((*model.Session)(nil)).
-		Where("expires_at <= ? OR last_seen <= ?", now, now-a.web.idle.Seconds()).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("authn: deleting expired sessions: %w", err)
-	}
-	return res.RowsAffected()
+	return a.store.deleteExpiredSessions(ctx, a.now(), a.web.idle)
 }
 
 // cleanSessions is the background cleanup of expired sessions.

@@ -170,7 +170,7 @@ func (w *fileWatch) check(ctx context.Context) {
 	}
 	if err != nil {
 		problem := fmt.Errorf("authn: database file: %w", err)
-		if w.a.fileProblem.Swap(&problem) == nil {
+		if w.a.store.problem.Swap(&problem) == nil {
 			w.a.logger.ErrorContext(ctx, "authn: database file unusable; failing closed until it is back", "error", problem)
 		}
 		return
@@ -183,7 +183,7 @@ func (w *fileWatch) check(ctx context.Context) {
 		w.reopening = true
 		w.a.logger.WarnContext(ctx, "authn: database file replaced; reopening connections", "path", w.path)
 	}
-	if w.a.fileProblem.Swap(nil) != nil {
+	if w.a.store.problem.Swap(nil) != nil {
 		w.a.logger.WarnContext(ctx, "authn: database file is back", "path", w.path)
 	}
 }

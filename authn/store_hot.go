@@ -75,3 +75,14 @@ func (h *hotReads) context(ctx context.Context) context.Context {
 func (h *hotReads) Close() error {
 	return errors.Join(h.user.Close(), h.session.Close())
 }
+
+// userHash reads username's hash and stored lock with a prepared
+// statement: one read by primary key, the whole cost of a request with a
+// cached Basic credential. sql.ErrNoRows means no such user.
+func (s *store) userHash(ctx context.Context, username string) (stored string, until sql.NullFloat64, err error) {
+	if err := s.check(); err != nil {
+		return "", until, err
+	}
+	err = s.hot.user.QueryRowContext(s.hot.context(ctx), username).Scan(&stored, &until)
+	return stored, until, err
+}

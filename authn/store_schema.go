@@ -7,15 +7,15 @@ import (
 
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 )
 
 // createSchema creates the tables that are missing, in one transaction, and
 // checks that an existing users table has the columns this package reads.
 // It never alters or drops anything, so it is safe on the Python
 // application's auth.db and on every start.
-func createSchema(ctx context.Context, db *bun.DB) error {
-	if db.Dialect().Name() == dialect.SQLite {
+func (s *store) createSchema(ctx context.Context) error {
+	db := s.db
+	if s.sqlite() {
 		if err := enableWAL(ctx, db); err != nil {
 			return err
 		}

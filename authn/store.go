@@ -1,0 +1,114 @@
+package authn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+)
+
+// store runs every SQL statement of this package: the claim and the reset of
+// the lockout, the account operations, the sessions, the prepared reads of
+// every authenticated request and the schema. No other file of the package
+// speaks SQL.
+//
+// It is a concrete type, not an interface, on purpose: the lockout's
+// guarantee is that a claim counts an attempt in one atomic statement, and a
+// pluggable store could lose that without any test noticing.
+//
+// Every method that runs a statement first checks the database's health
+// (see check), so no caller can forget to fail closed; the problem is
+// returned as it is. Other errors name the statement that failed and start
+// with "authn: "; callers return them as they are.
+type store struct {
+	db      *bun.DB
+	dialect dialect.Name
+	hot     *hotReads // the reads of every authenticated request, prepared once
+	// problem is set while Open's database file is missing or broken (see
+	// fileWatch): every statement fails closed with it until it is back.
+	problem atomic.Pointer[error]
+}
+
+// newStore creates the tables that are missing, switches SQLite to WAL and
+// prepares the hot reads.
+func newStore(ctx context.Context, db *bun.DB) (*store, error) {
+	s := &store{db: db, dialect: db.Dialect().Name()}
+	if err := s.createSchema(ctx); err != nil {
+		return nil, err
+	}
+	hot, err := prepareHotReads(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	s.hot = hot
+	return s, nil
+}
+
+// close closes the prepared reads and, when closeDB is true, the database.
+func (s *store) close(closeDB bool) error {
+	err := s.hot.Close()
+	if closeDB {
+		err = errors.Join(err, s.db.Close())
+	}
+	return err
+}
+
+// check returns the problem with the database file, if Open's watch found
+// one: then no statement runs.
+func (s *store) check() error {
+	if p := s.problem.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *store) postgres() bool { return s.dialect == dialect.PG }
+func (s *store) sqlite() bool   { return s.dialect == dialect.SQLite }
+
+// clearLock starts the UPDATE that ends a user's failures and lock: the
+// reset of a login, of SetPassword and of Unlock.
+func clearLock(db bun.IDB) *bun.UpdateQuery {
+	return db.NewUpdate().Model((*model.User)(nil)).
+		Set("failed_attempts = 0").
+		Set("lockout_until = NULL")
+}
+
+// deleteSessions ends all of username's sessions, inside the transaction of
+// the change that requires it.
+func deleteSessions(ctx context.Context, db bun.IDB, username string) error {
+	_, err := db.NewDelete().Model((*model.Session)(nil)).Where("username = ?", username).Exec(ctx)
+	return err
+}
+
+// oneRow turns the result of a statement on one user into ErrNotFound when
+// it touched no row.
+func oneRow(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// notFoundOr is the error of a statement on one user: ErrNotFound naming
+// the user, or err wrapped with what was being done.
+func notFoundOr(err error, doing, username string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: %s", ErrNotFound, quoteName(username))
+	}
+	return fmt.Errorf("authn: %s %s: %w", doing, quoteName(username), err)
+}

@@ -1,0 +1,132 @@
+package authn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun"
+)
+
+// The statements of the lockout (see Authenticate): the claim, the reads
+// that tell why a login was refused, and the reset after a good password.
+
+// unlockedSQL is the condition of a row that is not locked at a time,
+// with the arguments of unlockedArgs. It is lockedAt in SQL: a value out of
+// range is a lock; PostgreSQL sorts NaN above every number, SQLite cannot
+// store NaN (it becomes NULL) and sorts TEXT above every number, so neither
+// passes "<= now".
+const unlockedSQL = "lockout_until IS NULL OR (lockout_until <= ? AND lockout_until >= ?)"
+
+func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)} }
+
+// claim counts a login attempt on username if the account is not locked at
+// now, in one atomic UPDATE: failed_attempts goes up by one, and when that
+// reaches threshold it goes back to 0 and the account is locked for lockFor.
+// It returns the stored hash and, when this attempt reached the threshold,
+// the lock it wrote, exactly as stored. sql.ErrNoRows means unknown user or
+// locked.
+func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration) (stored string, ownLock sql.NullFloat64, err error) {
+	if err := s.check(); err != nil {
+		return "", ownLock, err
+	}
+	t := unixSeconds(now)
+	// Every SET expression reads the row as it was before the UPDATE.
+	err = s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", threshold).
+		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", threshold, t+lockFor.Seconds()).
+		Where("username = ?", username).
+		Where(unlockedSQL, unlockedArgs(t)...).
+		Returning("password_hash, lockout_until").
+		Scan(ctx, &stored, &ownLock)
+	return stored, ownLock, claimError(err)
+}
+
+// unlockedHash is claim with lockout disabled: it counts nothing and only
+// reads the hash of username if the account is not locked at now.
+func (s *store) unlockedHash(ctx context.Context, username string, now time.Time) (stored string, err error) {
+	if err := s.check(); err != nil {
+		return "", err
+	}
+	err = s.db.NewSelect().Model((*model.User)(nil)).Column("password_hash").
+		Where("username = ?", username).
+		Where(unlockedSQL, unlockedArgs(unixSeconds(now))...).
+		Scan(ctx, &stored)
+	return stored, claimError(err)
+}
+
+func claimError(err error) error {
+	if err == nil || errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	return fmt.Errorf("authn: claiming a login attempt: %w", err)
+}
+
+// lockoutUntil reads username's stored lock (NULL: none). sql.ErrNoRows
+// means no such user.
+func (s *store) lockoutUntil(ctx context.Context, username string) (sql.NullFloat64, error) {
+	var until sql.NullFloat64
+	if err := s.check(); err != nil {
+		return until, err
+	}
+	err := s.db.NewSelect().Model((*model.User)(nil)).Column("lockout_until").
+		Where("username = ?", username).Scan(ctx, &until)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("authn: reading a lock: %w", err)
+	}
+	return until, err
+}
+
+// stillUnlocked reports whether username still has the hash verified and
+// is not locked at now: what a login checks when it has nothing to write.
+func (s *store) stillUnlocked(ctx context.Context, username, verified string, now time.Time) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	still, err := s.db.NewSelect().Model((*model.User)(nil)).
+		Where("username = ?", username).Where("password_hash = ?", verified).
+		Where(unlockedSQL, unlockedArgs(unixSeconds(now))...).Exists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("authn: reading a user after login: %w", err)
+	}
+	return still, nil
+}
+
+// resetAfterLogin clears username's counter and lock and stores the
+// re-hash of change, if any, provided the hash is still change.old and the
+// account is not locked at now, or locked exactly by change.ownLock. It
+// reports whether the row was reset.
+func (s *store) resetAfterLogin(ctx context.Context, username string, change passwordChange, now time.Time) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	t := unixSeconds(now)
+	q := clearLock(s.db)
+	if change.new != "" {
+		q = q.Set("password_hash = ?", change.new)
+	}
+	q = q.Where("username = ?", username).Where("password_hash = ?", change.old)
+	if own := change.ownLock; own.Valid {
+		// The lock is the claim's own if it is still exactly the value
+		// RETURNING gave (bun writes floats in the shortest form that reads
+		// back the same). A Lock written in the same microsecond with the
+		// default duration would be taken for it; any other lock is not.
+		q = q.WhereGroup(" AND ", func(q *bun.UpdateQuery) *bun.UpdateQuery {
+			return q.Where(unlockedSQL, unlockedArgs(t)...).WhereOr("lockout_until = ?", own.Float64)
+		})
+	} else {
+		q = q.Where(unlockedSQL, unlockedArgs(t)...)
+	}
+	res, err := q.Exec(ctx)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	if err != nil {
+		return false, fmt.Errorf("authn: resetting failed attempts: %w", err)
+	}
+	return n == 1, nil
+}
