@@ -15,6 +15,11 @@ import (
 // names differ only in case invite impersonation. Logins still match names
 // exactly. Either the whole row is written or nothing is.
 func (a *Authenticator) Register(ctx context.Context, username, pw string) error {
+	return a.register(ctx, username, pw, noWait)
+}
+
+// register is Register, waiting for hashing capacity within wait.
+func (a *Authenticator) register(ctx context.Context, username, pw string, wait hashWait) error {
 	if err := CheckUsername(username); err != nil {
 		return err
 	}
@@ -30,7 +35,7 @@ func (a *Authenticator) Register(ctx context.Context, username, pw string) error
 	if taken {
 		return fmt.Errorf("%w: %s", ErrUserExists, username)
 	}
-	encoded, err := a.hash(ctx, pw)
+	encoded, err := a.hash(ctx, pw, wait)
 	if err != nil {
 		return err
 	}
@@ -56,7 +61,7 @@ func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) er
 	if err := a.policy.Check(username, pw); err != nil {
 		return err
 	}
-	encoded, err := a.hash(ctx, pw)
+	encoded, err := a.hash(ctx, pw, noWait)
 	if err != nil {
 		return err
 	}

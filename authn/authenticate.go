@@ -27,29 +27,30 @@ import (
 // every failure costs about the same time. A database error or a context
 // that ends is returned as it is: never nil, never a success.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) error {
-	if _, err := a.authenticate(ctx, username, password); err != nil {
+	if _, err := a.authenticate(ctx, username, password, noWait); err != nil {
 		return err
 	}
 	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
 }
 
-// authenticate is Authenticate, returning the user's hash as it is stored
-// after the login (the re-hash, if there was one). It reports failures; the
-// caller reports the success once the login is complete (a session started,
-// for the login route).
-func (a *Authenticator) authenticate(ctx context.Context, username, password string) (stored string, err error) {
+// authenticate is Authenticate, waiting for hashing capacity within wait,
+// and returning the user's hash as it is stored after the login (the
+// re-hash, if there was one). It reports failures; the caller reports the
+// success once the login is complete (a session started, for the login
+// route).
+func (a *Authenticator) authenticate(ctx context.Context, username, password string, wait hashWait) (stored string, err error) {
 	// A broken database fails the login before it takes a hashing slot;
 	// the store would refuse each statement anyway.
 	if err := a.store.check(); err != nil {
 		return "", err
 	}
-	if err := a.acquire(ctx); err != nil {
+	if err := a.acquire(ctx, wait); err != nil {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonBusy})
 		return "", err
 	}
 	start := time.Now()
-	change, err := a.checkPasswordInSlot(ctx, username, password)
+	change, err := a.checkPasswordInSlot(ctx, username, password, wait)
 	if err == nil {
 		err = a.resetAfterLogin(ctx, username, change)
 	}
@@ -65,9 +66,9 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 // checkPasswordInSlot runs checkPassword and releases the hashing slot the
 // caller acquired, also when a Hasher, an OnEvent hook or a log handler
 // panics: a slot lost that way would be lost for good.
-func (a *Authenticator) checkPasswordInSlot(ctx context.Context, username, password string) (passwordChange, error) {
+func (a *Authenticator) checkPasswordInSlot(ctx context.Context, username, password string, wait hashWait) (passwordChange, error) {
 	defer a.release(ctx)
-	return a.checkPassword(ctx, username, password)
+	return a.checkPassword(ctx, username, password, wait)
 }
 
 // passwordChange is a verified hash and, when it needs one, its re-hash.
@@ -80,8 +81,8 @@ type passwordChange struct {
 }
 
 // checkPassword runs steps 1, 2 and 4 of Authenticate, and the hashing of
-// step 3, holding a hashing slot.
-func (a *Authenticator) checkPassword(ctx context.Context, username, password string) (passwordChange, error) {
+// step 3, holding a hashing slot; the re-hash waits for memory within wait.
+func (a *Authenticator) checkPassword(ctx context.Context, username, password string, wait hashWait) (passwordChange, error) {
 	fail := func(reason Reason, err error) (passwordChange, error) {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: reason})
 		return passwordChange{}, err
@@ -123,7 +124,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	change := passwordChange{old: stored, ownLock: ownLock}
 	if a.hasher.NeedsRehash(stored) {
 		// A failed re-hash must not fail a correct login: keep the old hash.
-		switch h, err := a.hashNow(ctx, password); {
+		switch h, err := a.hashNow(ctx, password, wait); {
 		case err == nil:
 			change.new = h
 		case errors.Is(err, ErrInvalidPassword): // too long for the Hasher

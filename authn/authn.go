@@ -176,9 +176,15 @@ type Authenticator struct {
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
 
-	web         web // the HTTP handlers' settings, defaults applied
-	basicAuth   *credentialCache
-	throttleLog *throttleLog // which refusals of throttled clients are logged
+	// handlers are the HTTP side: settings, Basic credential cache,
+	// throttle log.
+	handlers *handlers
+	// sessionIdle and sessionLifetime end sessions (HTTPConfig's
+	// SessionIdleTimeout and SessionLifetime, defaults applied).
+	sessionIdle, sessionLifetime time.Duration
+	// clientPrefix is the network a client address counts for, as the
+	// HTTP throttle counts it: the key of HashSlotsPerClient.
+	clientPrefix func(netip.Addr) netip.Prefix
 
 	bgctx context.Context    // ends at Close
 	stop  context.CancelFunc // ends bgctx
@@ -257,14 +263,14 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		}
 		a.memory = &weighted{size: mem}
 	}
-	a.web = newWeb(cfg.HTTP)
-	a.basicAuth = newCredentialCache(a.web.basicAuthCacheSize, a.web.basicAuthCacheTTL, a.now)
+	a.handlers = newHandlers(a, cfg.HTTP)
+	a.sessionIdle, a.sessionLifetime = a.handlers.idle, a.handlers.lifetime
+	a.clientPrefix = a.handlers.throttle.ClientPrefix
 	a.bgctx, a.stop = context.WithCancel(context.Background())
-	if a.web.cleanupEvery > 0 {
-		a.every(a.web.cleanupEvery, a.cleanSessions)
+	if a.handlers.cleanupEvery > 0 {
+		a.every(a.handlers.cleanupEvery, a.cleanSessions)
 	}
-	a.throttleLog = newThrottleLog()
-	a.every(throttleLogWindow, a.flushThrottleLog)
+	a.every(throttleLogWindow, a.handlers.flushThrottleLog)
 	return a, nil
 }
 
@@ -302,12 +308,33 @@ func (a *Authenticator) every(d time.Duration, f func(context.Context)) {
 // DB returns the database the Authenticator uses.
 func (a *Authenticator) DB() *bun.DB { return a.store.db }
 
+// hashWait bounds how long an operation waits for hashing capacity, a slot
+// and hashing memory together, besides its context: the HTTP handlers' one
+// HashWait per request (see handlers.newHashWait). The Go API passes
+// noWait: only its context bounds it.
+type hashWait struct {
+	d     time.Duration // HashWait, for the error
+	until time.Time     // the deadline; zero: none
+}
+
+// noWait is the hashWait of the Go API: no bound but the context.
+var noWait hashWait
+
+// timer returns a timer that fires at the deadline, or nil when there is
+// none; the caller stops it.
+func (w hashWait) timer() *time.Timer {
+	if w.until.IsZero() {
+		return nil
+	}
+	return time.NewTimer(time.Until(w.until))
+}
+
 // acquire takes a hashing slot, or fails with ErrBusy when ctx ends first,
-// or when the HTTP handlers' HashWait passes. A request of an HTTP client
-// first takes one of its client's slots (HashSlotsPerClient), within the
-// same bound, so that its waiting requests hold no slot anyone else could
-// use. The caller must call release with the same ctx.
-func (a *Authenticator) acquire(ctx context.Context) error {
+// or when wait passes. A request of an HTTP client first takes one of its
+// client's slots (HashSlotsPerClient), within the same bound, so that its
+// waiting requests hold no slot anyone else could use. The caller must call
+// release with the same ctx.
+func (a *Authenticator) acquire(ctx context.Context, wait hashWait) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrBusy, err)
 	}
@@ -320,15 +347,16 @@ func (a *Authenticator) acquire(ctx context.Context) error {
 		}
 	}()
 	var timeout <-chan time.Time
-	wait := func(slots chan struct{}) error {
+	take := func(slots chan struct{}) error {
 		select {
 		case slots <- struct{}{}:
 			return nil
 		default:
 		}
-		if deadline, ok := ctx.Value(slotWaitKey{}).(time.Time); ok && timer == nil {
-			timer = time.NewTimer(time.Until(deadline))
-			timeout = timer.C
+		if timer == nil {
+			if timer = wait.timer(); timer != nil {
+				timeout = timer.C
+			}
 		}
 		select {
 		case slots <- struct{}{}:
@@ -336,17 +364,17 @@ func (a *Authenticator) acquire(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
 		case <-timeout:
-			return fmt.Errorf("%w: no slot within %v", ErrBusy, a.web.hashWait)
+			return fmt.Errorf("%w: no slot within %v", ErrBusy, wait.d)
 		}
 	}
 	key, perClient := a.clientKey(ctx)
 	if perClient {
-		if err := wait(a.perClient.ref(key)); err != nil {
+		if err := take(a.perClient.ref(key)); err != nil {
 			a.perClient.unref(key)
 			return err
 		}
 	}
-	if err := wait(a.slots); err != nil {
+	if err := take(a.slots); err != nil {
 		if perClient {
 			a.perClient.release(key)
 		}
@@ -371,7 +399,7 @@ func (a *Authenticator) clientKey(ctx context.Context) (netip.Prefix, bool) {
 	if !ok || !ip.IsValid() || a.perClient == nil {
 		return netip.Prefix{}, false
 	}
-	return a.web.throttle.ClientPrefix(ip), true
+	return a.clientPrefix(ip), true
 }
 
 // clientSlots holds the hashing slots of the clients with requests in
@@ -426,20 +454,20 @@ func (c *clientSlots) release(key netip.Prefix) {
 	c.unref(key)
 }
 
-// hash hashes a new password within a slot.
-func (a *Authenticator) hash(ctx context.Context, pw string) (string, error) {
-	if err := a.acquire(ctx); err != nil {
+// hash hashes a new password within a slot, waiting for it within wait.
+func (a *Authenticator) hash(ctx context.Context, pw string, wait hashWait) (string, error) {
+	if err := a.acquire(ctx, wait); err != nil {
 		return "", err
 	}
 	defer a.release(ctx)
-	return a.hashNow(ctx, pw)
+	return a.hashNow(ctx, pw, wait)
 }
 
 // hashNow hashes a new password in the caller's slot, within the memory
-// budget. A Hasher's refusal of the password for its length is
-// ErrInvalidPassword.
-func (a *Authenticator) hashNow(ctx context.Context, pw string) (string, error) {
-	encoded, err := a.hashWithin(ctx, pw)
+// budget, waiting for memory within wait. A Hasher's refusal of the
+// password for its length is ErrInvalidPassword.
+func (a *Authenticator) hashNow(ctx context.Context, pw string, wait hashWait) (string, error) {
+	encoded, err := a.hashWithin(ctx, pw, wait)
 	switch {
 	case errors.Is(err, ErrBusy):
 		return "", err

@@ -32,34 +32,37 @@ const maxAuthorizationBytes = 2048
 // read of the user's row and no hash. That read still sees a lock, a new
 // password or a deletion, so they take effect on the very next request.
 // Only full verifications are reported as EventLoginSucceeded.
-func (a *Authenticator) BasicAuth(next http.Handler) http.Handler {
-	return a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func (a *Authenticator) BasicAuth(next http.Handler) http.Handler { return a.handlers.basicAuth(next) }
+
+// basicAuth is BasicAuth.
+func (h *handlers) basicAuth(next http.Handler) http.Handler {
+	return h.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		username, pw, ok := parseBasicAuth(r.Header)
-		if a.overBudget(w, r, username) {
+		if h.overBudget(w, r, username) {
 			writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
 			return
 		}
 		if !ok {
 			if r.Header.Get("Authorization") != "" { // sent, but malformed: a failure
-				if _, ok := a.reserve(w, r, a.web.throttle, username); !ok {
+				if _, ok := h.reserve(w, r, h.throttle, username); !ok {
 					writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
 					return
 				}
-				a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
+				h.a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
 			}
-			a.challenge(w)
+			h.challenge(w)
 			return
 		}
-		err := a.cachedLogin(r.Context(), username, pw)
+		err := h.cachedLogin(r.Context(), username, pw)
 		if errors.Is(err, errNotCached) {
 			// A password will be checked: reserve before, so that the
 			// client's requests in flight cannot overrun its budget.
-			res, ok := a.reserve(w, r, a.web.throttle, username)
+			res, ok := h.reserve(w, r, h.throttle, username)
 			if !ok {
 				writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
 				return
 			}
-			if err = a.basicLogin(r.Context(), username, pw); !isClientFailure(err) {
+			if err = h.basicLogin(r.Context(), username, pw); !isClientFailure(err) {
 				res.Cancel()
 			}
 		}
@@ -67,17 +70,17 @@ func (a *Authenticator) BasicAuth(next http.Handler) http.Handler {
 		case err == nil:
 			next.ServeHTTP(w, withUsername(r, username))
 		case isClientFailure(err):
-			a.challenge(w)
+			h.challenge(w)
 		default:
-			a.unavailable(w, r, err)
+			h.unavailable(w, r, err)
 		}
 	}))
 }
 
 // challenge answers 401 with the Basic challenge. Every failure, whatever
 // its cause, gets exactly these bytes.
-func (a *Authenticator) challenge(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", a.web.challenge)
+func (h *handlers) challenge(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", h.wwwAuthenticate)
 	http.Error(w, "unauthorized", http.StatusUnauthorized)
 }
 
@@ -95,8 +98,8 @@ var errNotCached = errors.New("authn: credential not cached")
 // current row: one read, no hash. It returns errNotCached when the
 // credential is not remembered, or is no longer good (changed, locked or
 // deleted), and then it has to go through basicLogin.
-func (a *Authenticator) cachedLogin(ctx context.Context, username, pw string) error {
-	c := a.basicAuth
+func (h *handlers) cachedLogin(ctx context.Context, username, pw string) error {
+	c := h.cache
 	if c == nil {
 		return errNotCached
 	}
@@ -104,7 +107,7 @@ func (a *Authenticator) cachedLogin(ctx context.Context, username, pw string) er
 	if !ok {
 		return errNotCached
 	}
-	stored, locked, err := a.currentHash(ctx, username)
+	stored, locked, err := h.a.currentHash(ctx, username)
 	switch {
 	case err == nil && !locked && verified == stored:
 		return nil
@@ -117,15 +120,15 @@ func (a *Authenticator) cachedLogin(ctx context.Context, username, pw string) er
 
 // basicLogin authenticates a Basic credential in full, through
 // authenticate (claim, verify, reset), and remembers it if it is good.
-func (a *Authenticator) basicLogin(ctx context.Context, username, pw string) error {
-	stored, err := a.authenticate(a.withSlotWait(ctx), username, pw)
+func (h *handlers) basicLogin(ctx context.Context, username, pw string) error {
+	stored, err := h.a.authenticate(ctx, username, pw, h.newHashWait())
 	if err != nil {
 		return err
 	}
-	if a.basicAuth != nil {
-		a.basicAuth.add(username, pw, stored)
+	if h.cache != nil {
+		h.cache.add(username, pw, stored)
 	}
-	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
+	h.a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
 }
 

@@ -71,25 +71,28 @@ func badRequestMessage(status int) string {
 // failed login (unknown user, malformed name, wrong password, locked
 // account) gets the same 401 answer. See the package documentation for the
 // other statuses.
-func (a *Authenticator) LoginHandler() http.Handler {
+func (a *Authenticator) LoginHandler() http.Handler { return a.handlers.loginHandler() }
+
+// loginHandler is LoginHandler.
+func (h *handlers) loginHandler() http.Handler {
 	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.render(w, http.StatusOK, a.web.loginTemplate, a.loginForm(r, "", "", r.URL.Query().Get("next")))
+		h.render(w, http.StatusOK, h.loginTemplate, h.loginForm(r, "", "", r.URL.Query().Get("next")))
 	})
-	post := a.protectPOST(http.HandlerFunc(a.postLogin))
-	return a.guard(methods(get, post))
+	post := h.protectPOST(http.HandlerFunc(h.postLogin))
+	return h.guard(methods(get, post))
 }
 
-func (a *Authenticator) loginForm(r *http.Request, msg, username, next string) FormData {
+func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormData {
 	if CheckUsername(username) != nil {
 		username = "" // it may be a password typed in the wrong field
 	}
 	return FormData{
 		Action: r.URL.Path, Error: msg, Username: username, Next: localRedirect(next, ""),
-		LoginPath: a.web.loginPath, RegisterPath: a.web.registerPath,
+		LoginPath: h.loginPath, RegisterPath: h.registerPath,
 	}
 }
 
-func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	in, status := decodeCredentials(r)
 	isJSON := wantsJSON(r)
 	fail := func(status int, msg, jsonMsg string) {
@@ -103,24 +106,23 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 		if status == http.StatusBadRequest {
 			name = in.Username
 		}
-		a.render(w, status, a.web.loginTemplate, a.loginForm(r, msg, name, in.Next))
+		h.render(w, status, h.loginTemplate, h.loginForm(r, msg, name, in.Next))
 	}
 	// Every login may fail: reserve a token of the client's budget before
 	// it is checked, given back when it succeeds.
-	res, ok := a.reserve(w, r, a.web.throttle, in.Username)
+	res, ok := h.reserve(w, r, h.throttle, in.Username)
 	if !ok {
 		fail(http.StatusTooManyRequests, msgThrottled, "too many failed attempts, try again later")
 		return
 	}
 	if status != 0 {
-		a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
+		h.a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
 		fail(status, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
-	ctx := a.withSlotWait(r.Context())
-	stored, err := a.authenticate(ctx, in.Username, in.Password)
+	stored, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait())
 	if err == nil {
-		err = a.startSession(w, r, in.Username, stored)
+		err = h.startSession(w, r, in.Username, stored)
 	}
 	if !isClientFailure(err) {
 		res.Cancel() // a success, or not the client's failure
@@ -129,7 +131,7 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 	case isClientFailure(err):
 		fail(http.StatusUnauthorized, msgInvalid, "invalid username or password")
 	case err != nil:
-		a.logFailedClosed(r, err)
+		h.logFailedClosed(r, err)
 		w.Header().Set("Retry-After", "5")
 		fail(http.StatusServiceUnavailable, msgUnavailable, "service unavailable, try again later")
 	case isJSON:
@@ -144,49 +146,52 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request) {
 // whose password was verified against the hash verified. It reports the
 // login as succeeded, or as failed when the account changed since the
 // password check.
-func (a *Authenticator) startSession(w http.ResponseWriter, r *http.Request, username, verified string) error {
+func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username, verified string) error {
 	ctx := r.Context()
-	if err := a.endSessions(ctx, r); err != nil {
+	if err := h.endSessions(ctx, r); err != nil {
 		return err
 	}
-	token, err := a.createSession(ctx, username, verified)
+	token, err := h.a.createSession(ctx, username, verified)
 	if errors.Is(err, errSessionRefused) {
-		return a.changedDuringLogin(ctx, username)
+		return h.a.changedDuringLogin(ctx, username)
 	}
 	if err != nil {
 		return err
 	}
-	a.clearTossedCookies(w, r)
-	http.SetCookie(w, a.sessionCookie(token))
-	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
+	h.clearTossedCookies(w, r)
+	http.SetCookie(w, h.sessionCookie(token))
+	h.a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
 }
 
 // LogoutHandler serves the logout route: POST ends the request's session in
 // the database and clears its cookie, then redirects (303) to the login
 // page, or answers 204 to an API client. Other methods get 405.
-func (a *Authenticator) LogoutHandler() http.Handler {
-	post := a.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		username, err := a.endSession(r.Context(), a.sessionToken(r))
+func (a *Authenticator) LogoutHandler() http.Handler { return a.handlers.logoutHandler() }
+
+// logoutHandler is LogoutHandler.
+func (h *handlers) logoutHandler() http.Handler {
+	post := h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		username, err := h.a.endSession(r.Context(), h.sessionToken(r))
 		if err == nil {
-			err = a.endSessions(r.Context(), r) // and any other cookie of the name
+			err = h.endSessions(r.Context(), r) // and any other cookie of the name
 		}
 		if err != nil {
-			a.unavailable(w, r, err)
+			h.unavailable(w, r, err)
 			return
 		}
-		a.clearTossedCookies(w, r)
-		http.SetCookie(w, a.sessionCookie(""))
+		h.clearTossedCookies(w, r)
+		http.SetCookie(w, h.sessionCookie(""))
 		if username != "" {
-			a.emit(r.Context(), Event{Type: EventLogout, Username: username})
+			h.a.emit(r.Context(), Event{Type: EventLogout, Username: username})
 		}
 		if wantsJSON(r) {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		http.Redirect(w, r, a.web.loginPath, http.StatusSeeOther)
+		http.Redirect(w, r, h.loginPath, http.StatusSeeOther)
 	}))
-	return a.guard(methods(nil, post))
+	return h.guard(methods(nil, post))
 }
 
 // RegisterHandler serves the registration route. GET shows an HTML form;
@@ -197,25 +202,28 @@ func (a *Authenticator) LogoutHandler() http.Handler {
 // RegisterThrottle, which every registration spends, successful or not) and
 // 503 when the database or the hashing capacity is not available.
 // Registering does not sign in.
-func (a *Authenticator) RegisterHandler() http.Handler {
+func (a *Authenticator) RegisterHandler() http.Handler { return a.handlers.registerHandler() }
+
+// registerHandler is RegisterHandler.
+func (h *handlers) registerHandler() http.Handler {
 	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.render(w, http.StatusOK, a.web.registerTemplate, a.registerForm(r, "", ""))
+		h.render(w, http.StatusOK, h.registerTemplate, h.registerForm(r, "", ""))
 	})
-	post := a.protectPOST(http.HandlerFunc(a.postRegister))
-	return a.guard(methods(get, post))
+	post := h.protectPOST(http.HandlerFunc(h.postRegister))
+	return h.guard(methods(get, post))
 }
 
-func (a *Authenticator) registerForm(r *http.Request, msg, username string) FormData {
-	f := a.loginForm(r, msg, username, "")
-	f.MinLength = a.policy.minLength()
-	f.MaxLength = a.policy.maxLength()
-	if b := a.policy.MaxBytes; b > 0 {
+func (h *handlers) registerForm(r *http.Request, msg, username string) FormData {
+	f := h.loginForm(r, msg, username, "")
+	f.MinLength = h.a.policy.minLength()
+	f.MaxLength = h.a.policy.maxLength()
+	if b := h.a.policy.MaxBytes; b > 0 {
 		f.MaxBytes, f.MaxLength = b, min(f.MaxLength, b)
 	}
 	return f
 }
 
-func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
+func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	in, status := decodeCredentials(r)
 	isJSON := wantsJSON(r)
 	answer := func(status int, msg string) {
@@ -227,14 +235,14 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, status, map[string]string{key: msg})
 			return
 		}
-		f := a.registerForm(r, msg, in.Username)
+		f := h.registerForm(r, msg, in.Username)
 		f.Done = status == http.StatusCreated
-		a.render(w, status, a.web.registerTemplate, f)
+		h.render(w, status, h.registerTemplate, f)
 	}
 	// A registration may fail, and spends the client's failure budget
 	// then; and every one spends the registration budget, successes too,
 	// since each costs a hash and a row.
-	res, ok := a.reserve(w, r, a.web.throttle, in.Username)
+	res, ok := h.reserve(w, r, h.throttle, in.Username)
 	if !ok {
 		answer(http.StatusTooManyRequests, "too many failed attempts, try again later")
 		return
@@ -243,14 +251,13 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 		answer(status, strings.ToLower(strings.TrimSuffix(badRequestMessage(status), ".")))
 		return
 	}
-	regRes, ok := a.reserve(w, r, a.web.registerThrottle, in.Username)
+	regRes, ok := h.reserve(w, r, h.registerThrottle, in.Username)
 	if !ok {
 		res.Cancel() // not a failure: a registration too many
 		answer(http.StatusTooManyRequests, "too many registrations, try again later")
 		return
 	}
-	ctx := a.withSlotWait(r.Context())
-	switch err := a.Register(ctx, in.Username, in.Password); {
+	switch err := h.a.register(r.Context(), in.Username, in.Password, h.newHashWait()); {
 	case err == nil:
 		res.Cancel()
 		answer(http.StatusCreated, "")
@@ -261,7 +268,7 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 	default:
 		res.Cancel() // not the client's doing
 		regRes.Cancel()
-		a.logFailedClosed(r, err)
+		h.logFailedClosed(r, err)
 		w.Header().Set("Retry-After", "5")
 		answer(http.StatusServiceUnavailable, "registration is unavailable right now, try again shortly")
 	}
@@ -273,17 +280,22 @@ func (a *Authenticator) postRegister(w http.ResponseWriter, r *http.Request) {
 // request's path, and an API client gets 401 JSON. A database error gets
 // 503; next never runs then.
 func (a *Authenticator) RequireSession(next http.Handler) http.Handler {
-	return a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		username, err := a.sessionUser(r.Context(), a.sessionToken(r))
+	return a.handlers.requireSession(next)
+}
+
+// requireSession is RequireSession.
+func (h *handlers) requireSession(next http.Handler) http.Handler {
+	return h.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		username, err := h.a.sessionUser(r.Context(), h.sessionToken(r))
 		switch {
 		case err == nil:
 			next.ServeHTTP(w, withUsername(r, username))
 		case !errors.Is(err, errNoSession):
-			a.unavailable(w, r, err)
+			h.unavailable(w, r, err)
 		case wantsJSON(r) || r.Method != http.MethodGet && r.Method != http.MethodHead:
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
 		default:
-			target := a.web.loginPath + "?" + url.Values{"next": {r.URL.RequestURI()}}.Encode()
+			target := h.loginPath + "?" + url.Values{"next": {r.URL.RequestURI()}}.Encode()
 			http.Redirect(w, r, target, http.StatusSeeOther)
 		}
 	}))
@@ -311,15 +323,15 @@ func methods(get, post http.Handler) http.Handler {
 
 // render executes a form template. The page may not be framed, and loads
 // nothing from anywhere.
-func (a *Authenticator) render(w http.ResponseWriter, status int, t *template.Template, data FormData) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
+func (h *handlers) render(w http.ResponseWriter, status int, t *template.Template, data FormData) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	if err := t.Execute(w, data); err != nil {
-		a.logger.Error("authn: rendering a form", "error", err)
+		h.a.logger.Error("authn: rendering a form", "error", err)
 	}
 }
 

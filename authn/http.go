@@ -76,7 +76,7 @@ type HTTPConfig struct {
 // web is an HTTPConfig with its defaults applied.
 type web struct {
 	realm, loginPath, registerPath  string
-	challenge                       string // the WWW-Authenticate value of BasicAuth
+	wwwAuthenticate                 string // the challenge of BasicAuth
 	idle, lifetime, cleanupEvery    time.Duration
 	cookieName                      string
 	secure                          bool
@@ -110,7 +110,7 @@ func newWeb(c HTTPConfig) web {
 		registerTemplate:   c.RegisterTemplate,
 		crossOrigin:        http.NewCrossOriginProtection(),
 	}
-	w.challenge = basicChallenge(w.realm)
+	w.wwwAuthenticate = basicChallenge(w.realm)
 	if c.SessionCleanupInterval < 0 {
 		w.cleanupEvery = 0
 	}
@@ -145,6 +145,32 @@ func newWeb(c HTTPConfig) web {
 	return w
 }
 
+// handlers are the HTTP side of an Authenticator: the settings of
+// HTTPConfig (templates and cross-origin protection included), the cache of
+// verified Basic credentials and the throttles' log. They hold no account
+// state of their own: every decision about a user is the Authenticator's,
+// and every statement its store's.
+type handlers struct {
+	a *Authenticator
+	web
+	cache       *credentialCache // verified Basic credentials; nil: disabled
+	throttleLog *throttleLog     // which refusals of throttled clients are logged
+}
+
+func newHandlers(a *Authenticator, c HTTPConfig) *handlers {
+	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog()}
+	h.cache = newCredentialCache(h.basicAuthCacheSize, h.basicAuthCacheTTL, a.now)
+	return h
+}
+
+// newHashWait starts a request's HashWait: it bounds how long the request
+// waits for a hashing slot and hashing memory, all waits together, without
+// a deadline on the rest: a login that got its slot finishes its
+// statements.
+func (h *handlers) newHashWait() hashWait {
+	return hashWait{d: h.web.hashWait, until: time.Now().Add(h.web.hashWait)}
+}
+
 func or(s, def string) string {
 	if s == "" {
 		return def
@@ -162,15 +188,15 @@ func orDuration(d, def time.Duration) time.Duration {
 // guard wraps every handler of the Authenticator: the client's address in
 // the context, no-store on every response, and 503 while Open's database
 // file is missing or broken.
-func (a *Authenticator) guard(h http.Handler) http.Handler {
-	return middleware.Chain(middleware.ClientIP(a.web.trusted), middleware.NoStore, a.fileGuard)(h)
+func (h *handlers) guard(next http.Handler) http.Handler {
+	return middleware.Chain(middleware.ClientIP(h.trusted), middleware.NoStore, h.fileGuard)(next)
 }
 
 // fileGuard answers 503 while the database file is missing or broken.
-func (a *Authenticator) fileGuard(next http.Handler) http.Handler {
+func (h *handlers) fileGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := a.store.check(); err != nil {
-			a.unavailable(w, r, err)
+		if err := h.a.store.check(); err != nil {
+			h.unavailable(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -179,8 +205,8 @@ func (a *Authenticator) fileGuard(next http.Handler) http.Handler {
 
 // protectPOST adds what state-changing endpoints need inside guard:
 // cross-origin protection against CSRF, and a body limit.
-func (a *Authenticator) protectPOST(h http.Handler) http.Handler {
-	return a.web.crossOrigin.Handler(middleware.MaxBytes(a.web.maxBody)(h))
+func (h *handlers) protectPOST(next http.Handler) http.Handler {
+	return h.crossOrigin.Handler(middleware.MaxBytes(h.maxBody)(next))
 }
 
 // clientIP is the client's address as guard resolved it, as text.
@@ -202,12 +228,12 @@ func clientAddr(ctx context.Context) netip.Addr {
 // over its failure budget; if so it sets Retry-After and reports the
 // attempt, and the caller answers 429. It is the cheap look of a request
 // that may check no password (a cached Basic credential).
-func (a *Authenticator) overBudget(w http.ResponseWriter, r *http.Request, username string) bool {
-	ok, wait := a.web.throttle.Allow(clientAddr(r.Context()))
+func (h *handlers) overBudget(w http.ResponseWriter, r *http.Request, username string) bool {
+	ok, wait := h.throttle.Allow(clientAddr(r.Context()))
 	if ok {
 		return false
 	}
-	a.throttled(w, r, username, wait)
+	h.throttled(w, r, username, wait)
 	return true
 }
 
@@ -217,10 +243,10 @@ func (a *Authenticator) overBudget(w http.ResponseWriter, r *http.Request, usern
 // the client's); otherwise the token stays spent. When the client is over
 // budget, ok is false: reserve has set Retry-After and reported the
 // attempt, and the caller answers 429.
-func (a *Authenticator) reserve(w http.ResponseWriter, r *http.Request, th *middleware.Throttle, username string) (res *middleware.Reservation, ok bool) {
+func (h *handlers) reserve(w http.ResponseWriter, r *http.Request, th *middleware.Throttle, username string) (res *middleware.Reservation, ok bool) {
 	res = th.Reserve(clientAddr(r.Context()))
 	if !res.OK() {
-		a.throttled(w, r, username, res.RetryAfter())
+		h.throttled(w, r, username, res.RetryAfter())
 		return nil, false
 	}
 	return res, true
@@ -228,8 +254,8 @@ func (a *Authenticator) reserve(w http.ResponseWriter, r *http.Request, th *midd
 
 // throttled reports a request refused for its client's budget and sets
 // Retry-After.
-func (a *Authenticator) throttled(w http.ResponseWriter, r *http.Request, username string, wait time.Duration) {
-	a.emitThrottled(r.Context(), Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonThrottled})
+func (h *handlers) throttled(w http.ResponseWriter, r *http.Request, username string, wait time.Duration) {
+	h.emitThrottled(r.Context(), Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonThrottled})
 	w.Header().Set("Retry-After", retryAfter(wait))
 }
 
@@ -240,8 +266,8 @@ func retryAfter(d time.Duration) string {
 
 // unavailable answers 503 for an error that is not the client's: a
 // database error, or no free hashing slot. The cause is logged, not sent.
-func (a *Authenticator) unavailable(w http.ResponseWriter, r *http.Request, err error) {
-	a.logFailedClosed(r, err)
+func (h *handlers) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	h.logFailedClosed(r, err)
 	w.Header().Set("Retry-After", "5")
 	writeError(w, r, http.StatusServiceUnavailable, "service unavailable, try again later")
 }
@@ -249,20 +275,11 @@ func (a *Authenticator) unavailable(w http.ResponseWriter, r *http.Request, err 
 // logFailedClosed logs the cause of a 503. Running out of hashing slots is
 // already one event line (reason "hashing capacity exhausted"), and under a
 // flood there is one per request, so it gets no second line.
-func (a *Authenticator) logFailedClosed(r *http.Request, err error) {
+func (h *handlers) logFailedClosed(r *http.Request, err error) {
 	if errors.Is(err, ErrBusy) {
 		return
 	}
-	a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
-}
-
-type slotWaitKey struct{}
-
-// withSlotWait bounds how long the request waits for a hashing slot and
-// hashing memory (HashWait from now, all waits together), without a
-// deadline on the rest: a login that got its slot finishes its statements.
-func (a *Authenticator) withSlotWait(ctx context.Context) context.Context {
-	return context.WithValue(ctx, slotWaitKey{}, time.Now().Add(a.web.hashWait))
+	h.a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
 }
 
 // isClientFailure reports whether err is the client's fault: wrong or

@@ -117,13 +117,12 @@ func (a *Authenticator) verify(encoded, pw string) (bool, error) {
 }
 
 // hashWithin runs the Hasher's Hash holding the memory its hashes need,
-// waiting for it within ctx and HashWait as acquire does: a new password
-// is hashed before anything is written, so running out answers ErrBusy.
-func (a *Authenticator) hashWithin(ctx context.Context, pw string) (string, error) {
+// waiting for it within ctx and wait as acquire does: a new password is
+// hashed before anything is written, so running out answers ErrBusy.
+func (a *Authenticator) hashWithin(ctx context.Context, pw string, wait hashWait) (string, error) {
 	if a.memory != nil {
 		var timeout <-chan time.Time
-		if deadline, ok := ctx.Value(slotWaitKey{}).(time.Time); ok {
-			t := time.NewTimer(time.Until(deadline))
+		if t := wait.timer(); t != nil {
 			defer t.Stop()
 			timeout = t.C
 		}

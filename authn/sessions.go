@@ -49,7 +49,7 @@ var errSessionRefused = errors.New("authn: account changed before the session st
 // locked (errSessionRefused otherwise): see store.createSession.
 func (a *Authenticator) createSession(ctx context.Context, username, verified string) (string, error) {
 	token := newSessionToken()
-	if err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.web.lifetime); err != nil {
+	if err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.sessionLifetime); err != nil {
 		return "", err
 	}
 	return token, nil
@@ -70,10 +70,10 @@ func (a *Authenticator) sessionUser(ctx context.Context, token string) (string, 
 	}
 	t := a.now()
 	now := unixSeconds(t)
-	if s.ExpiresAt <= now || s.LastSeen+a.web.idle.Seconds() <= now {
+	if s.ExpiresAt <= now || s.LastSeen+a.sessionIdle.Seconds() <= now {
 		return "", errNoSession
 	}
-	if now-s.LastSeen >= min(60, a.web.idle.Seconds()/10) {
+	if now-s.LastSeen >= min(60, a.sessionIdle.Seconds()/10) {
 		if err := a.store.touchSession(ctx, h, t); err != nil {
 			return "", err
 		}
@@ -94,7 +94,7 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 // background every SessionCleanupInterval; an application that disables
 // that may call it itself.
 func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error) {
-	return a.store.deleteExpiredSessions(ctx, a.now(), a.web.idle)
+	return a.store.deleteExpiredSessions(ctx, a.now(), a.sessionIdle)
 }
 
 // cleanSessions is the background cleanup of expired sessions.
@@ -106,13 +106,13 @@ func (a *Authenticator) cleanSessions(ctx context.Context) {
 
 // sessionCookie returns the cookie that carries token; an empty token
 // clears it.
-func (a *Authenticator) sessionCookie(token string) *http.Cookie {
+func (h *handlers) sessionCookie(token string) *http.Cookie {
 	c := &http.Cookie{
-		Name:     a.web.cookieName,
+		Name:     h.cookieName,
 		Value:    token,
 		Path:     "/",
 		HttpOnly: true,
-		Secure:   a.web.secure,
+		Secure:   h.secure,
 		SameSite: http.SameSiteLaxMode,
 	}
 	if token == "" {
@@ -126,8 +126,8 @@ func (a *Authenticator) sessionCookie(token string) *http.Cookie {
 // was set from elsewhere (a sibling subdomain tossing its own, when the name
 // lacks the __Host- prefix), and nothing says which is ours: both are
 // refused.
-func (a *Authenticator) sessionToken(r *http.Request) string {
-	cookies := r.CookiesNamed(a.web.cookieName)
+func (h *handlers) sessionToken(r *http.Request) string {
+	cookies := r.CookiesNamed(h.cookieName)
 	if len(cookies) != 1 {
 		return ""
 	}
@@ -136,9 +136,9 @@ func (a *Authenticator) sessionToken(r *http.Request) string {
 
 // endSessions ends the session of every cookie of the session's name that
 // the request carries, one or several.
-func (a *Authenticator) endSessions(ctx context.Context, r *http.Request) error {
-	for _, c := range r.CookiesNamed(a.web.cookieName) {
-		if _, err := a.endSession(ctx, c.Value); err != nil {
+func (h *handlers) endSessions(ctx context.Context, r *http.Request) error {
+	for _, c := range r.CookiesNamed(h.cookieName) {
+		if _, err := h.a.endSession(ctx, c.Value); err != nil {
 			return err
 		}
 	}
@@ -151,12 +151,12 @@ func (a *Authenticator) endSessions(ctx context.Context, r *http.Request) error 
 // one is sent for each parent domain of the request's host. The caller
 // clears or sets the host's own cookie. A __Host- cookie cannot have a
 // Domain, so it never needs this.
-func (a *Authenticator) clearTossedCookies(w http.ResponseWriter, r *http.Request) {
-	if len(r.CookiesNamed(a.web.cookieName)) < 2 || strings.HasPrefix(a.web.cookieName, "__Host-") {
+func (h *handlers) clearTossedCookies(w http.ResponseWriter, r *http.Request) {
+	if len(r.CookiesNamed(h.cookieName)) < 2 || strings.HasPrefix(h.cookieName, "__Host-") {
 		return
 	}
 	for _, domain := range parentDomains(r.Host) {
-		c := a.sessionCookie("")
+		c := h.sessionCookie("")
 		c.Domain = domain
 		http.SetCookie(w, c)
 	}

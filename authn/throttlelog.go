@@ -91,28 +91,28 @@ func (l *throttleLog) sweepLocked(now time.Time) []throttleWindow {
 
 // emitThrottled reports a request refused for its client's budget: to
 // OnEvent always, to the log as throttleLog decides.
-func (a *Authenticator) emitThrottled(ctx context.Context, e Event) {
+func (h *handlers) emitThrottled(ctx context.Context, e Event) {
 	var key netip.Prefix
 	if ip := clientAddr(ctx); ip.IsValid() {
-		key = a.web.throttle.ClientPrefix(ip)
+		key = h.throttle.ClientPrefix(ip)
 	}
-	logIt, suppressed, swept := a.throttleLog.note(key, clientIP(ctx), a.now())
-	a.logSuppressed(ctx, swept)
+	logIt, suppressed, swept := h.throttleLog.note(key, clientIP(ctx), h.a.now())
+	h.logSuppressed(ctx, swept)
 	var extra []slog.Attr
 	if suppressed > 0 {
 		extra = append(extra, slog.Int("suppressed", suppressed))
 	}
-	a.record(ctx, e, logIt, extra...)
+	h.a.record(ctx, e, logIt, extra...)
 }
 
 // flushThrottleLog logs the counts of the windows that ended.
-func (a *Authenticator) flushThrottleLog(ctx context.Context) {
-	a.logSuppressed(ctx, a.throttleLog.sweep(a.now()))
+func (h *handlers) flushThrottleLog(ctx context.Context) {
+	h.logSuppressed(ctx, h.throttleLog.sweep(h.a.now()))
 }
 
-func (a *Authenticator) logSuppressed(ctx context.Context, windows []throttleWindow) {
+func (h *handlers) logSuppressed(ctx context.Context, windows []throttleWindow) {
 	for _, w := range windows {
-		a.logger.LogAttrs(ctx, slog.LevelWarn, "authn: throttled requests not logged",
+		h.a.logger.LogAttrs(ctx, slog.LevelWarn, "authn: throttled requests not logged",
 			slog.String("event", string(EventLoginFailed)), slog.String("reason", string(ReasonThrottled)),
 			slog.String("client", w.client), slog.Int("suppressed", w.suppressed))
 	}
