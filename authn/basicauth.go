@@ -39,13 +39,13 @@ func (h *handlers) basicAuth(next http.Handler) http.Handler {
 	return h.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		username, pw, ok := parseBasicAuth(r.Header)
 		if h.overBudget(w, r, username) {
-			writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
+			tooManyFailures(w, r)
 			return
 		}
 		if !ok {
 			if r.Header.Get("Authorization") != "" { // sent, but malformed: a failure
 				if _, ok := h.reserve(w, r, h.throttle, username); !ok {
-					writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
+					tooManyFailures(w, r)
 					return
 				}
 				h.a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
@@ -59,7 +59,7 @@ func (h *handlers) basicAuth(next http.Handler) http.Handler {
 			// client's requests in flight cannot overrun its budget.
 			res, ok := h.reserve(w, r, h.throttle, username)
 			if !ok {
-				writeError(w, r, http.StatusTooManyRequests, "too many failed attempts, try again later")
+				tooManyFailures(w, r)
 				return
 			}
 			if err = h.basicLogin(r.Context(), username, pw); !isClientFailure(err) {

@@ -112,7 +112,7 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	// it is checked, given back when it succeeds.
 	res, ok := h.reserve(w, r, h.throttle, in.Username)
 	if !ok {
-		fail(http.StatusTooManyRequests, msgThrottled, "too many failed attempts, try again later")
+		fail(http.StatusTooManyRequests, msgThrottled, msgTooManyFailures)
 		return
 	}
 	if status != 0 {
@@ -131,8 +131,7 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	case isClientFailure(err):
 		fail(http.StatusUnauthorized, msgInvalid, "invalid username or password")
 	case err != nil:
-		h.logFailedClosed(r, err)
-		w.Header().Set("Retry-After", "5")
+		h.failClosed(w, r, err)
 		fail(http.StatusServiceUnavailable, msgUnavailable, "service unavailable, try again later")
 	case isJSON:
 		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
@@ -244,7 +243,7 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	// since each costs a hash and a row.
 	res, ok := h.reserve(w, r, h.throttle, in.Username)
 	if !ok {
-		answer(http.StatusTooManyRequests, "too many failed attempts, try again later")
+		answer(http.StatusTooManyRequests, msgTooManyFailures)
 		return
 	}
 	if status != 0 {
@@ -268,8 +267,7 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	default:
 		res.Cancel() // not the client's doing
 		regRes.Cancel()
-		h.logFailedClosed(r, err)
-		w.Header().Set("Retry-After", "5")
+		h.failClosed(w, r, err)
 		answer(http.StatusServiceUnavailable, "registration is unavailable right now, try again shortly")
 	}
 }

@@ -264,22 +264,33 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(max(s, 1))
 }
 
+// msgTooManyFailures is the text of every 429 for a client over its
+// failure budget, as JSON or plain text.
+const msgTooManyFailures = "too many failed attempts, try again later"
+
+// tooManyFailures answers 429 to a client over its failure budget, whose
+// Retry-After overBudget or reserve has set.
+func tooManyFailures(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, http.StatusTooManyRequests, msgTooManyFailures)
+}
+
 // unavailable answers 503 for an error that is not the client's: a
 // database error, or no free hashing slot. The cause is logged, not sent.
 func (h *handlers) unavailable(w http.ResponseWriter, r *http.Request, err error) {
-	h.logFailedClosed(r, err)
-	w.Header().Set("Retry-After", "5")
+	h.failClosed(w, r, err)
 	writeError(w, r, http.StatusServiceUnavailable, "service unavailable, try again later")
 }
 
-// logFailedClosed logs the cause of a 503. Running out of hashing slots is
-// already one event line (reason "hashing capacity exhausted"), and under a
-// flood there is one per request, so it gets no second line.
-func (h *handlers) logFailedClosed(r *http.Request, err error) {
-	if errors.Is(err, ErrBusy) {
-		return
+// failClosed starts every 503: it logs err and sets Retry-After; the caller
+// writes the body in its own format (plain text, JSON or a form). Running
+// out of hashing slots is already one event line (reason "hashing capacity
+// exhausted"), and under a flood there is one per request, so it gets no
+// second line.
+func (h *handlers) failClosed(w http.ResponseWriter, r *http.Request, err error) {
+	if !errors.Is(err, ErrBusy) {
+		h.a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
 	}
-	h.a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
+	w.Header().Set("Retry-After", "5")
 }
 
 // isClientFailure reports whether err is the client's fault: wrong or
