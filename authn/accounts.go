@@ -56,7 +56,7 @@ func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) er
 		return err
 	}
 	if err := CheckUsername(username); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
+		return fmt.Errorf("%w: %w", ErrNotFound, nested(err))
 	}
 	if err := a.policy.Check(username, pw); err != nil {
 		return err

@@ -48,6 +48,7 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +77,16 @@ var (
 	// ended (see Config.HashConcurrency). Nothing was written.
 	ErrBusy = errors.New("authn: password hashing capacity exhausted")
 )
+
+// nested presents err, an error of this package, as the cause inside
+// another of its errors: errors.Is and errors.As still find it, and its text
+// drops the "authn: " that the outer error already starts with.
+func nested(err error) error { return nestedError{err} }
+
+type nestedError struct{ err error }
+
+func (e nestedError) Error() string { return strings.TrimPrefix(e.err.Error(), "authn: ") }
+func (e nestedError) Unwrap() error { return e.err }
 
 // LockedError is the error of Authenticate on a locked account.
 // errors.Is(err, ErrLocked) is true for it.

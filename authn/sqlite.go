@@ -45,7 +45,7 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 	a, err := New(ctx, bun.NewDB(sqldb, sqlitedialect.New()), cfg)
 	if err != nil {
 		sqldb.Close()
-		return nil, fmt.Errorf("authn: open %s: %w", path, err)
+		return nil, fmt.Errorf("authn: open %s: %w", path, nested(err))
 	}
 	a.ownsDB = true
 	a.warnIfShared(ctx, abs)
