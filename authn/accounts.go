@@ -108,7 +108,17 @@ func (a *Authenticator) Delete(ctx context.Context, username string) error {
 	return nil
 }
 
-// Account is what an administrator may see of a user: never the hash.
+// Account is what an administrator may see of a user: never the hash, the
+// lock as a time, and what the configured Hasher makes of the stored hash.
+//
+// A user has three types, one per purpose: model.User is the row as stored
+// (NULLs and the lock as the database holds them), which only the store
+// reads and writes; Account is the administrator's view (Account,
+// ListAccounts); UserRecord is a row moving between databases, hash
+// included (ReadUsers, ImportUser). Account and UserRecord stay apart
+// because their purposes conflict: an Account must never carry the hash
+// that a UserRecord exists to carry, and a UserRecord keeps an odd stored
+// lock (NaN, 1e300) exactly, where an Account only says it has no end.
 type Account struct {
 	Username string
 	// FailedAttempts counts consecutive failures since the last success

@@ -13,7 +13,8 @@ import (
 
 // UserRecord is a user as stored, hash included: what moves between
 // databases (ReadUsers, ImportUser). Handle it with the care a password
-// hash deserves.
+// hash deserves. It is one of the three types of a user, each for one
+// purpose; see Account for the other two.
 type UserRecord struct {
 	Username       string
 	PasswordHash   string

@@ -4,8 +4,11 @@ package model
 
 import "github.com/uptrace/bun"
 
-// User is one row of the users table, exactly as the Python application
-// ("minimost") created it:
+// User is one row of the users table, as stored. Package authn reads and
+// writes it only in its store; its API shows a user as an authn.Account
+// (what an administrator sees, no hash) or an authn.UserRecord (a row moving
+// between databases, hash included). The table is exactly the one the
+// Python application ("minimost") created:
 //
 //	CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
 //	                    failed_attempts INTEGER DEFAULT 0, lockout_until REAL)
