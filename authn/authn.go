@@ -338,9 +338,6 @@ func (a *Authenticator) checkFile() error {
 	return nil
 }
 
-// DB returns the database the Authenticator uses.
-func (a *Authenticator) DB() *bun.DB { return a.db }
-
 // acquire takes a hashing slot, or fails with ErrBusy when ctx ends first,
 // or when the HTTP handlers' HashWait passes. A request of an HTTP client
 // first takes one of its client's slots (HashSlotsPerClient), within the
