@@ -36,6 +36,7 @@ const (
 type site struct {
 	t      *testing.T
 	a      *authn.Authenticator
+	db     *testdb.DB // the database a is open on
 	srv    *httptest.Server
 	hasher *testdb.CountingHasher
 	// calls counts how often the protected handlers ran.
@@ -52,7 +53,14 @@ func generous() *middleware.Throttle {
 // newSite starts a TLS server over db with alice and bob registered.
 func newSite(t *testing.T, db *testdb.DB, cfg authn.Config) *site {
 	t.Helper()
-	s := &site{t: t}
+	return newSiteOn(t, db, cfg, func(cfg authn.Config) *authn.Authenticator { return db.Open(t, cfg) })
+}
+
+// newSiteOn is newSite with the Authenticator made by open, from the
+// Config newSite would give db.Open.
+func newSiteOn(t *testing.T, db *testdb.DB, cfg authn.Config, open func(authn.Config) *authn.Authenticator) *site {
+	t.Helper()
+	s := &site{t: t, db: db}
 	if cfg.Hasher == nil {
 		s.hasher = testdb.NewCountingHasher(nil)
 		cfg.Hasher = s.hasher
@@ -64,7 +72,7 @@ func newSite(t *testing.T, db *testdb.DB, cfg authn.Config) *site {
 		cfg.HTTP.Throttle = generous()
 	}
 	cfg.HTTP.RegisterPath = "/register"
-	s.a = db.Open(t, cfg)
+	s.a = open(cfg)
 	ctx := context.Background()
 	for name, pw := range map[string]string{"alice": alicePassword, "bob": bobPassword} {
 		if err := s.a.Register(ctx, name, pw); err != nil && !errors.Is(err, authn.ErrUserExists) {
@@ -470,11 +478,10 @@ func TestSessionCookie(t *testing.T) {
 
 // dbPath returns the SQLite file of a site made on testdb.SQLite.
 func (s *site) dbPath() string {
-	var file string
-	if err := s.a.DB().QueryRow("SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
-		s.t.Fatal(err)
+	if s.db.Name != "sqlite" {
+		s.t.Fatalf("dbPath of a %s site", s.db.Name)
 	}
-	return file
+	return s.db.URL
 }
 
 func TestLogoutEndsSessionServerSide(t *testing.T) {
@@ -799,9 +806,6 @@ func TestTwoInstances(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		one, two := newSite(t, db, authn.Config{}), newSite(t, db, authn.Config{})
-		if one.a.DB() == two.a.DB() {
-			t.Fatal("the instances share a pool")
-		}
 		for _, s := range []*site{one, two} {
 			if r := s.basicGet("alice", alicePassword); r.status != 200 {
 				t.Fatalf("Basic auth: %d", r.status)
@@ -838,6 +842,15 @@ func TestTwoInstances(t *testing.T) {
 		}
 		if r := one.do(nil, "GET", "/app/", "", "", "Cookie", cookie.Name+"="+cookie.Value, "Accept", "application/json"); r.status != 401 {
 			t.Fatalf("session on instance one after its logout: %d, want 401", r.status)
+		}
+
+		// The premise: two pools, as two processes have, not one shared.
+		// Instance two goes on when instance one closes.
+		if err := one.a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := two.a.Authenticate(context.Background(), "alice", "alice's brand new passphrase"); err != nil {
+			t.Fatalf("instance two after instance one closed: %v (do they share a pool?)", err)
 		}
 	})
 }

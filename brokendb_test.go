@@ -2,6 +2,7 @@ package minimost_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/internal/testdb"
+	"github.com/uptrace/bun"
 )
 
 // mountTmpfs mounts a tmpfs of size at a new directory, or skips the test
@@ -65,20 +67,55 @@ type brokenSite struct {
 
 func newBrokenSite(t *testing.T, dir string) *brokenSite {
 	t.Helper()
-	b := &brokenSite{path: filepath.Join(dir, "auth.db"), logs: &syncBuffer{}}
-	b.site = newSite(t, &testdb.DB{Name: "sqlite", URL: b.path}, authn.Config{
+	return newBrokenSiteOn(t, filepath.Join(dir, "auth.db"), nil)
+}
+
+// newBrokenSiteOn is newBrokenSite over the SQLite file at path, with the
+// Authenticator made by authn.Open, or by authn.New over pool when pool is
+// not nil.
+func newBrokenSiteOn(t *testing.T, path string, pool *bun.DB) *brokenSite {
+	t.Helper()
+	b := &brokenSite{path: path, logs: &syncBuffer{}}
+	db := &testdb.DB{Name: "sqlite", URL: b.path}
+	open := func(cfg authn.Config) *authn.Authenticator { return db.Open(t, cfg) }
+	if pool != nil {
+		open = func(cfg authn.Config) *authn.Authenticator {
+			a, err := authn.New(context.Background(), pool, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close() })
+			return a
+		}
+	}
+	b.site = newSiteOn(t, db, authn.Config{
 		Logger: slog.New(slog.NewTextHandler(b.logs, nil)),
 		HTTP:   authn.HTTPConfig{BasicAuthCacheTTL: -1}, // every request claims and resets
-	})
+	}, open)
 	b.c = b.client()
 	if r := b.loginForm(b.c, "alice", alicePassword, ""); r.status != 303 {
 		t.Fatalf("login: %d", r.status)
 	}
 	b.healthy(t, "at first")
-	if _, err := b.a.DB().Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	checkpoint(t, b.path)
+	return b
+}
+
+// checkpoint moves what the WAL of the SQLite file at path holds into the
+// file and empties the WAL, through a connection of its own (a checkpoint
+// is of the database, whichever connection asks), so that a copy of the
+// file alone is whole.
+func checkpoint(t *testing.T, path string) {
+	t.Helper()
+	db := testdb.RawSQLite(t, path)
+	defer db.Close()
+	var busy, walFrames, moved int
+	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &walFrames, &moved); err != nil {
 		t.Fatal(err)
 	}
-	return b
+	if busy != 0 {
+		t.Fatalf("checkpoint of %s could not finish (a reader or writer in the way)", path)
+	}
 }
 
 // healthy waits (up to 10 s, the file watch runs every second) until Basic
@@ -174,11 +211,11 @@ func TestBrokenDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.healthy(t, "after the file was restored")
-		if _, err := b.a.DB().Exec("INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at) VALUES ('probe', 'bob', 0, 0, 0)"); err != nil {
+		if err := b.a.Register(context.Background(), "probe", "probe's long passphrase"); err != nil {
 			t.Fatal(err)
 		}
 		// The write went to the restored file, not to the deleted one.
-		if n := countIn(t, b.path, "SELECT count(*) FROM sessions WHERE token_hash = 'probe'"); n != 1 {
+		if n := countIn(t, b.path, "SELECT count(*) FROM users WHERE username = 'probe'"); n != 1 {
 			t.Fatalf("a write after the restore is not in the file at the path (%d rows)", n)
 		}
 	})
@@ -249,11 +286,15 @@ func TestBrokenDatabase(t *testing.T) {
 }
 
 // TestDatabaseClosedOverHTTP: with the Authenticator's database closed under
-// it, every route answers 503 and logs why; a closed pool does not come back.
+// it (the application's own pool, given to authn.New, closed by the
+// application), every route answers 503 and logs why; a closed pool does
+// not come back.
 func TestDatabaseClosedOverHTTP(t *testing.T) {
 	t.Parallel()
-	b := newBrokenSite(t, t.TempDir())
-	if err := b.a.DB().Close(); err != nil {
+	path := filepath.Join(t.TempDir(), "auth.db")
+	pool := testdb.RawSQLite(t, path)
+	b := newBrokenSiteOn(t, path, pool)
+	if err := pool.Close(); err != nil {
 		t.Fatal(err)
 	}
 	b.failsClosed(t, "closed", "database is closed")
@@ -282,9 +323,7 @@ func TestCachedBasicAuthAfterRestore(t *testing.T) {
 			t.Fatalf("Basic auth before the restore: %d", st)
 		}
 	}
-	if _, err := s.a.DB().Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-		t.Fatal(err)
-	}
+	checkpoint(t, path)
 	good, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,10 @@
 // instances), the werkzeug-compatible hashes of package password, and an
 // account lockout that holds under parallel attack.
 //
-// An Authenticator is made by [Open] (a SQLite file), [OpenPostgres] or [New]
-// (a *bun.DB of the application). It offers account operations
+// An Authenticator is made by [Open] (a SQLite file), by [New] or [NewOwned]
+// (a *bun.DB), or by Open of package [github.com/minimost/minimost/authn/postgres]
+// (PostgreSQL), which a program imports only when it uses PostgreSQL: this
+// package links no PostgreSQL driver. It offers account operations
 // ([Authenticator.Register], [Authenticator.Authenticate],
 // [Authenticator.SetPassword], [Authenticator.Lock], [Authenticator.Unlock],
 // [Authenticator.Delete], [Authenticator.Account], [Authenticator.ListAccounts])
@@ -163,7 +165,7 @@ type Config struct {
 // concurrent use.
 type Authenticator struct {
 	store     *store // every SQL statement
-	ownsDB    bool   // Open made the database; Close closes it
+	ownsDB    bool   // Open or NewOwned: Close closes the database
 	hasher    password.Hasher
 	threshold int // < 0: lockout disabled
 	duration  time.Duration
@@ -285,8 +287,27 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
-// Close closes the database if Open opened it; a *bun.DB given to New stays
-// open. It is safe to call more than once.
+// NewOwned is [New] for a db that the Authenticator takes over: Close
+// closes db, as it closes the database of [Open]. db is the Authenticator's
+// from the call on, whatever its outcome: when NewOwned fails, it has
+// closed db. It suits a pool opened for the Authenticator alone, such as
+// the one the postgres package's Open makes; a db the application goes on
+// using after Close belongs with New, which never closes it.
+func NewOwned(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
+	a, err := New(ctx, db, cfg)
+	if err != nil {
+		if db != nil {
+			db.Close()
+		}
+		return nil, err
+	}
+	a.ownsDB = true
+	return a, nil
+}
+
+// Close closes the database of Open, NewOwned and the postgres package's
+// Open; a *bun.DB given to New stays open. It is safe to call more than
+// once.
 func (a *Authenticator) Close() error {
 	a.stop()
 	a.bg.Wait()
@@ -315,9 +336,6 @@ func (a *Authenticator) every(d time.Duration, f func(context.Context)) {
 		}
 	}()
 }
-
-// DB returns the database the Authenticator uses.
-func (a *Authenticator) DB() *bun.DB { return a.store.db }
 
 // hashWait bounds how long an operation waits for hashing capacity, a slot
 // and hashing memory together, besides its context: the HTTP handlers' one

@@ -103,7 +103,7 @@ func TestLockedForever(t *testing.T) {
 		// ReadUsers sees them locked forever; ImportUser writes them back
 		// as they were, into the same kind of database and into SQLite.
 		recs := map[string]authn.UserRecord{}
-		if err := authn.ReadUsers(ctx, a.DB(), func(r authn.UserRecord) error { recs[r.Username] = r; return nil }); err != nil {
+		if err := authn.ReadUsers(ctx, db.Raw, func(r authn.UserRecord) error { recs[r.Username] = r; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		targets := map[string]*testdb.DB{"sqlite": testdb.SQLite(t)}

@@ -15,7 +15,7 @@ import (
 func TestReadAndImportUsers(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
-		src := db.Open(t, authn.Config{})
+		db.Open(t, authn.Config{}) // creates the tables
 		ctx := context.Background()
 		// More users than one page of ReadUsers.
 		const n = 1234
@@ -27,7 +27,7 @@ func TestReadAndImportUsers(t *testing.T) {
 			}
 		}
 		var got []authn.UserRecord
-		if err := authn.ReadUsers(ctx, src.DB(), func(r authn.UserRecord) error { got = append(got, r); return nil }); err != nil {
+		if err := authn.ReadUsers(ctx, db.Raw, func(r authn.UserRecord) error { got = append(got, r); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if len(got) != n || got[0].Username != "user0000" || got[n-1].Username != fmt.Sprintf("user%04d", n-1) {
@@ -38,7 +38,7 @@ func TestReadAndImportUsers(t *testing.T) {
 		}
 		stop := errors.New("stop")
 		calls := 0
-		if err := authn.ReadUsers(ctx, src.DB(), func(authn.UserRecord) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		if err := authn.ReadUsers(ctx, db.Raw, func(authn.UserRecord) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
 			t.Fatalf("ReadUsers did not stop at fn's error: %v after %d calls", err, calls)
 		}
 

@@ -271,7 +271,7 @@ func newOnPool(t *testing.T, db *testdb.DB, hook bun.QueryHook, cfg authn.Config
 	} else {
 		pool = testdb.RawSQLite(t, db.URL)
 	}
-	pool.AddQueryHook(hook)
+	pool = pool.WithQueryHook(hook) // a copy with the hook, over the same sql.DB
 	if cfg.Hasher == nil {
 		cfg.Hasher = fastHasher
 	}

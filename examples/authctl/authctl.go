@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/postgres"
 	"github.com/minimost/minimost/examples/internal/demo"
 	"golang.org/x/term"
 )
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, e env) int {
 		return exitUsage
 	}
 	// The library's own log lines would mix with the tool's messages.
-	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler)})
+	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler)}, postgres.Open)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "authctl: %s\n", escapeControls(err.Error()))
 		return exitError
@@ -263,7 +264,7 @@ func displayName(name string) string {
 // postgres:// URL without its password, and any control or other
 // non-printing character escaped.
 func displaySource(source string) string {
-	if authn.IsPostgresURL(source) {
+	if demo.IsPostgresURL(source) {
 		if u, err := url.Parse(source); err == nil {
 			source = u.Redacted()
 		} else {

@@ -16,7 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver of openReadOnly
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/examples/internal/demo"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
@@ -421,7 +423,7 @@ func htpasswdScheme(hash string) string {
 // openReadOnly opens another database for reading only: a SQLite file in
 // read-only mode (it must exist), or PostgreSQL.
 func openReadOnly(dsn string) (*bun.DB, error) {
-	if authn.IsPostgresURL(dsn) {
+	if demo.IsPostgresURL(dsn) {
 		sqldb, err := sql.Open("pgx", dsn)
 		if err != nil {
 			return nil, err

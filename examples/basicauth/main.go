@@ -1,7 +1,8 @@
 // Command basicauth serves a page behind HTTP Basic authentication, with the
-// users in an embedded SQLite database (or PostgreSQL).
+// users in an embedded SQLite database. It is the SQLite-only example: it
+// links no PostgreSQL driver (examples/login shows PostgreSQL too).
 //
-//	go run ./examples/basicauth [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
+//	go run ./examples/basicauth [-addr 127.0.0.1:8080] [-db auth.db] [-demo-password PW]
 //
 // When the database has no users it creates "demo" with a random password
 // (or -demo-password) and prints it once, with a curl command to try.
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	db := flag.String("db", "auth.db", "SQLite database file (created if missing), or a postgres:// URL")
+	db := flag.String("db", "auth.db", "SQLite database file (created if missing)")
 	demoPassword := flag.String("demo-password", "", "password of the demo user created in an empty database (default: random)")
 	flag.Parse()
 
@@ -36,7 +37,7 @@ func main() {
 }
 
 func run(ctx context.Context, addr, db, demoPassword string) error {
-	a, err := demo.Open(ctx, db, authn.Config{HTTP: authn.HTTPConfig{Realm: "minimost example"}})
+	a, err := demo.Open(ctx, db, authn.Config{HTTP: authn.HTTPConfig{Realm: "minimost example"}}, nil)
 	if err != nil {
 		return err
 	}

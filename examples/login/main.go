@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/postgres"
 	"github.com/minimost/minimost/examples/internal/demo"
 )
 
@@ -51,7 +52,7 @@ func main() {
 }
 
 func run(ctx context.Context, addr, db, demoPassword string, cfg authn.Config) error {
-	a, err := demo.Open(ctx, db, cfg)
+	a, err := demo.Open(ctx, db, cfg, postgres.Open)
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"testing"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver of RawPostgres and counting.go
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/authn/password"
+	"github.com/minimost/minimost/authn/postgres"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
@@ -38,7 +40,8 @@ type DB struct {
 	// Raw is a pool of its own, for looking at rows behind the library's
 	// back; bun formats its "?" placeholders for either backend.
 	Raw *bun.DB
-	// URL is what authn.Open or authn.OpenPostgres takes for this database.
+	// URL is what authn.Open (a file path) or postgres.Open (a URL) takes
+	// for this database.
 	URL string
 }
 
@@ -67,7 +70,7 @@ func (db *DB) Open(t testing.TB, cfg authn.Config) *authn.Authenticator {
 	fill(&cfg)
 	open := authn.Open
 	if db.Name == "postgres" {
-		open = authn.OpenPostgres
+		open = postgres.Open
 	}
 	a, err := open(context.Background(), db.URL, cfg)
 	if err != nil {

@@ -10,17 +10,37 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/minimost/minimost/authn"
 )
 
-// Open opens a SQLite file, or PostgreSQL when db is a postgres:// URL.
-func Open(ctx context.Context, db string, cfg authn.Config) (*authn.Authenticator, error) {
-	if authn.IsPostgresURL(db) {
-		return authn.OpenPostgres(ctx, db, cfg)
+// OpenFunc opens an Authenticator over the database a URL names, as
+// postgres.Open does.
+type OpenFunc func(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticator, error)
+
+// Open opens the database named by the -db flag: the SQLite file db, or,
+// when db is a PostgreSQL URL, that database through openPostgres. The
+// program passes postgres.Open when it supports PostgreSQL, and nil when
+// it is to link no PostgreSQL driver; such a URL is then refused, rather
+// than taken for a file name. (This package imports no driver of its own,
+// so that a SQLite-only program that uses it stays SQLite-only.)
+func Open(ctx context.Context, db string, cfg authn.Config, openPostgres OpenFunc) (*authn.Authenticator, error) {
+	if IsPostgresURL(db) {
+		if openPostgres == nil {
+			return nil, errors.New("-db: this program is built for SQLite only and takes no PostgreSQL URL (examples/login and examples/authctl do)")
+		}
+		return openPostgres(ctx, db, cfg)
 	}
 	return authn.Open(ctx, db, cfg)
+}
+
+// IsPostgresURL reports whether db, the value of a -db flag, is a
+// PostgreSQL URL (postgres:// or postgresql://) rather than a SQLite file
+// path.
+func IsPostgresURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
 // CreateUser registers "demo" when the database has no user yet and prints

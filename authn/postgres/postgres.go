@@ -1,0 +1,42 @@
+// Package postgres opens an [authn.Authenticator] over a PostgreSQL
+// database, through the pgx driver. It is a package of its own so that a
+// program that keeps its users in SQLite ([authn.Open]) links no
+// PostgreSQL driver: only programs that import this package do.
+//
+// Several processes or machines may share one database: the lockout and
+// the sessions hold across them.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"runtime"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/minimost/minimost/authn"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+)
+
+// Open connects to the PostgreSQL database at url (a postgres:// or
+// postgresql:// URL, or a key=value string, as pgx reads them, e.g.
+// "postgres://user@host/db?sslmode=verify-full") and returns an
+// Authenticator over it, made by [authn.NewOwned]: its Close closes the
+// pool. The pool holds at most max(4, 2×GOMAXPROCS) connections. Open
+// fails when the database cannot be reached.
+//
+// To use a pool of the application's own, give authn.New a *bun.DB on
+// pgdialect and a database/sql pool of the "pgx" driver instead.
+func Open(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticator, error) {
+	sqldb, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("authn/postgres: open: %w", err)
+	}
+	sqldb.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	if err := sqldb.PingContext(ctx); err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("authn/postgres: open: %w", err)
+	}
+	return authn.NewOwned(ctx, bun.NewDB(sqldb, pgdialect.New()), cfg)
+}
