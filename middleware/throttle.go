@@ -236,6 +236,15 @@ func (t *Throttle) makeRoom() {
 // over its budget. Every other request reserves a token, given back unless
 // Failed calls its response a failure. The client is the address ClientIP
 // stored in the context, or else the connection's peer.
+//
+// The writer next sees records the status and implements exactly those of
+// http.Flusher, http.Hijacker, io.ReaderFrom and http.Pusher that w
+// implements, so streaming (server-sent events), io.Copy's fast path and
+// connection upgrades work through Wrap as without it; its Unwrap method
+// gives w to http.ResponseController. A response whose first write is a
+// Flush or a ReadFrom has status 200, as net/http sends it; a hijacked
+// connection counts as 101 Switching Protocols unless a status was written
+// before, and so as no failure.
 func (t *Throttle) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip, ok := ClientIPFromContext(r.Context())
@@ -248,35 +257,10 @@ func (t *Throttle) Wrap(next http.Handler) http.Handler {
 			http.Error(w, "too many failed requests", http.StatusTooManyRequests)
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
+		sw, wrapped := newStatusWriter(w)
+		next.ServeHTTP(wrapped, r)
 		if !t.failed(cmp.Or(sw.status, http.StatusOK)) {
 			res.Cancel()
 		}
 	})
 }
-
-// statusWriter records the status of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-// WriteHeader records the first status written.
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Write records 200 when no status was written before.
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/authn/postgres"
 	"github.com/minimost/minimost/examples/internal/demo"
 	"golang.org/x/term"
@@ -31,6 +32,10 @@ const (
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// hasher is the Config.Hasher of the run: nil (the library's default)
+	// but in tests, which set a cheap one (every run hashes a dummy
+	// password at start-up).
+	hasher password.Hasher
 }
 
 // command is one subcommand.
@@ -97,7 +102,7 @@ func run(ctx context.Context, args []string, e env) int {
 		return exitUsage
 	}
 	// The library's own log lines would mix with the tool's messages.
-	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler)}, postgres.Open)
+	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: e.hasher}, postgres.Open)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "authctl: %s\n", escapeControls(err.Error()))
 		return exitError

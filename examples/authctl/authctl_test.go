@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/internal/testdb"
 )
 
@@ -21,11 +22,19 @@ type result struct {
 	stdout, stderr string
 }
 
-// authctl runs the tool in-process with stdin as standard input.
+// authctl runs the tool in-process with stdin as standard input and
+// testdb.FastHasher (TestDefaultHasher checks the tool's own default).
 func authctl(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return authctlWith(t, testdb.FastHasher, stdin, args...)
+}
+
+// authctlWith runs the tool in-process with hasher (nil: the library's
+// default).
+func authctlWith(t *testing.T, hasher password.Hasher, stdin string, args ...string) result {
+	t.Helper()
 	var out, errOut strings.Builder
-	code := run(context.Background(), args, env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut})
+	code := run(context.Background(), args, env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut, hasher: hasher})
 	return result{code, out.String(), errOut.String()}
 }
 
@@ -121,6 +130,24 @@ func TestAccountCommands(t *testing.T) {
 	authctl(t, "", "-db", db, "delete", "alice", "-y").want(t, 0, "deleted alice") // flag after the name
 	if r := authctl(t, "", "-db", db, "list", "-json"); strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("list after deleting everyone: %q", r.stdout)
+	}
+}
+
+// TestDefaultHasher: run as a user runs it, the tool hashes with the
+// library's default (the other tests give it a cheap hasher): a password it
+// sets needs no rehash by that default, while one set with the cheap hasher
+// does.
+func TestDefaultHasher(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "auth.db")
+	authctlWith(t, nil, "alice's long passphrase\n", "-db", db, "add", "alice").want(t, 0, "created user alice")
+	authctl(t, "bob's long passphrase\n", "-db", db, "add", "bob").want(t, 0, "created user bob")
+	for name, want := range map[string]bool{"alice": false, "bob": true} {
+		r := authctlWith(t, nil, "", "-db", db, "show", "-json", name)
+		var acc map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &acc); err != nil || acc["scheme"] != "pbkdf2" || acc["needs_rehash"] != want {
+			t.Errorf("show -json %s: %v, want scheme pbkdf2 and needs_rehash %v\n%s%s", name, err, want, r.stdout, r.stderr)
+		}
 	}
 }
 

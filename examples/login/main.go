@@ -33,6 +33,7 @@ func main() {
 	insecure := flag.Bool("insecure", true, "session cookie without Secure, for plain HTTP; set false behind HTTPS")
 	threshold := flag.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
 	duration := flag.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
+	hashWait := flag.Duration("hash-wait", 5*time.Second, "how long a login waits for a free hashing slot before 503")
 	flag.Parse()
 
 	cfg := authn.Config{
@@ -40,6 +41,7 @@ func main() {
 		LockoutDuration:  *duration,
 		HTTP: authn.HTTPConfig{
 			InsecureCookies: *insecure,
+			HashWait:        *hashWait,
 			LoginPath:       "/login",
 			RegisterPath:    "/register",
 		},
