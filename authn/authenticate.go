@@ -75,7 +75,7 @@ func (a *Authenticator) checkPasswordInSlot(ctx context.Context, username, passw
 type passwordChange struct {
 	old, new string // new is "" when no re-hash is due
 	// ownLock is the lockout_until that this attempt's own claim wrote
-	// when it was the one that reached the threshold (see claimLock); the
+	// when it was the one that reached the threshold (its RETURNING); the
 	// reset may clear that lock and no other.
 	ownLock sql.NullFloat64
 }
