@@ -147,7 +147,7 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 // password check.
 func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username, verified string) error {
 	ctx := r.Context()
-	if err := h.endSessions(ctx, r); err != nil {
+	if _, err := h.endSessions(ctx, r); err != nil {
 		return err
 	}
 	token, err := h.a.createSession(ctx, username, verified)
@@ -171,17 +171,15 @@ func (a *Authenticator) LogoutHandler() http.Handler { return a.handlers.logoutH
 // logoutHandler is LogoutHandler.
 func (h *handlers) logoutHandler() http.Handler {
 	post := h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		username, err := h.a.endSession(r.Context(), h.sessionToken(r))
-		if err == nil {
-			err = h.endSessions(r.Context(), r) // and any other cookie of the name
-		}
+		// Every cookie of the name: one tossed in from elsewhere too.
+		users, err := h.endSessions(r.Context(), r)
 		if err != nil {
 			h.unavailable(w, r, err)
 			return
 		}
 		h.clearTossedCookies(w, r)
 		http.SetCookie(w, h.sessionCookie(""))
-		if username != "" {
+		for _, username := range users {
 			h.a.emit(r.Context(), Event{Type: EventLogout, Username: username})
 		}
 		if wantsJSON(r) {

@@ -56,8 +56,10 @@ type HTTPConfig struct {
 	RegisterThrottle *middleware.Throttle
 	// MaxBodyBytes bounds login and registration bodies. 0 means 8 KiB.
 	MaxBodyBytes int64
-	// HashWait is how long a request waits for a free hashing slot before
-	// it is answered 503. 0 means 5 seconds.
+	// HashWait is how long a request waits for hashing capacity (a free
+	// hashing slot, of its client's and of the Authenticator's, and free
+	// hashing memory, all waits together) before it is answered 503. 0
+	// means 5 seconds.
 	HashWait time.Duration
 
 	// BasicAuthCacheTTL is how long a verified Basic-auth credential is

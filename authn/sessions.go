@@ -135,14 +135,20 @@ func (h *handlers) sessionToken(r *http.Request) string {
 }
 
 // endSessions ends the session of every cookie of the session's name that
-// the request carries, one or several.
-func (h *handlers) endSessions(ctx context.Context, r *http.Request) error {
+// the request carries, one or several, and returns the users of the
+// sessions it ended.
+func (h *handlers) endSessions(ctx context.Context, r *http.Request) ([]string, error) {
+	var users []string
 	for _, c := range r.CookiesNamed(h.cookieName) {
-		if _, err := h.a.endSession(ctx, c.Value); err != nil {
-			return err
+		username, err := h.a.endSession(ctx, c.Value)
+		if err != nil {
+			return users, err
+		}
+		if username != "" {
+			users = append(users, username)
 		}
 	}
-	return nil
+	return users, nil
 }
 
 // clearTossedCookies expires, when the request carried more than one cookie
