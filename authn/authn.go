@@ -11,9 +11,11 @@
 // [Authenticator.SetPassword], [Authenticator.Lock], [Authenticator.Unlock],
 // [Authenticator.Delete], [Authenticator.Account], [Authenticator.ListAccounts])
 // and standard http.Handlers: [Authenticator.BasicAuth] wraps an existing
-// handler; [Authenticator.LoginHandler], [Authenticator.LogoutHandler] and
-// [Authenticator.RegisterHandler] are drop-in routes; [Authenticator.RequireSession]
-// guards pages behind a login session.
+// handler; [Authenticator.Routes] serves every drop-in route under one
+// prefix ([HTTPConfig.Prefix]), and [Authenticator.LoginHandler],
+// [Authenticator.LogoutHandler] and [Authenticator.RegisterHandler] are the
+// same routes one by one; [Authenticator.RequireSession] guards pages
+// behind a login session.
 //
 // # Lockout
 //
@@ -214,9 +216,15 @@ type Authenticator struct {
 // behind a cached Basic credential, see [Authenticator.BasicAuth], and the
 // session behind a cookie) are statements prepared once on db.DB, and bun
 // does not run hooks for prepared statements.
+//
+// New fails, before it touches db, for an HTTPConfig that cannot be served
+// as written (see HTTPConfig.Prefix and HTTPConfig.ContentSecurityPolicy).
 func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if db == nil {
 		return nil, errors.New("authn: New: db is nil")
+	}
+	if err := cfg.HTTP.validate(); err != nil {
+		return nil, err
 	}
 	a := &Authenticator{
 		hasher:    cfg.Hasher,

@@ -25,11 +25,16 @@ var defaultTemplates = template.Must(template.ParseFS(templateFiles, "templates/
 
 // FormData is what the login and registration templates are executed with.
 type FormData struct {
-	Action       string // the URL the form posts to: the request's path
-	Error        string // a message for the user, or ""
-	Username     string // the name entered, when well-formed
-	Next         string // login: where to go after signing in
-	LoginPath    string
+	// Action is the URL the form posts to: the path the client asked
+	// for (its request-URI, before any http.StripPrefix), always a path
+	// on this site.
+	Action    string
+	Error     string // a message for the user, or ""
+	Username  string // the name entered, when well-formed
+	Next      string // login: where to go after signing in
+	LoginPath string // the login page, for a link back to it
+	// RegisterPath is the registration page the login form links, or ""
+	// for no link (see HTTPConfig.RegisterPath).
 	RegisterPath string
 	MinLength    int // registration: the password policy's minimum, in characters
 	// MaxLength is, for registration, the most characters a password may
@@ -87,7 +92,7 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 		username = "" // it may be a password typed in the wrong field
 	}
 	return FormData{
-		Action: r.URL.Path, Error: msg, Username: username, Next: localRedirect(next, ""),
+		Action: formAction(r), Error: msg, Username: username, Next: localRedirect(next, ""),
 		LoginPath: h.loginPath, RegisterPath: h.registerPath,
 	}
 }
@@ -272,9 +277,9 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 
 // RequireSession returns a handler that runs next for requests with a live
 // session, with the username in the context (see Username). Without one, a
-// browser is redirected (303) to the login page with next set to the
-// request's path, and an API client gets 401 JSON. A database error gets
-// 503; next never runs then.
+// browser is redirected (303) to the login page (HTTPConfig.LoginPath) with
+// next set to the path and query it asked for, and an API client gets 401
+// JSON. A database error gets 503; next never runs then.
 func (a *Authenticator) RequireSession(next http.Handler) http.Handler {
 	return a.handlers.requireSession(next)
 }
@@ -291,7 +296,13 @@ func (h *handlers) requireSession(next http.Handler) http.Handler {
 		case wantsJSON(r) || r.Method != http.MethodGet && r.Method != http.MethodHead:
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
 		default:
-			target := h.loginPath + "?" + url.Values{"next": {r.URL.RequestURI()}}.Encode()
+			// Back to the URL the browser asked for, under
+			// http.StripPrefix too.
+			next, query := clientPath(r)
+			if query != "" {
+				next += "?" + query
+			}
+			target := h.loginPath + "?" + url.Values{"next": {next}}.Encode()
 			http.Redirect(w, r, target, http.StatusSeeOther)
 		}
 	}))
@@ -317,18 +328,65 @@ func methods(get, post http.Handler) http.Handler {
 	})
 }
 
-// render executes a form template. The page may not be framed, and loads
-// nothing from anywhere.
+// render executes a form template, with the Content-Security-Policy of
+// HTTPConfig.ContentSecurityPolicy.
 func (h *handlers) render(w http.ResponseWriter, status int, t *template.Template, data FormData) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hdr.Set("Content-Security-Policy", h.contentSecurityPolicy(t))
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	if err := t.Execute(w, data); err != nil {
 		h.a.logger.Error("authn: rendering a form", "error", err)
 	}
+}
+
+// builtinLogin and builtinRegister are the built-in forms, told apart from
+// custom ones by identity: a custom template may have the same name.
+var (
+	builtinLogin    = defaultTemplates.Lookup("login.html")
+	builtinRegister = defaultTemplates.Lookup("register.html")
+)
+
+// contentSecurityPolicy is the policy of a page of t: the configured one,
+// else the strict one of the built-in forms, which load nothing, or a
+// same-origin one for a custom template, which may load its own files.
+func (h *handlers) contentSecurityPolicy(t *template.Template) string {
+	switch {
+	case h.csp != "":
+		return h.csp
+	case t == builtinLogin || t == builtinRegister:
+		return DefaultContentSecurityPolicy
+	}
+	return CustomContentSecurityPolicy
+}
+
+// formAction is the path a form posts back to: the path of the URL the
+// client asked for (see clientPath), so that a handler under
+// http.StripPrefix, which has rewritten r.URL.Path, still names the outer
+// path.
+func formAction(r *http.Request) string {
+	p, _ := clientPath(r)
+	return p
+}
+
+// clientPath returns the path and the raw query of the URL the client
+// asked for: its request-URI, or r.URL for a request made in the program
+// (no RequestURI) or one whose request-URI does not parse. Only the path of
+// an absolute-form request-URI ("http://elsewhere/login") is taken, and
+// leading slashes collapse into one, since "//host/login" would be another
+// site's URL. The path stays escaped as the client sent it (a backslash or
+// control character comes out percent-encoded), so it is always a path on
+// this site.
+func clientPath(r *http.Request) (path, rawQuery string) {
+	u := r.URL
+	if r.RequestURI != "" {
+		if parsed, err := url.ParseRequestURI(r.RequestURI); err == nil {
+			u = parsed
+		}
+	}
+	return "/" + strings.TrimLeft(u.EscapedPath(), "/"), u.RawQuery
 }
 
 // credentials is a decoded login or registration body.

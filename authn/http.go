@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/netip"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/minimost/minimost/middleware"
@@ -19,11 +22,29 @@ import (
 type HTTPConfig struct {
 	// Realm is the Basic authentication realm. "" means "restricted".
 	Realm string
-	// LoginPath is where RequireSession sends browsers without a session.
-	// "" means "/login".
+	// Prefix is the path under which Authenticator.Routes serves its
+	// routes, as the handler sees it in r.URL.Path: "/auth" serves
+	// /auth/login, /auth/logout and /auth/register. It is "" (the routes
+	// at the root) or a clean path that starts with "/" and does not end
+	// with one, made of the characters a URL path needs no escaping for
+	// (letters, digits and -._~!$&'()*+,;=:@); New fails for any other
+	// value. Under http.StripPrefix, Routes sees the path already
+	// stripped: Prefix is then what is left (usually ""), and LoginPath
+	// and RegisterPath name the paths as the browser sees them.
+	Prefix string
+	// LoginPath is where RequireSession sends browsers without a session,
+	// where logout redirects, and what the registration page links. ""
+	// means Prefix+"/login".
 	LoginPath string
-	// RegisterPath, when set, is linked from the login form.
+	// RegisterPath, when set, is linked from the login form. When it is
+	// "", LoginHandler's form links no registration page, and the form of
+	// Routes links Prefix+"/register" (none with DisableRegistration).
 	RegisterPath string
+	// DisableRegistration leaves the registration route out of Routes
+	// (its path answers 404 there) and out of the login form's default
+	// link, for applications whose accounts are made by an administrator.
+	// RegisterHandler still serves whoever mounts it.
+	DisableRegistration bool
 
 	// SessionIdleTimeout ends a session not used for this long. 0 means
 	// 30 minutes.
@@ -70,14 +91,94 @@ type HTTPConfig struct {
 	BasicAuthCacheSize int
 
 	// LoginTemplate and RegisterTemplate replace the built-in forms. They
-	// are executed with a FormData.
+	// are executed with a FormData. A page of a custom template is sent
+	// with a same-origin Content-Security-Policy (see
+	// ContentSecurityPolicy), so that it may load its own stylesheets,
+	// scripts and images from the application's origin; inline scripts and
+	// anything from another origin need ContentSecurityPolicy.
 	LoginTemplate    *template.Template
 	RegisterTemplate *template.Template
+
+	// ContentSecurityPolicy, when set, is sent as is as the
+	// Content-Security-Policy of every page the handlers render (the
+	// login and registration forms, built-in or custom). "" means
+	// DefaultContentSecurityPolicy for a built-in form, which loads
+	// nothing from anywhere, and CustomContentSecurityPolicy for a
+	// LoginTemplate or RegisterTemplate. New fails for a value with a
+	// control character.
+	ContentSecurityPolicy string
+}
+
+// The Content-Security-Policy values of the forms when
+// HTTPConfig.ContentSecurityPolicy is "". Both forbid framing (against
+// clickjacking), forms that post to another origin and a base URL from
+// elsewhere.
+const (
+	// DefaultContentSecurityPolicy is the policy of the built-in forms:
+	// their inline style and nothing else.
+	DefaultContentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	// CustomContentSecurityPolicy is the policy of a custom LoginTemplate
+	// or RegisterTemplate: anything from the application's own origin,
+	// inline styles and data: images, but no inline script, plugin or
+	// other origin.
+	CustomContentSecurityPolicy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'"
+)
+
+// validate reports the first setting New must refuse. A wrong Prefix would
+// serve the routes at paths the application does not expect, and a
+// Content-Security-Policy with a line break is no header value: both fail
+// New instead.
+func (c HTTPConfig) validate() error {
+	if err := checkPrefix(c.Prefix); err != nil {
+		return fmt.Errorf("authn: HTTPConfig.Prefix %q: %w", c.Prefix, err)
+	}
+	if strings.ContainsFunc(c.ContentSecurityPolicy, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+		return errors.New("authn: HTTPConfig.ContentSecurityPolicy has a control character")
+	}
+	return nil
+}
+
+// checkPrefix reports what is wrong with a Prefix: "" or a clean path
+// ("/auth", "/a/b") of characters that need no escaping in a URL path. A
+// Prefix that starts with "//" would make LoginPath another host's URL;
+// one with "." segments, a trailing slash or escapes would never equal the
+// path of a request that routers have cleaned.
+func checkPrefix(p string) error {
+	switch {
+	case p == "":
+		return nil
+	case p[0] != '/':
+		return errors.New(`must start with "/"`)
+	case strings.HasSuffix(p, "/"):
+		return errors.New(`must not end with "/" (use "" for the root)`)
+	case path.Clean(p) != p:
+		return errors.New(`must be a clean path: no "//", "." or ".." segments`)
+	}
+	for _, r := range p {
+		if !isPathChar(r) {
+			return fmt.Errorf("has %q, which a URL path must escape", r)
+		}
+	}
+	return nil
+}
+
+// isPathChar reports whether r may appear unescaped in a URL path segment
+// (RFC 3986's pchar, without percent-encoding), or is the "/" between
+// segments.
+func isPathChar(r rune) bool {
+	switch {
+	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		return true
+	}
+	return strings.ContainsRune("/-._~!$&'()*+,;=:@", r)
 }
 
 // web is an HTTPConfig with its defaults applied.
 type web struct {
-	realm, loginPath, registerPath  string
+	realm, prefix                   string
+	loginPath, registerPath         string
+	disableRegistration             bool
+	csp                             string // HTTPConfig.ContentSecurityPolicy
 	wwwAuthenticate                 string // the challenge of BasicAuth
 	idle, lifetime, cleanupEvery    time.Duration
 	cookieName                      string
@@ -95,8 +196,10 @@ type web struct {
 func newWeb(c HTTPConfig) web {
 	w := web{
 		realm:              or(c.Realm, "restricted"),
-		loginPath:          or(c.LoginPath, "/login"),
+		prefix:             c.Prefix,
+		loginPath:          or(c.LoginPath, c.Prefix+"/login"),
 		registerPath:       c.RegisterPath,
+		csp:                c.ContentSecurityPolicy,
 		idle:               orDuration(c.SessionIdleTimeout, 30*time.Minute),
 		lifetime:           orDuration(c.SessionLifetime, 12*time.Hour),
 		cleanupEvery:       orDuration(c.SessionCleanupInterval, 10*time.Minute),
@@ -113,6 +216,7 @@ func newWeb(c HTTPConfig) web {
 		crossOrigin:        http.NewCrossOriginProtection(),
 	}
 	w.wwwAuthenticate = basicChallenge(w.realm)
+	w.disableRegistration = c.DisableRegistration
 	if c.SessionCleanupInterval < 0 {
 		w.cleanupEvery = 0
 	}
@@ -139,10 +243,10 @@ func newWeb(c HTTPConfig) web {
 		w.basicAuthCacheSize = 10_000
 	}
 	if w.loginTemplate == nil {
-		w.loginTemplate = defaultTemplates.Lookup("login.html")
+		w.loginTemplate = builtinLogin
 	}
 	if w.registerTemplate == nil {
-		w.registerTemplate = defaultTemplates.Lookup("register.html")
+		w.registerTemplate = builtinRegister
 	}
 	return w
 }

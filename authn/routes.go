@@ -1,0 +1,61 @@
+package authn
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Routes returns a handler that serves every drop-in route of the
+// Authenticator under HTTPConfig.Prefix:
+//
+//	GET, POST  {Prefix}/login     LoginHandler
+//	POST       {Prefix}/logout    LogoutHandler
+//	GET, POST  {Prefix}/register  RegisterHandler (not with DisableRegistration)
+//
+// Any other path answers 404. It matches r.URL.Path exactly (no trailing
+// slash, no cleaning), so it is mounted where the router leaves the path
+// whole, with Prefix set to the mount point:
+//
+//	mux.Handle("/auth/", a.Routes()) // Prefix "/auth"
+//	r.Mount("/auth", a.Routes())      // chi, Prefix "/auth"
+//
+// Under http.StripPrefix, Routes sees the stripped path, so Prefix is what
+// is left after stripping (usually "") and LoginPath and RegisterPath name
+// the outer paths, those the browser uses:
+//
+//	// HTTPConfig{LoginPath: "/auth/login", RegisterPath: "/auth/register"}
+//	mux.Handle("/auth/", http.StripPrefix("/auth", a.Routes()))
+//
+// Either way each form posts back to the URL it was served from. The login
+// form links the registration page: RegisterPath when set, else
+// Prefix+"/register" unless DisableRegistration.
+func (a *Authenticator) Routes() http.Handler { return a.handlers.routes() }
+
+// routes is Routes.
+func (h *handlers) routes() http.Handler {
+	// The login form of Routes links Routes' own registration page; the
+	// handlers of a copy of h serve it so, since LoginHandler alone links
+	// none by default. The copy shares every throttle, cache and template.
+	in := *h
+	if in.registerPath == "" && !in.disableRegistration {
+		in.registerPath = in.prefix + "/register"
+	}
+	// One line per route.
+	table := map[string]http.Handler{
+		"/login":  in.loginHandler(),
+		"/logout": in.logoutHandler(),
+	}
+	if !in.disableRegistration {
+		table["/register"] = in.registerHandler()
+	}
+	prefix := h.prefix
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest, ok := strings.CutPrefix(r.URL.Path, prefix)
+		route := table[rest]
+		if !ok || route == nil {
+			writeError(w, r, http.StatusNotFound, "not found")
+			return
+		}
+		route.ServeHTTP(w, r)
+	})
+}
