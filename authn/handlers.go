@@ -25,18 +25,13 @@ var defaultTemplates = template.Must(template.ParseFS(templateFiles, "templates/
 
 // FormData is what the login and registration templates are executed with.
 type FormData struct {
-	// Action is the URL the form posts to: the path the client asked
-	// for (its request-URI, before any http.StripPrefix), always a path
-	// on this site.
-	Action    string
-	Error     string // a message for the user, or ""
-	Username  string // the name entered, when well-formed
-	Next      string // login: where to go after signing in
-	LoginPath string // the login page, for a link back to it
-	// RegisterPath is the registration page the login form links, or ""
-	// for no link (see HTTPConfig.RegisterPath).
-	RegisterPath string
-	MinLength    int // registration: the password policy's minimum, in characters
+	Action       string // the path the form posts to: the one the client asked for, before any http.StripPrefix
+	Error        string // a message for the user, or ""
+	Username     string // the name entered, when well-formed
+	Next         string // login: where to go after signing in
+	LoginPath    string
+	RegisterPath string // the registration page the login form links, or "" for none
+	MinLength    int    // registration: the password policy's minimum, in characters
 	// MaxLength is, for registration, the most characters a password may
 	// have: the policy's MaxLength, or MaxBytes when that is lower. The
 	// built-in form sets it as the input's maxlength, which browsers count

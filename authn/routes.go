@@ -17,7 +17,7 @@ import (
 // whole, with Prefix set to the mount point:
 //
 //	mux.Handle("/auth/", a.Routes()) // Prefix "/auth"
-//	r.Mount("/auth", a.Routes())      // chi, Prefix "/auth"
+//	r.Mount("/auth", a.Routes())     // chi, Prefix "/auth"
 //
 // Under http.StripPrefix, Routes sees the stripped path, so Prefix is what
 // is left after stripping (usually "") and LoginPath and RegisterPath name
@@ -40,7 +40,7 @@ func (h *handlers) routes() http.Handler {
 	if in.registerPath == "" && !in.disableRegistration {
 		in.registerPath = in.prefix + "/register"
 	}
-	// One line per route.
+	// One line per route: the path under Prefix and its handler.
 	table := map[string]http.Handler{
 		"/login":  in.loginHandler(),
 		"/logout": in.logoutHandler(),
