@@ -74,7 +74,9 @@ func CheckNotURI(db string) error {
 // a flag and leaves it and everything after it, flags included, unread:
 // "login auth.db -addr :9090" would silently serve the default database on
 // the default address. Serving something other than what was asked is
-// worse than not starting, so the error names what was not read.
+// worse than not starting, so the error names what was not read. Like the
+// flag package does with its own errors, ParseFlags prints the error to
+// fs.Output() before returning it.
 func ParseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -88,8 +90,10 @@ func ParseFlags(fs *flag.FlagSet, args []string) error {
 		if looksLikeDB(rest[0]) {
 			hint = fmt.Sprintf(" (did you mean -db %s?)", ShellQuote(rest[0]))
 		}
-		return fmt.Errorf("%s takes no arguments, only flags; not read: %s%s. Flags go first, as -name value; run %s -h for the list",
+		err := fmt.Errorf("%s takes no arguments, only flags; not read: %s%s. Flags go first, as -name value; run %s -h for the list",
 			fs.Name(), strings.Join(quoted, " "), hint, fs.Name())
+		fmt.Fprintln(fs.Output(), err)
+		return err
 	}
 	return nil
 }
@@ -111,11 +115,10 @@ func looksLikeDB(arg string) bool {
 // so that both shut down gracefully. A second signal exits at once. The
 // exit status is 1 when run fails, else 0.
 func Main(fs *flag.FlagSet, args []string, run func(ctx context.Context) error) int {
-	if err := ParseFlags(fs, args); err != nil {
+	if err := ParseFlags(fs, args); err != nil { // printed by ParseFlags
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

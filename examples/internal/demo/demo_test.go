@@ -91,8 +91,10 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 	fs, _ = newFS()
-	if err := ParseFlags(fs, []string{"serve"}); err == nil || strings.Contains(err.Error(), "did you mean") {
-		t.Errorf(`ParseFlags("serve") = %v, want an error without a -db hint`, err)
+	var printed strings.Builder
+	fs.SetOutput(&printed)
+	if err := ParseFlags(fs, []string{"serve"}); err == nil || strings.Contains(err.Error(), "did you mean") || printed.String() != err.Error()+"\n" {
+		t.Errorf(`ParseFlags("serve") = %v, printed %q; want an error without a -db hint, printed`, err, printed.String())
 	}
 	fs, _ = newFS()
 	if err := ParseFlags(fs, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
