@@ -84,11 +84,11 @@ func ParseFlags(fs *flag.FlagSet, args []string) error {
 	if rest := fs.Args(); len(rest) > 0 {
 		quoted := make([]string, len(rest))
 		for i, arg := range rest {
-			quoted[i] = strconv.Quote(arg)
+			quoted[i] = strconv.Quote(Display(arg)) // no database password in the message
 		}
 		hint := ""
 		if looksLikeDB(rest[0]) {
-			hint = fmt.Sprintf(" (did you mean -db %s?)", ShellQuote(rest[0]))
+			hint = fmt.Sprintf(" (did you mean -db %s?)", ShellQuote(Display(rest[0])))
 		}
 		err := fmt.Errorf("%s takes no arguments, only flags; not read: %s%s. Flags go first, as -name value; run %s -h for the list",
 			fs.Name(), strings.Join(quoted, " "), hint, fs.Name())

@@ -80,6 +80,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-addr", ":9090", "serve", "-db", "x.db"}, `not read: "serve" "-db" "x.db". Flags go first`},
 		{[]string{"my db.sqlite"}, `(did you mean -db 'my db.sqlite'?)`},
 		{[]string{"\x1b[2J"}, `not read: "\x1b[2J"`},
+		{[]string{"postgres://u:S3cret@h/db"}, `not read: "postgres://u:xxxxx@h/db" (did you mean -db postgres://u:xxxxx@h/db?)`},
 	} {
 		fs, _ := newFS()
 		err := ParseFlags(fs, tc.args)
