@@ -91,3 +91,34 @@ func TestNewErrors(t *testing.T) {
 		t.Fatalf("New on a foreign users table: %v", err)
 	}
 }
+
+// TestOpenRefusesFileURI: Open takes a path and builds its own URI; a
+// "file:" URI given as the path is refused with an error that says so, and
+// creates nothing (SQLite would never see it: it would be the name of a
+// file in the working directory). "./file:…" still names such a file.
+func TestOpenRefusesFileURI(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // a relative "file:…" would land here
+	for _, path := range []string{"file:auth.db", "file:auth.db?mode=ro", "FILE:auth.db", "file:" + filepath.Join(dir, "auth.db"), "file::memory:"} {
+		a, err := authn.Open(context.Background(), path, authn.Config{Hasher: fastHasher})
+		if err == nil {
+			a.Close()
+			t.Errorf("Open(%q) succeeded", path)
+			continue
+		}
+		if !strings.Contains(err.Error(), "a file: URI is not a path") {
+			t.Errorf("Open(%q) = %v, want an error saying it is a URI, not a path", path, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("Open of file: URIs created %v", entries)
+	}
+	a, err := authn.Open(context.Background(), "./file:auth.db", authn.Config{Hasher: fastHasher})
+	if err != nil {
+		t.Fatalf(`Open("./file:auth.db"): %v`, err)
+	}
+	a.Close()
+	if _, err := os.Stat(filepath.Join(dir, "file:auth.db")); err != nil {
+		t.Fatalf(`Open("./file:auth.db") made no such file: %v`, err)
+	}
+}

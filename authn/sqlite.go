@@ -24,7 +24,8 @@ const busyTimeoutMillis = 10_000
 // Open opens the SQLite database file at path, creating it (mode 0600) if it
 // does not exist, and returns an Authenticator over it; Close closes the
 // file. Every pooled connection has a busy timeout, WAL and immediate
-// transactions, set in the DSN; path is a file path, never a URI.
+// transactions, set in the DSN; path is a file path, never a URI: a path
+// starting with "file:" is refused (write "./file:…" for such a file name).
 func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) {
 	abs, err := checkDBFile(path)
 	if err != nil {
@@ -66,6 +67,12 @@ func checkDBFile(path string) (string, error) {
 	}
 	if strings.IndexByte(path, 0) >= 0 {
 		return "", errors.New("authn: open: database path contains a NUL byte")
+	}
+	// Open builds its own file: URI from the path. A "file:auth.db?mode=ro"
+	// given here would be a file of that name in the working directory,
+	// created silently, with none of the URI's settings applied.
+	if len(path) >= 5 && strings.EqualFold(path[:5], "file:") {
+		return "", fmt.Errorf("authn: open %q: a file: URI is not a path; Open takes the database file's path (prefix \"./\" for a file whose name starts with \"file:\")", path)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {

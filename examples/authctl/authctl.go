@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -43,7 +44,11 @@ type command struct {
 	name, args, summary, help string
 	flags                     func(*flag.FlagSet) // defines the command's flags
 	minArgs, maxArgs          int
-	run                       func(ctx context.Context, c *call) error
+	// createsDB is set on the commands that may create the SQLite file
+	// (add and the imports); the others refuse a file that does not exist,
+	// where a typo in -db would otherwise create an empty database.
+	createsDB bool
+	run       func(ctx context.Context, c *call) error
 }
 
 // call is one command being run.
@@ -101,6 +106,10 @@ func run(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "authctl %s: usage: authctl [-db DB] %s %s\n", cmd.name, cmd.name, cmd.args)
 		return exitUsage
 	}
+	if err := checkDB(*db, cmd); err != nil {
+		fmt.Fprintf(e.stderr, "authctl %s: %s\n", cmd.name, escapeControls(err.Error()))
+		return exitError
+	}
 	// The library's own log lines would mix with the tool's messages.
 	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: e.hasher}, postgres.Open)
 	if err != nil {
@@ -119,6 +128,27 @@ func run(ctx context.Context, args []string, e env) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// checkDB refuses a -db the command cannot use before anything is opened:
+// a file: URI (-db takes a path), and, unless the command creates users, a
+// SQLite file that does not exist. The check and the open are not atomic:
+// a file deleted in between is created empty, as before, which only a
+// race with the administrator's own hand can do.
+func checkDB(db string, cmd command) error {
+	if demo.IsPostgresURL(db) {
+		return nil
+	}
+	if err := demo.CheckNotURI(db); err != nil {
+		return err
+	}
+	if cmd.createsDB || db == "" { // "": authn.Open's own error
+		return nil
+	}
+	if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no database file %s (check -db; \"authctl add\" or an import creates one)", displaySource(db))
+	}
+	return nil // other problems (a directory, no permission): authn.Open names them
 }
 
 // parseInterspersed parses flags that may come before, between or after

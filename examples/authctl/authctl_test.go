@@ -412,3 +412,60 @@ func TestDoubleDash(t *testing.T) {
 		t.Errorf("list after deleting -x:\n%s", r.stdout)
 	}
 }
+
+// TestMissingDatabase: a command that reads or changes users refuses a
+// -db file that does not exist (a typo would otherwise create an empty
+// database and report success), names the path, exits 1 and creates
+// nothing; add and the imports create the file.
+func TestMissingDatabase(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "atuh.db")
+	for _, args := range [][]string{
+		{"list"}, {"list", "-locked", "-json"}, {"show", "alice"}, {"lock", "alice", "1h"}, {"unlock", "alice"},
+		{"passwd", "alice"}, {"delete", "-y", "alice"},
+	} {
+		r := authctl(t, "alice's long passphrase\n", append([]string{"-db", typo}, args...)...)
+		r.want(t, 1, "no database file "+typo)
+		if !strings.Contains(r.stderr, "authctl "+args[0]+": ") || r.stdout != "" {
+			t.Errorf("%v: stdout %q, stderr %q", args, r.stdout, r.stderr)
+		}
+		if _, err := os.Stat(typo); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v created %s (%v)", args, typo, err)
+		}
+	}
+	// A name with a terminal escape is shown escaped.
+	authctl(t, "", "-db", filepath.Join(dir, "x\x1b[2J.db"), "list").want(t, 1, `no database file `+filepath.Join(dir, `x\x1b[2J.db`))
+
+	// add creates the file, and the other commands then work on it.
+	db := filepath.Join(dir, "auth.db")
+	authctl(t, "alice's long passphrase\n", "-db", db, "add", "alice").want(t, 0, "created user alice")
+	authctl(t, "", "-db", db, "show", "alice").want(t, 0, "")
+	for _, imp := range []struct{ db, cmd, src string }{
+		{filepath.Join(dir, "from-htpasswd.db"), "import-htpasswd", "testdata/users.htpasswd"},
+		{filepath.Join(dir, "from-db.db"), "import-db", db},
+	} {
+		authctl(t, "", "-db", imp.db, imp.cmd, imp.src).want(t, map[string]int{"import-htpasswd": 1, "import-db": 0}[imp.cmd], "imported")
+		if _, err := os.Stat(imp.db); err != nil {
+			t.Errorf("%s did not create its -db: %v", imp.cmd, err)
+		}
+	}
+	// Help needs no database.
+	authctl(t, "", "-db", typo, "help", "list").want(t, 0, "Usage")
+}
+
+// TestFileURI: -db takes a path; a SQLite file: URI is refused with a
+// message saying so, for every command, and creates nothing.
+func TestFileURI(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // a relative "file:…" would be created here
+	for _, args := range [][]string{{"list"}, {"add", "alice"}, {"import-htpasswd", "users.htpasswd"}} {
+		for _, db := range []string{"file:auth.db", "file:auth.db?mode=rwc", "FILE:" + filepath.Join(dir, "auth.db")} {
+			r := authctl(t, "alice's long passphrase\n", append([]string{"-db", db}, args...)...)
+			r.want(t, 1, "a file: URI is not accepted; give the database file's path")
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("file: URIs created %v", entries)
+	}
+}

@@ -31,7 +31,7 @@ var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list",
 func commands() map[string]command {
 	return map[string]command{
 		"add": {
-			name: "add", args: "NAME", minArgs: 1, maxArgs: 1,
+			name: "add", createsDB: true, args: "NAME", minArgs: 1, maxArgs: 1,
 			summary: "create a user (password from a prompt or standard input)",
 			help: `Creates the user NAME. The password is read with a no-echo prompt (asked
 twice) when standard input is a terminal, else as one line of standard input.
@@ -194,7 +194,7 @@ Examples:
 			},
 		},
 		"import-htpasswd": {
-			name: "import-htpasswd", args: "[-replace] FILE", minArgs: 1, maxArgs: 1,
+			name: "import-htpasswd", createsDB: true, args: "[-replace] FILE", minArgs: 1, maxArgs: 1,
 			summary: "create users from an Apache htpasswd file (bcrypt lines)",
 			flags:   func(fs *flag.FlagSet) { fs.Bool("replace", false, "replace users already present") },
 			help: `Creates a user for each "name:hash" line of FILE with the hash as it is, so
@@ -217,7 +217,7 @@ Example:
 			},
 		},
 		"import-db": {
-			name: "import-db", args: "[-replace] OTHER", minArgs: 1, maxArgs: 1,
+			name: "import-db", createsDB: true, args: "[-replace] OTHER", minArgs: 1, maxArgs: 1,
 			summary: "copy the users of another database (such as the Python app's auth.db)",
 			flags:   func(fs *flag.FlagSet) { fs.Bool("replace", false, "replace users already present") },
 			help: `Copies every user of OTHER, a SQLite file or a postgres:// URL with a users

@@ -5,6 +5,12 @@
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
 //
+// When the database has no users it creates "demo" and prints its password
+// once; when it has users, it says so and how to set demo's password with
+// authctl. It listens before it touches the database, so a taken address
+// stops it before any user is created. Ctrl-C and SIGTERM shut it down
+// gracefully.
+//
 // It serves plain HTTP, so by default its session cookie goes without the
 // Secure flag (HTTPConfig.InsecureCookies); behind an HTTPS proxy, run it
 // with -insecure=false.
@@ -12,13 +18,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"html/template"
-	"log"
+	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"time"
 
 	"github.com/minimost/minimost/authn"
@@ -27,40 +33,45 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	db := flag.String("db", "auth.db", "SQLite database file (created if missing), or a postgres:// URL")
-	demoPassword := flag.String("demo-password", "", "password of the demo user created in an empty database (default: random)")
-	insecure := flag.Bool("insecure", true, "session cookie without Secure, for plain HTTP; set false behind HTTPS")
-	threshold := flag.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
-	duration := flag.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
-	hashWait := flag.Duration("hash-wait", 5*time.Second, "how long a login waits for a free hashing slot before 503")
-	flag.Parse()
-
-	cfg := authn.Config{
-		LockoutThreshold: *threshold,
-		LockoutDuration:  *duration,
-		HTTP: authn.HTTPConfig{
-			InsecureCookies: *insecure,
-			HashWait:        *hashWait,
-			LoginPath:       "/login",
-			RegisterPath:    "/register",
-		},
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, *addr, *db, *demoPassword, cfg); err != nil {
-		log.Fatal(err)
-	}
+	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
+	db := fs.String("db", "auth.db", "SQLite database file (created if missing), or a postgres:// URL")
+	demoPassword := fs.String("demo-password", "", "password of the demo user created in an empty database (default: random)")
+	insecure := fs.Bool("insecure", true, "session cookie without Secure, for plain HTTP; set false behind HTTPS")
+	threshold := fs.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
+	duration := fs.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
+	hashWait := fs.Duration("hash-wait", 5*time.Second, "how long a login waits for a free hashing slot before 503")
+	os.Exit(demo.Main(fs, os.Args[1:], func(ctx context.Context) error {
+		cfg := authn.Config{
+			LockoutThreshold: *threshold,
+			LockoutDuration:  *duration,
+			HTTP: authn.HTTPConfig{
+				InsecureCookies: *insecure,
+				HashWait:        *hashWait,
+				LoginPath:       "/login",
+				RegisterPath:    "/register",
+			},
+		}
+		return run(ctx, os.Stdout, *addr, *db, *demoPassword, cfg)
+	}))
 }
 
-func run(ctx context.Context, addr, db, demoPassword string, cfg authn.Config) error {
+// run listens first, so that a taken address stops it before it creates a
+// user or prints a password, then opens the database and serves until ctx
+// ends. The demo password and hints go to out.
+func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg authn.Config) error {
+	l, err := demo.Listen(addr)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
 	a, err := demo.Open(ctx, db, cfg, postgres.Open)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	err = demo.CreateUser(ctx, a, demoPassword, func(pw string) string {
-		return fmt.Sprintf("Open http://%s/ and sign in as demo, or: curl -c jar -d 'username=demo&password=%s' http://%s/login", addr, pw, addr)
+	err = demo.CreateUser(ctx, out, a, db, demoPassword, func(pw string) string {
+		return fmt.Sprintf("Open http://%s/ and sign in as demo, or: curl -c jar -d 'username=demo&password=%s' http://%s/login", l.Addr(), pw, l.Addr())
 	})
 	if err != nil {
 		return err
@@ -72,12 +83,18 @@ func run(ctx context.Context, addr, db, demoPassword string, cfg authn.Config) e
 	mux.Handle("/register", a.RegisterHandler())
 	mux.Handle("/{$}", a.RequireSession(http.HandlerFunc(home)))
 	// The same users, for scripts: HTTP Basic authentication.
-	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, _ := authn.Username(r.Context())
-		fmt.Fprintf(w, "{\"username\":%q}\n", user)
-	})))
+	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(api)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	return demo.Serve(ctx, addr, mux)
+	return demo.Serve(ctx, l, mux)
+}
+
+// api answers who is there, as JSON: {"username":"demo"}.
+func api(w http.ResponseWriter, r *http.Request) {
+	user, _ := authn.Username(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(struct {
+		Username string `json:"username"`
+	}{user})
 }
 
 var homePage = template.Must(template.New("home").Parse(`<!doctype html>
