@@ -200,8 +200,27 @@ func TestParallelGuessingAgainstExampleServer(t *testing.T) {
 		counts[st]++
 	}
 	t.Logf("500 guesses in %v: %v", time.Since(floodStart), counts)
-	if counts[401]+counts[503] != 500 || counts[401] < 5 {
-		t.Errorf("answers to 500 wrong guesses: %v, want only 401 (at least 5) and 503", counts)
+	// On a loaded machine fewer than 5 guesses may get a hashing slot
+	// within -hash-wait (the rest get 503). Then guess on, one at a time,
+	// from one more address, until the server logs the lockout: the real
+	// checks must still come to exactly 5.
+	clientsSeen, late := 51, clientFrom("127.0.0.201")
+	for i := 0; i < 5 && !strings.Contains(s.logText(), "event=lockout user=demo"); i++ {
+		st, err := tryBasic(late, s.base, "demo", fmt.Sprintf("late guess %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[st]++
+		clientsSeen = 52
+	}
+	others := 0
+	for st, n := range counts {
+		if st != 401 && st != 503 {
+			others += n
+		}
+	}
+	if others > 0 || counts[401] < 5 {
+		t.Errorf("answers to the wrong guesses: %v, want only 401 (at least 5) and 503", counts)
 	}
 
 	fresh := clientFrom("127.0.0.200")
@@ -238,8 +257,8 @@ func TestParallelGuessingAgainstExampleServer(t *testing.T) {
 			clients[ip] = true
 		}
 	}
-	if len(clients) != 51 {
-		t.Errorf("%d client addresses in the log, want 51", len(clients))
+	if len(clients) != clientsSeen {
+		t.Errorf("%d client addresses in the log, want %d", len(clients), clientsSeen)
 	}
 
 	// After the lock, the right password works again. The lock started
