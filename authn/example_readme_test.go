@@ -30,7 +30,8 @@ import (
 // forever.
 func Example_server() {
 	ctx := context.Background()
-	a, err := authn.Open(ctx, "auth.db", authn.Config{}) // embedded SQLite, created if missing, WAL mode
+	cfg := authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth"}} // where Routes serves its pages
+	a, err := authn.Open(ctx, "auth.db", cfg)                    // embedded SQLite, created if missing, WAL mode
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -52,9 +53,8 @@ func Example_server() {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", a.BasicAuth(app))    // wrap an existing handler
-	mux.Handle("/login", a.LoginHandler())     // drop-in login route (HTML form + JSON)
-	mux.Handle("/logout", a.LogoutHandler())   // POST ends the session
-	mux.Handle("/app/", a.RequireSession(app)) // pages behind the login session
+	mux.Handle("/auth/", a.Routes())           // /auth/login, /auth/logout, /auth/register: forms and JSON
+	mux.Handle("/app/", a.RequireSession(app)) // pages behind the login session, else to /auth/login
 	srv := &http.Server{Addr: "localhost:8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	log.Print(srv.ListenAndServe()) // plain HTTP on localhost only; elsewhere HTTPS (the cookie is Secure)
 }

@@ -48,8 +48,6 @@ func main() {
 			HTTP: authn.HTTPConfig{
 				InsecureCookies: *insecure,
 				HashWait:        *hashWait,
-				LoginPath:       "/login",
-				RegisterPath:    "/register",
 			},
 		}
 		return run(ctx, os.Stdout, *addr, *db, *demoPassword, cfg)
@@ -78,9 +76,9 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/login", a.LoginHandler())
-	mux.Handle("/logout", a.LogoutHandler())
-	mux.Handle("/register", a.RegisterHandler())
+	// /login, /logout and /register (HTTPConfig.Prefix is ""); any other
+	// path no pattern below claims answers 404 there.
+	mux.Handle("/", a.Routes())
 	mux.Handle("/{$}", a.RequireSession(http.HandlerFunc(home)))
 	// The same users, for scripts: HTTP Basic authentication.
 	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(api)))
