@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/minimost/minimost/middleware"
@@ -40,10 +41,25 @@ type HTTPConfig struct {
 	CookieName string
 	// InsecureCookies drops the Secure attribute and the __Host- prefix,
 	// so that sessions work over plain HTTP. For local development only.
+	//
+	// Without it, a browser drops the session cookie of a login over plain
+	// HTTP (but to localhost, a name under .localhost, 127.0.0.0/8 or ::1,
+	// which browsers treat as secure), and the user sees the login form
+	// again after every successful login. When a login sets the cookie on
+	// such a request (no TLS, and no trusted proxy saying
+	// X-Forwarded-Proto: https or Forwarded: proto=https; see
+	// TrustedProxies), the Authenticator logs it once, as a WARN line
+	// "authn: Secure session cookie set over plain HTTP; browsers drop it
+	// and the login loops", with the host and what to do: serve HTTPS, or
+	// list the TLS-terminating proxy in TrustedProxies, or set this field
+	// for local development.
 	InsecureCookies bool
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
-	// believed when finding a client's address. None by default.
+	// believed when finding a client's address, and whose
+	// X-Forwarded-Proto or Forwarded proto is believed when telling
+	// whether the browser used HTTPS (see InsecureCookies). None by
+	// default.
 	TrustedProxies []netip.Prefix
 	// Throttle limits failed attempts per client address, shared by every
 	// handler of the Authenticator (one budget, not one per route).
@@ -155,13 +171,20 @@ func newWeb(c HTTPConfig) web {
 type handlers struct {
 	a *Authenticator
 	web
-	cache       *credentialCache // verified Basic credentials; nil: disabled
-	throttleLog *throttleLog     // which refusals of throttled clients are logged
+	cache          *credentialCache // verified Basic credentials; nil: disabled
+	throttleLog    *throttleLog     // which refusals of throttled clients are logged
+	crossOriginLog *throttleLog     // which refused cross-origin requests are logged
+
+	// insecureCookieWarned is set once the Secure cookie over plain HTTP
+	// has been reported (see warnInsecureCookie): once per Authenticator,
+	// so that no client can flood the log with it.
+	insecureCookieWarned atomic.Bool
 }
 
 func newHandlers(a *Authenticator, c HTTPConfig) *handlers {
-	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog()}
+	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog(), crossOriginLog: newThrottleLog()}
 	h.cache = newCredentialCache(h.basicAuthCacheSize, h.basicAuthCacheTTL, a.now)
+	h.crossOrigin.SetDenyHandler(http.HandlerFunc(h.crossOriginDenied))
 	return h
 }
 
