@@ -229,9 +229,20 @@ func (h *handlers) fileGuard(next http.Handler) http.Handler {
 }
 
 // protectPOST adds what state-changing endpoints need inside guard:
-// cross-origin protection against CSRF, and a body limit.
+// cross-origin protection against CSRF, and a body limit. Unlike
+// middleware.MaxBytes, it leaves the answer to a body declared over the
+// limit to the handler, which answers every 413 in its own format (JSON
+// with a code, or the form): such a body is not read, its first read fails
+// with *http.MaxBytesError.
 func (h *handlers) protectPOST(next http.Handler) http.Handler {
-	return h.crossOrigin.Handler(middleware.MaxBytes(h.maxBody)(next))
+	return h.crossOrigin.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := h.maxBody
+		if r.ContentLength > limit {
+			limit = 0
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	}))
 }
 
 // clientIP is the client's address as guard resolved it, as text.
