@@ -460,24 +460,23 @@ func (in *credentials) fields() map[string]*string {
 // but those two and Content-Disposition, a disposition other than form-data
 // with a name, or a body that ends before the closing boundary.
 func decodeMultipart(body io.Reader, boundary string) (credentials, error) {
-	// RFC 2046, section 5.1.1: 1 to 70 characters. A boundary that
-	// mime.ParseMediaType let through has no space at its end or CR/LF.
+	// RFC 2046, section 5.1.1: 1 to 70 characters.
 	if boundary == "" || len(boundary) > 70 {
 		return credentials{}, errors.New("authn: multipart body without a valid boundary")
 	}
-	// The multipart reader may not wrap the error of the body it reads: keep
-	// it, so that a body over the limit is told from a malformed one.
-	src := &firstError{r: body}
-	mr := multipart.NewReader(src, boundary)
+	// The multipart reader passes on the body's errors (wrapped), so that
+	// errors.As finds an *http.MaxBytesError: 413, not 400.
+	mr := multipart.NewReader(body, boundary)
 	var in credentials
 	fields := in.fields()
+	seen := make(map[string]bool, len(fields))
 	for {
 		p, err := mr.NextRawPart()
 		if err == io.EOF {
 			return in, nil
 		}
 		if err != nil {
-			return credentials{}, src.or(err)
+			return credentials{}, err
 		}
 		name, err := textFieldName(p.Header)
 		if err != nil {
@@ -485,17 +484,17 @@ func decodeMultipart(body io.Reader, boundary string) (credentials, error) {
 		}
 		value, err := io.ReadAll(p)
 		if err != nil {
-			return credentials{}, src.or(err)
+			return credentials{}, err
 		}
 		dst, known := fields[name]
-		if !known {
-			if name == "username" || name == "password" || name == "next" {
-				return credentials{}, errRepeated
-			}
-			continue
+		switch {
+		case !known:
+		case seen[name]:
+			return credentials{}, errRepeated
+		default:
+			seen[name] = true
+			*dst = string(value)
 		}
-		delete(fields, name)
-		*dst = string(value)
 	}
 }
 
@@ -527,29 +526,6 @@ func textFieldName(h textproto.MIMEHeader) (string, error) {
 		return "", errors.New("authn: multipart part without a name")
 	}
 	return name, nil
-}
-
-// firstError is a reader that remembers the first error of the reader it
-// reads, io.EOF aside.
-type firstError struct {
-	r   io.Reader
-	err error
-}
-
-func (f *firstError) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	if err != nil && err != io.EOF && f.err == nil {
-		f.err = err
-	}
-	return n, err
-}
-
-// or returns the error of the underlying reader, if it had one, else err.
-func (f *firstError) or(err error) error {
-	if f.err != nil {
-		return f.err
-	}
-	return err
 }
 
 // decodeJSON reads exactly one flat JSON object whose keys are username,
