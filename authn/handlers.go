@@ -29,11 +29,8 @@ var defaultTemplates = template.Must(template.ParseFS(templateFiles, "templates/
 
 // FormData is what the login and registration templates are executed with.
 type FormData struct {
-	Action string // the URL the form posts to: the request's path
-	Error  string // a message for the user, or ""
-	// ErrorCode names the reason for Error, one of the Code constants, or
-	// is "": a template may show its own words for it.
-	ErrorCode    string
+	Action       string // the URL the form posts to: the request's path
+	Error        string // a message for the user, or ""
 	Username     string // the name entered, when well-formed
 	Next         string // login: where to go after signing in
 	LoginPath    string
@@ -48,6 +45,11 @@ type FormData struct {
 	// when it has none (see PasswordPolicy.MaxBytes): 72 with bcrypt.
 	MaxBytes int
 	Done     bool // registration: the account was created
+
+	// ErrorCode names the reason for Error, one of the Code constants
+	// (CodeInvalidCredentials, CodePasswordTooShort, ...), or is "" when
+	// Error is: a template may show its own words for it.
+	ErrorCode string
 }
 
 // Messages shown to users. Every failed login shows the same one.
@@ -280,11 +282,11 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, password.ErrPasswordTooLong):
 		// A Hasher that did not declare its limit up front: no number
 		// to give.
-		answer(http.StatusBadRequest, CodePasswordTooManyBytes, "Choose a shorter password.")
+		answer(http.StatusBadRequest, CodePasswordTooManyBytes, ruleMessage(CodePasswordTooManyBytes, 0))
 	case errors.Is(err, ErrInvalidUsername): // CheckUsername's are RuleErrors
-		answer(http.StatusBadRequest, CodeUsernameInvalidCharacters, (&RuleError{Code: CodeUsernameInvalidCharacters}).Message())
+		answer(http.StatusBadRequest, CodeUsernameInvalidCharacters, ruleMessage(CodeUsernameInvalidCharacters, 0))
 	case errors.Is(err, ErrInvalidPassword):
-		answer(http.StatusBadRequest, CodePasswordRejected, codeMessage(CodePasswordRejected))
+		answer(http.StatusBadRequest, CodePasswordRejected, ruleMessage(CodePasswordRejected, 0))
 	case errors.Is(err, ErrUserExists):
 		answer(http.StatusConflict, CodeUsernameTaken, codeMessage(CodeUsernameTaken))
 	default:
@@ -306,7 +308,7 @@ type codedError struct {
 func codeMessage(code string) string {
 	switch code {
 	case CodeUsernameRequired, CodePasswordRequired:
-		return (&RuleError{Code: code}).Message()
+		return ruleMessage(code, 0)
 	case CodeUsernameTaken:
 		return "That username is taken. Choose another."
 	case CodeBodyTooLarge:
@@ -317,8 +319,6 @@ func codeMessage(code string) string {
 		return "Too many accounts were created from your network. Try again later."
 	case CodeUnavailable:
 		return "Registration is unavailable right now. Try again shortly."
-	case CodePasswordRejected:
-		return "Choose another password."
 	}
 	return "The form could not be read. Reload the page and send it again."
 }

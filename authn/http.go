@@ -171,10 +171,11 @@ func newWeb(c HTTPConfig) web {
 type handlers struct {
 	a *Authenticator
 	web
-	cache          *credentialCache // verified Basic credentials; nil: disabled
-	throttleLog    *throttleLog     // which refusals of throttled clients are logged
-	crossOriginLog *throttleLog     // which refused cross-origin requests are logged
+	cache       *credentialCache // verified Basic credentials; nil: disabled
+	throttleLog *throttleLog     // which refusals of throttled clients are logged
 
+	// crossOriginLog is which refused cross-origin requests are logged.
+	crossOriginLog *throttleLog
 	// insecureCookieWarned is set once the Secure cookie over plain HTTP
 	// has been reported (see warnInsecureCookie): once per Authenticator,
 	// so that no client can flood the log with it.

@@ -84,8 +84,9 @@ const (
 
 // RuleError is the error of a username or a password that breaks a rule:
 // CheckUsername, PasswordPolicy.Check, and through them Register and
-// SetPassword, return one. It wraps ErrInvalidUsername or
-// ErrInvalidPassword; match it with errors.As to read the rule.
+// SetPassword, return one. It wraps ErrInvalidUsername (for the
+// CodeUsername… codes) or ErrInvalidPassword (for the others); match it
+// with errors.As to read the rule.
 type RuleError struct {
 	// Code names the rule broken: one of the CodeUsername… and
 	// CodePassword… constants.
@@ -94,39 +95,56 @@ type RuleError struct {
 	// CodePasswordTooManyBytes); 0 for the others.
 	Limit int
 
-	kind   error  // ErrInvalidUsername or ErrInvalidPassword
 	detail string // what is wrong, for Error
 }
 
-func ruleError(kind error, code string, limit int, detail string) *RuleError {
-	return &RuleError{Code: code, Limit: limit, kind: kind, detail: detail}
+func ruleError(code string, limit int, detail string) *RuleError {
+	return &RuleError{Code: code, Limit: limit, detail: detail}
 }
 
 // Error says which rule was broken, after the text of the error it wraps:
 // "authn: password rejected: shorter than 15 characters".
-func (e *RuleError) Error() string { return e.kind.Error() + ": " + e.detail }
+func (e *RuleError) Error() string {
+	detail := e.detail
+	if detail == "" {
+		detail = e.Code
+	}
+	return e.Unwrap().Error() + ": " + detail
+}
 
 // Unwrap returns ErrInvalidUsername or ErrInvalidPassword.
-func (e *RuleError) Unwrap() error { return e.kind }
+func (e *RuleError) Unwrap() error {
+	if strings.HasPrefix(e.Code, "username_") {
+		return ErrInvalidUsername
+	}
+	return ErrInvalidPassword
+}
 
 // Message says to a user, in plain words, what to do about the broken
 // rule: the text registration answers with.
-func (e *RuleError) Message() string {
-	switch e.Code {
+func (e *RuleError) Message() string { return ruleMessage(e.Code, e.Limit) }
+
+// ruleMessage says in plain words what to do about the rule of code, whose
+// bound is limit (0: none to give).
+func ruleMessage(code string, limit int) string {
+	switch code {
 	case CodeUsernameRequired:
 		return "Enter a username."
 	case CodeUsernameTooLong:
-		return fmt.Sprintf("Choose a username of at most %d characters.", e.Limit)
+		return fmt.Sprintf("Choose a username of at most %d characters.", MaxUsernameLength)
 	case CodeUsernameInvalidCharacters:
 		return "A username may contain only the letters A to Z, in upper or lower case, the digits 0 to 9, '_' and '-'. Choose another."
 	case CodePasswordRequired:
 		return "Enter a password."
 	case CodePasswordTooShort:
-		return fmt.Sprintf("Choose a longer password: at least %d characters. A few unrelated words make a good one.", e.Limit)
+		return fmt.Sprintf("Choose a longer password: at least %d characters. A few unrelated words make a good one.", limit)
 	case CodePasswordTooLong:
-		return fmt.Sprintf("Choose a shorter password: at most %d characters.", e.Limit)
+		return fmt.Sprintf("Choose a shorter password: at most %d characters.", limit)
 	case CodePasswordTooManyBytes:
-		return fmt.Sprintf("Choose a shorter password: at most %d bytes. A letter outside A to Z, such as é, takes 2 to 4 bytes.", e.Limit)
+		if limit <= 0 { // a Hasher's refusal, whose limit is not known
+			return "Choose a shorter password."
+		}
+		return fmt.Sprintf("Choose a shorter password: at most %d bytes. A letter outside A to Z, such as é, takes 2 to 4 bytes.", limit)
 	case CodePasswordControlCharacter:
 		return "Remove the tabs, line breaks and other control characters from the password."
 	case CodePasswordInvalidUTF8:
@@ -146,15 +164,15 @@ func (e *RuleError) Message() string {
 // ErrInvalidUsername and says what is wrong.
 func CheckUsername(username string) error {
 	if username == "" {
-		return ruleError(ErrInvalidUsername, CodeUsernameRequired, 0, "empty")
+		return ruleError(CodeUsernameRequired, 0, "empty")
 	}
 	if len(username) > MaxUsernameLength {
-		return ruleError(ErrInvalidUsername, CodeUsernameTooLong, MaxUsernameLength,
+		return ruleError(CodeUsernameTooLong, MaxUsernameLength,
 			fmt.Sprintf("longer than %d characters", MaxUsernameLength))
 	}
 	for i := 0; i < len(username); i++ {
 		if !isUsernameByte(username[i]) {
-			return ruleError(ErrInvalidUsername, CodeUsernameInvalidCharacters, 0,
+			return ruleError(CodeUsernameInvalidCharacters, 0,
 				"only letters A-Z and a-z, digits, '_' and '-' are allowed")
 		}
 	}
@@ -218,33 +236,33 @@ func (p PasswordPolicy) maxLength() int {
 // that wraps ErrInvalidPassword and names the rule broken.
 func (p PasswordPolicy) Check(username, password string) error {
 	if !utf8.ValidString(password) {
-		return ruleError(ErrInvalidPassword, CodePasswordInvalidUTF8, 0, "not valid UTF-8")
+		return ruleError(CodePasswordInvalidUTF8, 0, "not valid UTF-8")
 	}
 	// A control character could be typed in a form but never sent over
 	// Basic auth (RFC 7617 forbids them; BasicAuth refuses them), and is
 	// usually a paste accident. unicode.IsControl is C0, DEL and C1;
 	// format characters such as ZWJ are kept: scripts and emoji need them.
 	if strings.ContainsFunc(password, unicode.IsControl) {
-		return ruleError(ErrInvalidPassword, CodePasswordControlCharacter, 0,
+		return ruleError(CodePasswordControlCharacter, 0,
 			"contains a control character (such as a tab or a line break)")
 	}
 	n := utf8.RuneCountInString(password)
 	if least := p.minLength(); n < least {
-		return ruleError(ErrInvalidPassword, CodePasswordTooShort, least, fmt.Sprintf("shorter than %d characters", least))
+		return ruleError(CodePasswordTooShort, least, fmt.Sprintf("shorter than %d characters", least))
 	}
 	if most := p.maxLength(); n > most {
-		return ruleError(ErrInvalidPassword, CodePasswordTooLong, most, fmt.Sprintf("longer than %d characters", most))
+		return ruleError(CodePasswordTooLong, most, fmt.Sprintf("longer than %d characters", most))
 	}
 	if p.MaxBytes > 0 && len(password) > p.MaxBytes {
-		return ruleError(ErrInvalidPassword, CodePasswordTooManyBytes, p.MaxBytes,
+		return ruleError(CodePasswordTooManyBytes, p.MaxBytes,
 			fmt.Sprintf("longer than %d bytes (UTF-8: a character outside ASCII takes 2 to 4)", p.MaxBytes))
 	}
 	if !p.AllowUsername && strings.EqualFold(password, username) {
-		return ruleError(ErrInvalidPassword, CodePasswordSameAsUsername, 0, "same as the username")
+		return ruleError(CodePasswordSameAsUsername, 0, "same as the username")
 	}
 	if !p.AllowCommon {
 		if code, rule := commonRule(password); rule != "" {
-			return ruleError(ErrInvalidPassword, code, 0, rule)
+			return ruleError(code, 0, rule)
 		}
 	}
 	return nil
