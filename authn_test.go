@@ -189,6 +189,40 @@ func (s *site) lockBob() {
 	}
 }
 
+// acrossAccountStates sends the same login request, by send, for the
+// account name with the password pw, in each state the account can be in
+// when the login fails: no such user, another password, locked by an
+// administrator, and locked forever (lockout_until far beyond year 9999, as
+// an administrator disables an account in the database). It returns the
+// answers by state, and leaves no account of that name behind.
+func (s *site) acrossAccountStates(name, pw string, send func() response) map[string]response {
+	s.t.Helper()
+	ctx := context.Background()
+	answers := map[string]response{"unknown user": send()}
+	if err := s.a.Register(ctx, name, "another passphrase, not the one sent"); err != nil {
+		s.t.Fatal(err)
+	}
+	answers["wrong password"] = send()
+	if err := s.a.SetPassword(ctx, name, pw); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.a.Lock(ctx, name, time.Hour); err != nil {
+		s.t.Fatal(err)
+	}
+	answers["locked, right password"] = send()
+	if err := s.a.Unlock(ctx, name); err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.db.Raw.Exec("UPDATE users SET lockout_until = ? WHERE username = ?", 1e300, name); err != nil {
+		s.t.Fatal(err)
+	}
+	answers["locked forever, right password"] = send()
+	if err := s.a.Delete(ctx, name); err != nil {
+		s.t.Fatal(err)
+	}
+	return answers
+}
+
 // sameAnswer fails unless the responses are byte-identical but for Date.
 func sameAnswer(t *testing.T, what string, rs map[string]response) {
 	t.Helper()
@@ -361,23 +395,35 @@ func TestLoginForm(t *testing.T) {
 		if r.header.Get("Cache-Control") != "no-store" || !strings.Contains(r.header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 			t.Errorf("GET /login headers: %v", r.header)
 		}
-		if r := s.do(nil, "POST", "/login", formType, form("username", "alice")); r.status != 400 || !strings.Contains(r.body, "Enter your username and password.") {
+		if r := s.do(nil, "POST", "/login", formType, form("username", "alice")); r.status != 400 ||
+			!strings.Contains(r.body, "Enter your username and password.") || !strings.Contains(r.body, `value="alice"`) {
 			t.Errorf("missing password: %d\n%s", r.status, r.body)
 		}
 
-		s.lockBob()
-		failures := map[string]response{
-			"wrong password": s.loginForm(nil, "alice", "not her password", "/app/"),
-			"unknown user":   s.loginForm(nil, "nobody", "not his password", "/app/"),
-			"malformed name": s.loginForm(nil, "bad name!", alicePassword, "/app/"),
-			"locked account": s.loginForm(nil, "bob", bobPassword, "/app/"),
-		}
-		sameAnswer(t, "login form failures", failures)
-		for name, r := range failures {
-			if r.status != 401 || !strings.Contains(r.body, "Invalid username or password.") {
-				t.Errorf("%s: %d\n%s", name, r.status, r.body)
+		// The name typed is kept: the page depends on the request, never
+		// on the account's state.
+		const carolPassword = "carol's long passphrase"
+		failures := s.acrossAccountStates("carol", carolPassword, func() response {
+			return s.loginForm(nil, "carol", carolPassword, "/app/")
+		})
+		sameAnswer(t, "login form failures of one request", failures)
+		for state, r := range failures {
+			if r.status != 401 || !strings.Contains(r.body, "Invalid username or password.") || !strings.Contains(r.body, `value="carol"`) {
+				t.Errorf("%s: %d\n%s", state, r.status, r.body)
 			}
 		}
+		// A name that is not a valid username is not shown again: it may be
+		// a password typed in the wrong field.
+		for _, name := range []string{"bad name!", "correct horse battery staple", strings.Repeat("n", 33), `"><script>`} {
+			r := s.loginForm(nil, name, alicePassword, "/app/")
+			if r.status != 401 || !strings.Contains(r.body, `value=""`) || strings.Contains(r.body, "horse") || strings.Contains(r.body, "nnnnnnnnnn") {
+				t.Errorf("malformed name %q: %d\n%s", name, r.status, r.body)
+			}
+		}
+		sameAnswer(t, "malformed names", map[string]response{
+			"bad name":  s.loginForm(nil, "bad name!", alicePassword, "/app/"),
+			"other one": s.loginForm(nil, "another bad one?", alicePassword, "/app/"),
+		})
 
 		c := s.client()
 		r = s.loginForm(c, "alice", alicePassword, "/app/page?x=1")
@@ -394,6 +440,10 @@ func TestLoginJSON(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
 		s := newSite(t, db, authn.Config{})
+		const carolPassword = "carol's long passphrase"
+		sameAnswer(t, "JSON login failures of one request", s.acrossAccountStates("carol", carolPassword, func() response {
+			return s.loginJSON(nil, "carol", carolPassword)
+		}))
 		s.lockBob()
 		failures := map[string]response{
 			"wrong password": s.loginJSON(nil, "alice", "not her password"),
@@ -437,7 +487,8 @@ func TestRequestLimits(t *testing.T) {
 		"register too large":     {s.do(nil, "POST", "/register", formType, big), 413, ""},
 		"wrong content type":     {s.do(nil, "POST", "/login", "text/plain", "username=alice"), 415, ""},
 		"no content type":        {s.do(nil, "POST", "/login", "", "username=alice"), 415, ""},
-		"multipart":              {s.do(nil, "POST", "/login", "multipart/form-data; boundary=x", "--x--"), 415, ""},
+		"multipart, no field":    {s.do(nil, "POST", "/login", "multipart/form-data; boundary=x", "--x--"), 400, ""},
+		"multipart too large":    {s.do(nil, "POST", "/login", multipartType, multipartBody(t, "username", "alice", "password", strings.Repeat("p", 10<<10))), 413, ""},
 		"PUT login":              {s.do(nil, "PUT", "/login", formType, ""), 405, "GET, HEAD, POST"},
 		"GET logout":             {s.do(nil, "GET", "/logout", "", ""), 405, "POST"},
 		"DELETE register":        {s.do(nil, "DELETE", "/register", "", ""), 405, "GET, HEAD, POST"},
@@ -664,18 +715,20 @@ func TestRegister(t *testing.T) {
 		for name, tc := range map[string]struct {
 			body   string
 			status int
+			code   string
 			msg    string
 		}{
-			"taken":        {`{"username":"carol","password":"another long passphrase"}`, 409, "taken"},
-			"short":        {`{"username":"erin","password":"short"}`, 400, "shorter than 15 characters"},
-			"common":       {`{"username":"erin","password":"password123456789"}`, 400, "common password"},
-			"bad name":     {`{"username":"erin!","password":"erin's long passphrase"}`, 400, "invalid username"},
-			"long name":    {`{"username":"` + strings.Repeat("e", 33) + `","password":"erin's long passphrase"}`, 400, "longer than 32"},
-			"missing name": {`{"password":"erin's long passphrase"}`, 400, "enter your username and password"},
+			"taken":        {`{"username":"carol","password":"another long passphrase"}`, 409, authn.CodeUsernameTaken, "That username is taken. Choose another."},
+			"short":        {`{"username":"erin","password":"short"}`, 400, authn.CodePasswordTooShort, "Choose a longer password: at least 15 characters."},
+			"common":       {`{"username":"erin","password":"password123456789"}`, 400, authn.CodePasswordCommon, "too easy to guess"},
+			"bad name":     {`{"username":"erin!","password":"erin's long passphrase"}`, 400, authn.CodeUsernameInvalidCharacters, "may contain only the letters A to Z"},
+			"long name":    {`{"username":"` + strings.Repeat("e", 33) + `","password":"erin's long passphrase"}`, 400, authn.CodeUsernameTooLong, "at most 32 characters"},
+			"missing name": {`{"password":"erin's long passphrase"}`, 400, authn.CodeUsernameRequired, "Enter a username."},
 		} {
 			r := s.do(nil, "POST", "/register", "application/json", tc.body)
-			if r.status != tc.status || !strings.Contains(r.body, tc.msg) {
-				t.Errorf("%s: %d %s; want %d naming %q", name, r.status, r.body, tc.status, tc.msg)
+			var got struct{ Error, Code string }
+			if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.status != tc.status || got.Code != tc.code || !strings.Contains(got.Error, tc.msg) {
+				t.Errorf("%s: %d %s; want %d, code %q, naming %q", name, r.status, r.body, tc.status, tc.code, tc.msg)
 			}
 		}
 		if r := s.loginJSON(nil, "carol", "carol's long passphrase"); r.status != 200 {

@@ -30,6 +30,8 @@
 //
 // Unknown user, malformed username, wrong password and locked account get
 // the same status, headers and body, after a verification of the same cost.
+// (The login form shows the name typed again, when it is a valid username:
+// the same request gets the same page whatever the account's state.)
 //
 //	situation                        BasicAuth          login form          login JSON
 //	no or malformed credentials      401 + challenge    400, form again     400
@@ -38,6 +40,7 @@
 //	client over its failure budget   429 + Retry-After  429                 429
 //	no hashing slot / database down  503 + Retry-After  503                 503
 //	body too large / content type / method  —           413 / 415 / 405 + Allow
+//	cross-origin POST (CSRF)                 —           403                 403 {"error":…}
 //
 // Every response of these handlers carries Cache-Control: no-store. An error
 // never lets a request through.

@@ -68,24 +68,42 @@ func FuzzLocalRedirect(f *testing.F) {
 	})
 }
 
-// FuzzDecodeCredentials: form and JSON bodies never panic the decoder, and a
-// body it accepts has a username and a password.
+// FuzzDecodeCredentials: form, multipart and JSON bodies never panic the
+// decoder, a body it accepts has a username and a password, and a refusal
+// has a code.
 func FuzzDecodeCredentials(f *testing.F) {
 	f.Add("application/x-www-form-urlencoded", "username=a&password=b&next=/x")
 	f.Add("application/json", `{"username":"a","password":"b"}`)
 	f.Add("application/json", `{"username":"a","username":"b","password":"c"}`)
 	f.Add("application/json; charset=utf-8", `[[[[[[[[[[`)
 	f.Add("application/x-www-form-urlencoded", "username=%zz")
+	const mp = "multipart/form-data; boundary=XyZ"
+	part := func(headers, value string) string {
+		return "--XyZ\r\n" + headers + "\r\n\r\n" + value + "\r\n"
+	}
+	field := func(name, value string) string {
+		return part(`Content-Disposition: form-data; name="`+name+`"`, value)
+	}
+	f.Add(mp, field("username", "a")+field("password", "b")+field("next", "/x")+"--XyZ--\r\n")
+	f.Add(mp, field("username", "a")+field("username", "b")+field("password", "c")+"--XyZ--\r\n")
+	f.Add(mp, field("username", "a")+part(`Content-Disposition: form-data; name="password"; filename="p.txt"`+"\r\nContent-Type: text/plain", "b")+"--XyZ--\r\n")
+	f.Add(mp, field("username", "a")+part("Content-Disposition: form-data; name=password\r\nContent-Transfer-Encoding: base64", "Yg==")+"--XyZ--\r\n")
+	f.Add(mp, field("username", "a")+field("password", "b")) // no closing boundary
+	f.Add("multipart/form-data", field("username", "a")+field("password", "b")+"--XyZ--\r\n")
+	f.Add(mp, "preamble\r\n"+part("Content-Disposition: form-data; name*=UTF-8''username", "a")+field("password", "b\r\nc")+"--XyZ--")
 	f.Fuzz(func(t *testing.T, contentType, body string) {
 		r := httptest.NewRequest("POST", "/login", bytes.NewReader([]byte(body)))
 		r.Header.Set("Content-Type", contentType)
 		r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, 8<<10)
-		in, status := decodeCredentials(r)
+		in, status, code := decodeCredentials(r)
 		if status == 0 && (in.Username == "" || in.Password == "") {
 			t.Fatalf("accepted %q without a username or password: %+v", body, in)
 		}
 		if status != 0 && status != 400 && status != 413 && status != 415 {
 			t.Fatalf("status %d", status)
+		}
+		if (status == 0) != (code == "") {
+			t.Fatalf("status %d with code %q", status, code)
 		}
 	})
 }

@@ -9,11 +9,15 @@ import (
 	"html/template"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/minimost/minimost/authn/password"
 )
 
 //go:embed templates/*.html
@@ -41,6 +45,11 @@ type FormData struct {
 	// when it has none (see PasswordPolicy.MaxBytes): 72 with bcrypt.
 	MaxBytes int
 	Done     bool // registration: the account was created
+
+	// ErrorCode names the reason for Error, one of the Code constants
+	// (CodeInvalidCredentials, CodePasswordTooShort, ...), or is "" when
+	// Error is: a template may show its own words for it.
+	ErrorCode string
 }
 
 // Messages shown to users. Every failed login shows the same one.
@@ -58,19 +67,22 @@ func badRequestMessage(status int) string {
 	case http.StatusRequestEntityTooLarge:
 		return "The form is too large."
 	case http.StatusUnsupportedMediaType:
-		return "Send the form as application/x-www-form-urlencoded or application/json."
+		return "Send the form as application/x-www-form-urlencoded, multipart/form-data or application/json."
 	}
 	return msgMissing
 }
 
 // LoginHandler serves the login route. GET shows an HTML form; POST takes
-// application/x-www-form-urlencoded fields username, password and an
-// optional next, or a JSON object {"username","password"}. A correct login
+// the fields username, password and an optional next, as
+// application/x-www-form-urlencoded or multipart/form-data (what fetch sends
+// with new FormData(form); no files), or a JSON object
+// {"username","password"}. A correct login
 // starts a new session (cookie) and, for a form, redirects (303) to next
 // when it is a local path, else to "/"; JSON gets 200 {"username":…}. Every
 // failed login (unknown user, malformed name, wrong password, locked
-// account) gets the same 401 answer. See the package documentation for the
-// other statuses.
+// account) gets the same 401 answer for the same request: the form shown
+// again keeps the name typed, when it is a valid username, whatever the
+// account's state. See the package documentation for the other statuses.
 func (a *Authenticator) LoginHandler() http.Handler { return a.handlers.loginHandler() }
 
 // loginHandler is LoginHandler.
@@ -93,31 +105,31 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 }
 
 func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
-	in, status := decodeCredentials(r)
+	in, status, code := decodeCredentials(r)
 	isJSON := wantsJSON(r)
-	fail := func(status int, msg, jsonMsg string) {
+	fail := func(status int, code, msg, jsonMsg string) {
 		if isJSON {
 			writeJSON(w, status, map[string]string{"error": jsonMsg})
 			return
 		}
-		// The name is shown again only when a field was missing: after a
-		// failed login the page must not differ with the name tried.
-		name := ""
-		if status == http.StatusBadRequest {
-			name = in.Username
-		}
-		h.render(w, status, h.loginTemplate, h.loginForm(r, msg, name, in.Next))
+		// The name typed is shown again whatever went wrong: it is the
+		// request's, so the page is the same for the same request
+		// whatever the account's state. loginForm drops a name that is
+		// not a valid username: it may be a password typed there.
+		f := h.loginForm(r, msg, in.Username, in.Next)
+		f.ErrorCode = code
+		h.render(w, status, h.loginTemplate, f)
 	}
 	// Every login may fail: reserve a token of the client's budget before
 	// it is checked, given back when it succeeds.
 	res, ok := h.reserve(w, r, h.throttle, in.Username)
 	if !ok {
-		fail(http.StatusTooManyRequests, msgThrottled, msgTooManyFailures)
+		fail(http.StatusTooManyRequests, CodeThrottled, msgThrottled, msgTooManyFailures)
 		return
 	}
 	if status != 0 {
 		h.a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
-		fail(status, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
+		fail(status, code, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
 	stored, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait())
@@ -129,10 +141,10 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case isClientFailure(err):
-		fail(http.StatusUnauthorized, msgInvalid, "invalid username or password")
+		fail(http.StatusUnauthorized, CodeInvalidCredentials, msgInvalid, "invalid username or password")
 	case err != nil:
 		h.failClosed(w, r, err)
-		fail(http.StatusServiceUnavailable, msgUnavailable, "service unavailable, try again later")
+		fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable, "service unavailable, try again later")
 	case isJSON:
 		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
 	default:
@@ -159,6 +171,7 @@ func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username
 	}
 	h.clearTossedCookies(w, r)
 	http.SetCookie(w, h.sessionCookie(token))
+	h.warnInsecureCookie(r)
 	h.a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
 }
@@ -192,13 +205,16 @@ func (h *handlers) logoutHandler() http.Handler {
 }
 
 // RegisterHandler serves the registration route. GET shows an HTML form;
-// POST takes the fields username and password, as a form or as JSON, and
-// answers 201 when the account was created, 400 naming the username or
-// password rule broken, 409 when the name is taken, 429 when the client is
-// over its failure budget or its registration budget (HTTPConfig.
-// RegisterThrottle, which every registration spends, successful or not) and
-// 503 when the database or the hashing capacity is not available.
-// Registering does not sign in.
+// POST takes the fields username and password, as a form (urlencoded or
+// multipart, as LoginHandler) or as JSON, and answers 201 when the account
+// was created, 400 naming the username or password rule broken, 409 when
+// the name is taken, 429 when the client is over its failure budget or its
+// registration budget (HTTPConfig.RegisterThrottle, which every
+// registration spends, successful or not) and 503 when the database or the
+// hashing capacity is not available. Every refusal says in plain words what
+// to do, with a stable code (see CodeUsernameRequired and the others) in
+// FormData.ErrorCode, and in JSON as {"error":…,"code":…}; a JSON success
+// is {"username":…}. Registering does not sign in.
 func (a *Authenticator) RegisterHandler() http.Handler { return a.handlers.registerHandler() }
 
 // registerHandler is RegisterHandler.
@@ -221,18 +237,19 @@ func (h *handlers) registerForm(r *http.Request, msg, username string) FormData 
 }
 
 func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
-	in, status := decodeCredentials(r)
+	in, status, code := decodeCredentials(r)
 	isJSON := wantsJSON(r)
-	answer := func(status int, msg string) {
-		if isJSON {
-			key := "error"
-			if status == http.StatusCreated {
-				key, msg = "username", in.Username
-			}
-			writeJSON(w, status, map[string]string{key: msg})
+	answer := func(status int, code, msg string) {
+		switch {
+		case isJSON && status == http.StatusCreated:
+			writeJSON(w, status, map[string]string{"username": in.Username})
+			return
+		case isJSON:
+			writeJSON(w, status, codedError{msg, code})
 			return
 		}
 		f := h.registerForm(r, msg, in.Username)
+		f.ErrorCode = code
 		f.Done = status == http.StatusCreated
 		h.render(w, status, h.registerTemplate, f)
 	}
@@ -241,33 +258,69 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	// since each costs a hash and a row.
 	res, ok := h.reserve(w, r, h.throttle, in.Username)
 	if !ok {
-		answer(http.StatusTooManyRequests, msgTooManyFailures)
+		answer(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
 		return
 	}
 	if status != 0 {
-		answer(status, strings.ToLower(strings.TrimSuffix(badRequestMessage(status), ".")))
+		answer(status, code, codeMessage(code))
 		return
 	}
 	regRes, ok := h.reserve(w, r, h.registerThrottle, in.Username)
 	if !ok {
 		res.Cancel() // not a failure: a registration too many
-		answer(http.StatusTooManyRequests, "too many registrations, try again later")
+		answer(http.StatusTooManyRequests, CodeTooManyRegistrations, codeMessage(CodeTooManyRegistrations))
 		return
 	}
-	switch err := h.a.register(r.Context(), in.Username, in.Password, h.newHashWait()); {
+	err := h.a.register(r.Context(), in.Username, in.Password, h.newHashWait())
+	var rule *RuleError
+	switch {
 	case err == nil:
 		res.Cancel()
-		answer(http.StatusCreated, "")
-	case errors.Is(err, ErrInvalidUsername), errors.Is(err, ErrInvalidPassword):
-		answer(http.StatusBadRequest, strings.TrimPrefix(err.Error(), "authn: "))
+		answer(http.StatusCreated, "", "")
+	case errors.As(err, &rule):
+		answer(http.StatusBadRequest, rule.Code, rule.Message())
+	case errors.Is(err, password.ErrPasswordTooLong):
+		// A Hasher that did not declare its limit up front: no number
+		// to give.
+		answer(http.StatusBadRequest, CodePasswordTooManyBytes, ruleMessage(CodePasswordTooManyBytes, 0))
+	case errors.Is(err, ErrInvalidUsername): // CheckUsername's are RuleErrors
+		answer(http.StatusBadRequest, CodeUsernameInvalidCharacters, ruleMessage(CodeUsernameInvalidCharacters, 0))
+	case errors.Is(err, ErrInvalidPassword):
+		answer(http.StatusBadRequest, CodePasswordRejected, ruleMessage(CodePasswordRejected, 0))
 	case errors.Is(err, ErrUserExists):
-		answer(http.StatusConflict, "username already taken")
+		answer(http.StatusConflict, CodeUsernameTaken, codeMessage(CodeUsernameTaken))
 	default:
 		res.Cancel() // not the client's doing
 		regRes.Cancel()
 		h.failClosed(w, r, err)
-		answer(http.StatusServiceUnavailable, "registration is unavailable right now, try again shortly")
+		answer(http.StatusServiceUnavailable, CodeUnavailable, codeMessage(CodeUnavailable))
 	}
+}
+
+// codedError is the JSON body of a refusal with a code.
+type codedError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// codeMessage says in plain words what to do about a refused registration
+// whose code is not a RuleError's.
+func codeMessage(code string) string {
+	switch code {
+	case CodeUsernameRequired, CodePasswordRequired:
+		return ruleMessage(code, 0)
+	case CodeUsernameTaken:
+		return "That username is taken. Choose another."
+	case CodeBodyTooLarge:
+		return "The form is too large. Shorten what you typed and send it again."
+	case CodeUnsupportedMediaType:
+		return badRequestMessage(http.StatusUnsupportedMediaType)
+	case CodeTooManyRegistrations:
+		return "Too many accounts were created from your network. Try again later."
+	case CodeUnavailable:
+		return "Registration is unavailable right now. Try again shortly."
+	}
+	return "The form could not be read. Reload the page and send it again."
 }
 
 // RequireSession returns a handler that runs next for requests with a live
@@ -391,27 +444,37 @@ type credentials struct {
 	Next     string `json:"next"`
 }
 
-// decodeCredentials reads a form or JSON body. status is 0 on success, or
-// 413 (body too large), 415 (another content type) or 400 (malformed, a
-// field repeated, or username or password missing).
-func decodeCredentials(r *http.Request) (in credentials, status int) {
-	var err error
-	switch mediaType(r.Header.Get("Content-Type")) {
+// decodeCredentials reads a form (urlencoded or multipart) or JSON body.
+// status is 0 on success, or 413 (body too large), 415 (another content
+// type) or 400 (malformed, a field repeated, a file, or username or password
+// missing); code is the Code constant of the failure.
+func decodeCredentials(r *http.Request) (in credentials, status int, code string) {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return in, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType
+	}
+	switch mt {
 	case "application/x-www-form-urlencoded":
 		in, err = decodeForm(r)
+	case "multipart/form-data":
+		in, err = decodeMultipart(r.Body, params["boundary"])
 	case "application/json":
 		in, err = decodeJSON(r.Body)
 	default:
-		return in, http.StatusUnsupportedMediaType
+		return in, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return credentials{}, http.StatusRequestEntityTooLarge
-	case err != nil, in.Username == "", in.Password == "":
-		return in, http.StatusBadRequest
+		return credentials{}, http.StatusRequestEntityTooLarge, CodeBodyTooLarge
+	case err != nil:
+		return in, http.StatusBadRequest, CodeMalformedBody
+	case in.Username == "":
+		return in, http.StatusBadRequest, CodeUsernameRequired
+	case in.Password == "":
+		return in, http.StatusBadRequest, CodePasswordRequired
 	}
-	return in, 0
+	return in, 0, ""
 }
 
 var errRepeated = errors.New("authn: a field is repeated")
@@ -421,7 +484,7 @@ func decodeForm(r *http.Request) (credentials, error) {
 		return credentials{}, err
 	}
 	var in credentials
-	for name, dst := range map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next} {
+	for name, dst := range in.fields() {
 		switch v := r.PostForm[name]; len(v) {
 		case 0:
 		case 1:
@@ -431,6 +494,91 @@ func decodeForm(r *http.Request) (credentials, error) {
 		}
 	}
 	return in, nil
+}
+
+// fields maps the names of the fields to where their values go.
+func (in *credentials) fields() map[string]*string {
+	return map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next}
+}
+
+// decodeMultipart reads a multipart/form-data body (what fetch sends with
+// new FormData(form)) by decodeForm's rules: username, password and next at
+// most once each, other fields ignored. Each part is read into memory within
+// the body's limit (the caller's http.MaxBytesReader), and never spills to
+// disk as Request.ParseMultipartForm's files do. Anything a browser would
+// not send for a text field is an error, so that no two readers of the body
+// can disagree on what it says: a missing or malformed boundary, a part
+// with a file name (an <input type=file>, even empty), with a content type
+// other than text/plain, with a Content-Transfer-Encoding or any header
+// but those two and Content-Disposition, a disposition other than form-data
+// with a name, or a body that ends before the closing boundary.
+func decodeMultipart(body io.Reader, boundary string) (credentials, error) {
+	// RFC 2046, section 5.1.1: 1 to 70 characters.
+	if boundary == "" || len(boundary) > 70 {
+		return credentials{}, errors.New("authn: multipart body without a valid boundary")
+	}
+	// The multipart reader passes on the body's errors (wrapped), so that
+	// errors.As finds an *http.MaxBytesError: 413, not 400.
+	mr := multipart.NewReader(body, boundary)
+	var in credentials
+	fields := in.fields()
+	seen := make(map[string]bool, len(fields))
+	for {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			return in, nil
+		}
+		if err != nil {
+			return credentials{}, err
+		}
+		name, err := textFieldName(p.Header)
+		if err != nil {
+			return credentials{}, err
+		}
+		value, err := io.ReadAll(p)
+		if err != nil {
+			return credentials{}, err
+		}
+		dst, known := fields[name]
+		switch {
+		case !known:
+		case seen[name]:
+			return credentials{}, errRepeated
+		default:
+			seen[name] = true
+			*dst = string(value)
+		}
+	}
+}
+
+// textFieldName returns the field name of a multipart part that is a text
+// field as browsers send it, or an error for anything else (see
+// decodeMultipart).
+func textFieldName(h textproto.MIMEHeader) (string, error) {
+	for key := range h {
+		if key != "Content-Disposition" && key != "Content-Type" {
+			return "", fmt.Errorf("authn: multipart part with a %s header", key)
+		}
+	}
+	if ct := h.Values("Content-Type"); len(ct) > 1 || len(ct) == 1 && mediaType(ct[0]) != "text/plain" {
+		return "", errors.New("authn: multipart part that is not text/plain")
+	}
+	cd := h.Values("Content-Disposition")
+	if len(cd) != 1 {
+		return "", errors.New("authn: multipart part without one Content-Disposition")
+	}
+	disposition, params, err := mime.ParseMediaType(cd[0])
+	if err != nil || disposition != "form-data" {
+		return "", errors.New("authn: multipart part that is not form-data")
+	}
+	if _, file := params["filename"]; file {
+		return "", errors.New("authn: multipart part that is a file")
+	}
+	name, ok := params["name"]
+	if !ok {
+		return "", errors.New("authn: multipart part without a name")
+	}
+	return name, nil
 }
 
 // decodeJSON reads exactly one flat JSON object whose keys are username,
@@ -455,7 +603,7 @@ func decodeJSON(body io.Reader) (credentials, error) {
 		return credentials{}, errors.New("authn: JSON body is not an object")
 	}
 	var in credentials
-	fields := map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next}
+	fields := in.fields()
 	for dec.More() {
 		key, err := dec.Token()
 		if err != nil {

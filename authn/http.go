@@ -11,6 +11,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/minimost/minimost/middleware"
@@ -61,10 +62,25 @@ type HTTPConfig struct {
 	CookieName string
 	// InsecureCookies drops the Secure attribute and the __Host- prefix,
 	// so that sessions work over plain HTTP. For local development only.
+	//
+	// Without it, a browser drops the session cookie of a login over plain
+	// HTTP (but to localhost, a name under .localhost, 127.0.0.0/8 or ::1,
+	// which browsers treat as secure), and the user sees the login form
+	// again after every successful login. When a login sets the cookie on
+	// such a request (no TLS, and no trusted proxy saying
+	// X-Forwarded-Proto: https or Forwarded: proto=https; see
+	// TrustedProxies), the Authenticator logs it once, as a WARN line
+	// "authn: Secure session cookie set over plain HTTP; browsers drop it
+	// and the login loops", with the host and what to do: serve HTTPS, or
+	// list the TLS-terminating proxy in TrustedProxies, or set this field
+	// for local development.
 	InsecureCookies bool
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
-	// believed when finding a client's address. None by default.
+	// believed when finding a client's address, and whose
+	// X-Forwarded-Proto or Forwarded proto is believed when telling
+	// whether the browser used HTTPS (see InsecureCookies). None by
+	// default.
 	TrustedProxies []netip.Prefix
 	// Throttle limits failed attempts per client address, shared by every
 	// handler of the Authenticator (one budget, not one per route).
@@ -261,11 +277,20 @@ type handlers struct {
 	web
 	cache       *credentialCache // verified Basic credentials; nil: disabled
 	throttleLog *throttleLog     // which refusals of throttled clients are logged
+
+	// crossOriginLog is which refused cross-origin requests are logged.
+	crossOriginLog *throttleLog
+	// insecureCookieWarned is set once the Secure cookie over plain HTTP
+	// has been reported (see warnInsecureCookie): once per Authenticator,
+	// so that no client can flood the log with it. A pointer, since Routes
+	// serves from a copy of the handlers that must share it.
+	insecureCookieWarned *atomic.Bool
 }
 
 func newHandlers(a *Authenticator, c HTTPConfig) *handlers {
-	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog()}
+	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog(), crossOriginLog: newThrottleLog(), insecureCookieWarned: new(atomic.Bool)}
 	h.cache = newCredentialCache(h.basicAuthCacheSize, h.basicAuthCacheTTL, a.now)
+	h.crossOrigin.SetDenyHandler(http.HandlerFunc(h.crossOriginDenied))
 	return h
 }
 
@@ -310,9 +335,20 @@ func (h *handlers) fileGuard(next http.Handler) http.Handler {
 }
 
 // protectPOST adds what state-changing endpoints need inside guard:
-// cross-origin protection against CSRF, and a body limit.
+// cross-origin protection against CSRF, and a body limit. Unlike
+// middleware.MaxBytes, it leaves the answer to a body declared over the
+// limit to the handler, which answers every 413 in its own format (JSON
+// with a code, or the form): such a body is not read, its first read fails
+// with *http.MaxBytesError.
 func (h *handlers) protectPOST(next http.Handler) http.Handler {
-	return h.crossOrigin.Handler(middleware.MaxBytes(h.maxBody)(next))
+	return h.crossOrigin.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := h.maxBody
+		if r.ContentLength > limit {
+			limit = 0
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	}))
 }
 
 // clientIP is the client's address as guard resolved it, as text.

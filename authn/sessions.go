@@ -9,7 +9,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
+
+	"github.com/minimost/minimost/middleware"
 )
 
 // errNoSession: no cookie, a malformed one, or an unknown or expired token.
@@ -119,6 +123,88 @@ func (h *handlers) sessionCookie(token string) *http.Cookie {
 		c.MaxAge = -1
 	}
 	return c
+}
+
+// warnInsecureCookie logs, once per Authenticator, that the Secure session
+// cookie just set for r will not come back: the request came over plain
+// HTTP, no trusted proxy says the browser used HTTPS, and the host is not a
+// loopback name or address (where browsers keep Secure cookies over HTTP).
+// The browser drops such a cookie (Secure, and the __Host- prefix, need
+// HTTPS), the login succeeds on the server and the user sees the form
+// again, with nothing in the log to say why. Once only: any client can send
+// such a request, and must not be able to flood the log with it.
+func (h *handlers) warnInsecureCookie(r *http.Request) {
+	if !h.secure || r.TLS != nil || h.insecureCookieWarned.Load() || isLoopbackHost(r.Host) || h.proxySaysHTTPS(r) {
+		return
+	}
+	if h.insecureCookieWarned.Swap(true) {
+		return // another request was first
+	}
+	h.a.logger.WarnContext(r.Context(), "authn: Secure session cookie set over plain HTTP; browsers drop it and the login loops",
+		"host", truncate(r.Host, 256), "cookie", h.cookieName,
+		"fix", "serve HTTPS; or, behind a proxy that terminates TLS, list it in HTTPConfig.TrustedProxies so that its X-Forwarded-Proto: https is believed; or, for local development only, set HTTPConfig.InsecureCookies")
+}
+
+// isLoopbackHost reports whether a Host header names this machine:
+// "localhost", a name under .localhost, an address in 127.0.0.0/8 or ::1,
+// with or without a port. Browsers treat such origins as secure contexts
+// and keep Secure cookies over plain HTTP.
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// proxySaysHTTPS reports whether the request came through a trusted proxy
+// (HTTPConfig.TrustedProxies: its peer is one, as middleware.ClientIP
+// decides) that says the browser's request was HTTPS, in the last entry of
+// X-Forwarded-Proto or of Forwarded (RFC 7239) proto: the one the nearest
+// proxy set or appended. A client that is not a trusted proxy is not
+// believed whatever it sends.
+func (h *handlers) proxySaysHTTPS(r *http.Request) bool {
+	// ResolveClientIP with no trusted proxies is the connection's peer.
+	peer := middleware.ResolveClientIP(r, nil)
+	if !peer.IsValid() || !slices.ContainsFunc(h.trusted, func(p netip.Prefix) bool { return p.Contains(peer) }) {
+		return false
+	}
+	if proto := lastListEntry(r.Header.Values("X-Forwarded-Proto")); strings.EqualFold(proto, "https") {
+		return true
+	}
+	for pair := range strings.SplitSeq(lastListEntry(r.Header.Values("Forwarded")), ";") {
+		key, value, _ := strings.Cut(strings.TrimSpace(pair), "=")
+		if strings.EqualFold(strings.TrimSpace(key), "proto") && strings.EqualFold(strings.Trim(strings.TrimSpace(value), `"`), "https") {
+			return true
+		}
+	}
+	return false
+}
+
+// lastListEntry returns the last element of a comma-separated header list
+// that may span several lines, trimmed. A comma inside a quoted string (as
+// Forwarded allows) does not split it.
+func lastListEntry(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	line := lines[len(lines)-1]
+	quoted, start := false, 0
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c == '\\' && quoted:
+			i++ // an escaped character
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			start = i + 1
+		}
+	}
+	return strings.TrimSpace(line[start:])
 }
 
 // sessionToken returns the token of the request's session cookie, or ""

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -16,7 +17,9 @@ import (
 // that window are only counted, and the count is logged as suppressed=N in
 // the client's next throttled line, or, when the client stops, by a sweep
 // at most a window after its window ended. OnEvent still sees every one:
-// it is the application's to aggregate.
+// it is the application's to aggregate. Refused cross-origin requests,
+// which an attacker can send as fast, are logged the same way, in a
+// throttleLog of their own (see crossOriginDenied).
 const (
 	throttleLogWindow = time.Minute
 	// throttleLogClients bounds the clients whose windows are tracked.
@@ -97,7 +100,7 @@ func (h *handlers) emitThrottled(ctx context.Context, e Event) {
 		key = h.throttle.ClientPrefix(ip)
 	}
 	logIt, suppressed, swept := h.throttleLog.note(key, clientIP(ctx), h.a.now())
-	h.logSuppressed(ctx, swept)
+	h.logSuppressedThrottled(ctx, swept)
 	var extra []slog.Attr
 	if suppressed > 0 {
 		extra = append(extra, slog.Int("suppressed", suppressed))
@@ -105,15 +108,65 @@ func (h *handlers) emitThrottled(ctx context.Context, e Event) {
 	h.a.record(ctx, e, logIt, extra...)
 }
 
-// flushThrottleLog logs the counts of the windows that ended.
+// flushThrottleLog logs the counts of the windows that ended, of throttled
+// and of cross-origin requests.
 func (h *handlers) flushThrottleLog(ctx context.Context) {
-	h.logSuppressed(ctx, h.throttleLog.sweep(h.a.now()))
+	now := h.a.now()
+	h.logSuppressedThrottled(ctx, h.throttleLog.sweep(now))
+	h.logSuppressedCrossOrigin(ctx, h.crossOriginLog.sweep(now))
 }
 
-func (h *handlers) logSuppressed(ctx context.Context, windows []throttleWindow) {
+func (h *handlers) logSuppressedThrottled(ctx context.Context, windows []throttleWindow) {
 	for _, w := range windows {
 		h.a.logger.LogAttrs(ctx, slog.LevelWarn, "authn: throttled requests not logged",
 			slog.String("event", string(EventLoginFailed)), slog.String("reason", string(ReasonThrottled)),
 			slog.String("client", w.client), slog.Int("suppressed", w.suppressed))
 	}
+}
+
+func (h *handlers) logSuppressedCrossOrigin(ctx context.Context, windows []throttleWindow) {
+	for _, w := range windows {
+		h.a.logger.LogAttrs(ctx, slog.LevelWarn, "authn: cross-origin requests refused, not logged",
+			slog.String("client", w.client), slog.Int("suppressed", w.suppressed))
+	}
+}
+
+// crossOriginDenied answers a POST that http.CrossOriginProtection refused
+// (a CSRF attempt, or a proxy that rewrites Host): 403, as JSON for an API
+// client, and a WARN line with the client's address, method and path, so
+// that an operator sees both. The lines are bounded per client as the
+// throttled ones are: the first of a window is logged, with the count of
+// the previous window's others.
+func (h *handlers) crossOriginDenied(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var key netip.Prefix
+	if ip := clientAddr(ctx); ip.IsValid() {
+		key = h.throttle.ClientPrefix(ip)
+	}
+	logIt, suppressed, swept := h.crossOriginLog.note(key, clientIP(ctx), h.a.now())
+	h.logSuppressedCrossOrigin(ctx, swept)
+	if logIt {
+		attrs := []slog.Attr{
+			slog.String("client", clientIP(ctx)), slog.String("method", truncate(r.Method, 16)),
+			slog.String("path", truncate(r.URL.Path, 256)), slog.String("origin", truncate(r.Header.Get("Origin"), 256)),
+		}
+		if suppressed > 0 {
+			attrs = append(attrs, slog.Int("suppressed", suppressed))
+		}
+		h.a.logger.LogAttrs(ctx, slog.LevelWarn, "authn: cross-origin request refused", attrs...)
+	}
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusForbidden, codedError{"cross-origin request refused", CodeCrossOrigin})
+		return
+	}
+	http.Error(w, "cross-origin request refused", http.StatusForbidden)
+}
+
+// truncate cuts s to at most n bytes: what a client sends is logged within
+// a bound.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -1,9 +1,16 @@
 package authn
 
 import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/minimost/minimost/middleware"
 )
 
 // TestThrottleLogBounded: the bookkeeping stays within its bound however
@@ -26,5 +33,37 @@ func TestThrottleLogBounded(t *testing.T) {
 	swept := l.sweep(now.Add(throttleLogWindow))
 	if len(swept) != throttleLogClients || swept[0].suppressed != 1 || len(l.clients) != 0 {
 		t.Fatalf("sweep: %d windows with counts, %d left", len(swept), len(l.clients))
+	}
+}
+
+// TestCrossOriginLogFlushed: refused cross-origin requests share the
+// bookkeeping of throttled ones: one line per client a window, and when the
+// client stops, the sweep logs how many were not.
+func TestCrossOriginLogFlushed(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	now := time.Unix(1e9, 0)
+	h := newHandlers(&Authenticator{logger: slog.New(slog.NewTextHandler(&buf, nil)), now: func() time.Time { return now }}, HTTPConfig{})
+	deny := h.crossOriginDenied
+	for i := range 7 {
+		r := httptest.NewRequest("POST", "/login", nil)
+		r.Header.Set("Accept", "application/json")
+		w := httptest.NewRecorder()
+		middleware.ClientIP(nil)(http.HandlerFunc(deny)).ServeHTTP(w, r)
+		if w.Code != 403 || !strings.Contains(w.Body.String(), `"code":"cross_origin"`) {
+			t.Fatalf("refusal %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if n := strings.Count(buf.String(), "authn: cross-origin request refused"); n != 1 {
+		t.Fatalf("%d lines for 7 refusals in a window, want 1:\n%s", n, buf.String())
+	}
+	h.flushThrottleLog(context.Background())
+	if strings.Contains(buf.String(), "not logged") {
+		t.Fatalf("a window still open was flushed:\n%s", buf.String())
+	}
+	now = now.Add(throttleLogWindow)
+	h.flushThrottleLog(context.Background())
+	if !strings.Contains(buf.String(), `msg="authn: cross-origin requests refused, not logged" client=192.0.2.1 suppressed=6`) {
+		t.Fatalf("the sweep did not log the count:\n%s", buf.String())
 	}
 }
