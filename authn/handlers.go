@@ -591,7 +591,7 @@ func textFieldName(h textproto.MIMEHeader) (string, error) {
 // and no '*' outside a quoted string. mime.ParseMediaType keeps a
 // backslash before an ordinary character (name="pass\word" is pass\word,
 // password to RFC 7578's readers) and applies RFC 2231 extended and
-// continued parameters (name*=UTF-8''username overrides name="password"),
+// continued parameters (name*=utf-8'en'username overrides name="password"),
 // which form-data does not have and most readers ignore. Browsers
 // percent-encode a quote in a field name and never write either form.
 func plainDisposition(v string) bool {

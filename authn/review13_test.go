@@ -9,7 +9,7 @@ import (
 // of the body could disagree on it. mime.ParseMediaType applies RFC 2231
 // (name*=, name*0=…) and keeps a backslash before an ordinary character,
 // where most multipart readers (and RFC 7578, which has no extended
-// parameters for form-data) read name="password"; name*=UTF-8''username
+// parameters for form-data) read name="password"; name*=utf-8'en'username
 // as the password field and name="pass\word" as "password". No browser
 // sends either: it percent-encodes a quote and sends no extended parameter.
 func TestMultipartNameReadOneWay(t *testing.T) {
@@ -20,12 +20,13 @@ func TestMultipartNameReadOneWay(t *testing.T) {
 	}
 	end := "--" + b + "--"
 	for name, disposition := range map[string]string{
-		"extended name":           `form-data; name="password"; name*=UTF-8''username`,
-		"extended name alone":     `form-data; name*=UTF-8''username`,
-		"continued name":          `form-data; name*0="user"; name*1="name"`,
-		"backslash in a name":     `form-data; name="user\name"`,
-		"escaped quote in a name": `form-data; name="user\"name"`,
-		"extended file name":      `form-data; name="username"; filename*=UTF-8''x`,
+		"extended name":                 `form-data; name="password"; name*=UTF-8''username`,
+		"extended name alone":           `form-data; name*=UTF-8''username`,
+		"continued name":                `form-data; name*0="user"; name*1="name"`,
+		"extended name with a language": `form-data; name="password"; name*=utf-8'en'username`,
+		"backslash in a name":           `form-data; name="user\name"`,
+		"escaped quote in a name":       `form-data; name="user\"name"`,
+		"extended file name":            `form-data; name="username"; filename*=UTF-8''x`,
 	} {
 		body := part(disposition, "alice") + part(`form-data; name="password"`, "alice's long passphrase") + end
 		if in, err := decodeMultipart(strings.NewReader(body), b); err == nil {
