@@ -1,6 +1,8 @@
 package authn
 
 import (
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -40,4 +42,32 @@ func TestMultipartNameReadOneWay(t *testing.T) {
 	if in, err := decodeMultipart(strings.NewReader(body), b); err != nil || in.Username != "alice" || in.Password != "pw" {
 		t.Errorf("plain names: %+v, %v", in, err)
 	}
+}
+
+// FuzzClientPath: whatever request-URI or URL path a request has, the path
+// a form posts to and RequireSession sends back to is a path on this site:
+// it starts with one "/", has no backslash or control character that a
+// browser would read as "/" or drop, and resolves to this host.
+func FuzzClientPath(f *testing.F) {
+	for _, s := range []string{"/login", "*", "evil.example:443", "http://evil.example//x", "//evil", "/\\evil", "/%2F%2Fevil", "/a?b", "/\t/evil", "%zz", ""} {
+		f.Add(s, "/x")
+	}
+	f.Fuzz(func(t *testing.T, requestURI, path string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RequestURI = requestURI
+		r.URL = &url.URL{Path: path}
+		got, query := clientPath(r)
+		if !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") ||
+			strings.ContainsFunc(got, func(c rune) bool { return c < 0x21 || c == 0x7f || c == '\\' || c == '?' || c == '#' }) {
+			t.Fatalf("clientPath(%q, %q) = %q", requestURI, path, got)
+		}
+		base, _ := url.Parse("https://app.example/a/b")
+		u, err := base.Parse(got)
+		if err != nil || u.Host != "app.example" || u.Scheme != "https" {
+			t.Fatalf("clientPath(%q, %q) = %q resolves to %v (%v)", requestURI, path, got, u, err)
+		}
+		if next := got + "?" + query; query != "" && localRedirect(next, "") != "" && localRedirect(next, "") != next {
+			t.Fatalf("next %q changed", next)
+		}
+	})
 }
