@@ -2,9 +2,11 @@ package authn
 
 import (
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMultipartNameReadOneWay: a part's field name is refused when readers
@@ -70,4 +72,37 @@ func FuzzClientPath(f *testing.F) {
 			t.Fatalf("next %q changed", next)
 		}
 	})
+}
+
+// TestThrottleLogFullScansOnce: once the bookkeeping is full of windows
+// that have not ended, a refusal from yet another client (cross-origin
+// refusals cost an attacker nothing, and an IPv6 /48 holds 65,536 /64
+// clients) does not scan every window again: no window can end before the
+// earliest one does. Scanning 10,000 windows under the lock for each such
+// request would let anyone burn the server's CPU. When windows do end,
+// they are swept and make room as before.
+func TestThrottleLogFullScansOnce(t *testing.T) {
+	t.Parallel()
+	l := newThrottleLog()
+	now := time.Unix(1e9, 0)
+	key := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
+	for i := range throttleLogClients {
+		l.note(key(i), "", now.Add(time.Duration(i)*time.Millisecond))
+	}
+	for i := range 100 {
+		if logIt, _, _ := l.note(key(throttleLogClients+i), "", now.Add(20*time.Second)); !logIt {
+			t.Fatalf("client %d past the bound not logged", i)
+		}
+	}
+	if l.scans > 1 {
+		t.Fatalf("%d scans of the full bookkeeping for 100 new clients before any window ended, want at most 1", l.scans)
+	}
+	// The first window has ended: a new client sweeps it and is tracked.
+	k := key(2 * throttleLogClients)
+	l.note(k, "", now.Add(throttleLogWindow))
+	if l.clients[k] == nil || l.clients[key(0)] != nil {
+		t.Fatal("an ended window was not swept to make room")
+	}
 }
