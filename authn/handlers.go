@@ -511,7 +511,9 @@ func (in *credentials) fields() map[string]*string {
 // with a file name (an <input type=file>, even empty), with a content type
 // other than text/plain, with a Content-Transfer-Encoding or any header
 // but those two and Content-Disposition, a disposition other than form-data
-// with a name, or a body that ends before the closing boundary.
+// with a name, one whose parameters readers parse differently (see
+// plainDisposition; a field whose name has a backslash is refused with
+// them), or a body that ends before the closing boundary.
 func decodeMultipart(body io.Reader, boundary string) (credentials, error) {
 	// RFC 2046, section 5.1.1: 1 to 70 characters.
 	if boundary == "" || len(boundary) > 70 {
@@ -567,6 +569,9 @@ func textFieldName(h textproto.MIMEHeader) (string, error) {
 	if len(cd) != 1 {
 		return "", errors.New("authn: multipart part without one Content-Disposition")
 	}
+	if !plainDisposition(cd[0]) {
+		return "", errors.New("authn: multipart part with an escaped or extended parameter")
+	}
 	disposition, params, err := mime.ParseMediaType(cd[0])
 	if err != nil || disposition != "form-data" {
 		return "", errors.New("authn: multipart part that is not form-data")
@@ -579,6 +584,31 @@ func textFieldName(h textproto.MIMEHeader) (string, error) {
 		return "", errors.New("authn: multipart part without a name")
 	}
 	return name, nil
+}
+
+// plainDisposition reports whether a Content-Disposition value is one that
+// every multipart reader parses alike, as browsers write it: no backslash
+// and no '*' outside a quoted string. mime.ParseMediaType keeps a
+// backslash before an ordinary character (name="pass\word" is pass\word,
+// password to RFC 7578's readers) and applies RFC 2231 extended and
+// continued parameters (name*=utf-8'en'username overrides name="password"),
+// which form-data does not have and most readers ignore. Browsers
+// percent-encode a quote in a field name and never write either form.
+func plainDisposition(v string) bool {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '\\':
+			return false
+		case '"':
+			quoted = !quoted
+		case '*':
+			if !quoted {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // decodeJSON reads exactly one flat JSON object whose keys are username,

@@ -33,6 +33,13 @@ const (
 type throttleLog struct {
 	mu      sync.Mutex
 	clients map[netip.Prefix]*throttleWindow
+	// firstEnd is, as of the last sweep, when the earliest window of
+	// clients ends: no sweep before it can free anything (windows added
+	// or restarted since end later), so a full bookkeeping is not scanned
+	// again for each new client, which anyone with many addresses could
+	// make the server do at no cost.
+	firstEnd time.Time
+	scans    int // full scans of clients, counted for the tests
 }
 
 type throttleWindow struct {
@@ -62,7 +69,9 @@ func (l *throttleLog) note(key netip.Prefix, client string, now time.Time) (logI
 		return true, suppressed, nil
 	}
 	if len(l.clients) >= throttleLogClients {
-		swept = l.sweepLocked(now)
+		if !now.Before(l.firstEnd) {
+			swept = l.sweepLocked(now)
+		}
 		if len(l.clients) >= throttleLogClients {
 			return true, 0, swept // untracked: logged
 		}
@@ -81,12 +90,17 @@ func (l *throttleLog) sweep(now time.Time) []throttleWindow {
 
 func (l *throttleLog) sweepLocked(now time.Time) []throttleWindow {
 	var out []throttleWindow
+	l.scans++
+	l.firstEnd = time.Time{}
 	for k, w := range l.clients {
-		if now.Sub(w.start) >= throttleLogWindow {
+		end := w.start.Add(throttleLogWindow)
+		if !now.Before(end) {
 			if w.suppressed > 0 {
 				out = append(out, *w)
 			}
 			delete(l.clients, k)
+		} else if l.firstEnd.IsZero() || end.Before(l.firstEnd) {
+			l.firstEnd = end
 		}
 	}
 	return out
