@@ -126,6 +126,7 @@ func TestInsecureCookieNoWarning(t *testing.T) {
 		{name: "an IP address", host: "192.0.2.7", warn: true},
 		{name: "a name ending in localhost", host: "notlocalhost", warn: true},
 		{name: "localhost.example", host: "localhost.example", warn: true},
+		{name: "IPv4-mapped loopback", host: "[::ffff:127.0.0.1]:8080", warn: true},
 		{name: "TLS", tls: true, host: "example.test"},
 		{name: "localhost", host: "localhost:8080"},
 		{name: "LOCALHOST.", host: "LOCALHOST."},

@@ -158,7 +158,9 @@ func isLoopbackHost(host string) bool {
 		return true
 	}
 	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
+	// Not ::ffff:127.0.0.1 (netip counts it as loopback), which browsers need
+	// not treat as a secure context: better a WARN too many than one missed.
+	return err == nil && ip.IsLoopback() && !ip.Is4In6()
 }
 
 // proxySaysHTTPS reports whether the request came through a trusted proxy
