@@ -163,8 +163,8 @@ func tryForm(c *http.Client, base, user, pw string) (int, error) {
 // the real password checks: exactly T=5, one budget for both routes. Most
 // guesses find no free hashing slot within -hash-wait (1 s here; 5 s by
 // default) and get 503; none is let through. The right password is then
-// refused on both routes until the lock (20 s: several times the flood, also on a loaded machine under -race)
-// ends, and works after.
+// refused on both routes until the lock (20 s: several times the flood,
+// also on a loaded machine under -race) ends, and works after.
 func TestParallelGuessingAgainstExampleServer(t *testing.T) {
 	t.Parallel()
 	const right = "the demo account's passphrase"
