@@ -197,6 +197,8 @@ type Authenticator struct {
 	// handlers are the HTTP side: settings, Basic credential cache,
 	// throttle log.
 	handlers *handlers
+	// stats are the counters of Stats.
+	stats counters
 	// sessionIdle and sessionLifetime end sessions (HTTPConfig's
 	// SessionIdleTimeout and SessionLifetime, defaults applied).
 	sessionIdle, sessionLifetime time.Duration
