@@ -3,6 +3,7 @@ package authn_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,4 +260,205 @@ func TestHTMXRedirects(t *testing.T) {
 
 func basicAuthHeader(user, pw string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pw))
+}
+
+// TestStatsSequence: over real HTTP, a known sequence of requests from
+// several client addresses leaves exactly the counts it should, every
+// counter included.
+func TestStatsSequence(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		hasher := newCountingHasher(fastHasher)
+		a := db.Open(t, authn.Config{
+			Hasher: hasher, Now: clk.Now, LockoutThreshold: 3, HashConcurrency: 1,
+			HTTP: authn.HTTPConfig{
+				InsecureCookies: true, HashWait: 200 * time.Millisecond, SessionCleanupInterval: -1,
+				Throttle: middleware.NewThrottle(middleware.ThrottleConfig{Burst: 4, Interval: time.Hour, Now: clk.Now}),
+			},
+		})
+		ctx := context.Background()
+		const bobPassword, carolPassword = goodPassword + " bob", goodPassword + " carol"
+		for name, pw := range map[string]string{"bob": bobPassword, "carol": carolPassword} {
+			if err := a.Register(ctx, name, pw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/", a.Routes())
+		mux.Handle("/app/", a.RequireSession(okHandler()))
+		mux.Handle("/api/", a.BasicAuth(okHandler()))
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		attacker, bob, other := browser("127.0.0.2"), browser("127.0.0.3"), browser("127.0.0.4")
+		expect := func(what string, got answer, code int) {
+			t.Helper()
+			if got.code != code {
+				t.Fatalf("%s: %d %q, want %d", what, got.code, got.body, code)
+			}
+		}
+		loginJSON := func(c *http.Client, name, pw string, header ...string) answer {
+			return call(t, c, "POST", srv.URL+"/login", "application/json", `{"username":"`+name+`","password":"`+pw+`"}`, header...)
+		}
+		basicGet := func(c *http.Client, auth string) answer {
+			return call(t, c, "GET", srv.URL+"/api/", "", "", "Authorization", auth)
+		}
+
+		expect("register alice", call(t, other, "POST", srv.URL+"/register", "application/json",
+			`{"username":"alice","password":"`+goodPassword+`"}`), 201)
+		for i := range 3 { // the third locks alice
+			expect(fmt.Sprintf("wrong password %d", i), loginJSON(attacker, "alice", "wrong"), 401)
+		}
+		expect("locked", loginJSON(attacker, "alice", goodPassword), 401)
+		expect("throttled login", loginJSON(attacker, "alice", "wrong"), 429)
+		expect("throttled Basic", basicGet(attacker, basicAuthHeader("alice", "x")), 429)
+
+		expect("bob's login", loginJSON(bob, "bob", bobPassword), 200)
+		expect("bob's login again", loginJSON(bob, "bob", bobPassword), 200) // replaces the first
+		expect("logout", call(t, bob, "POST", srv.URL+"/logout", "", ""), 303)
+		expect("bob's third login", loginJSON(bob, "bob", bobPassword), 200)
+
+		for i := range 3 { // checked once, then remembered
+			expect(fmt.Sprintf("Basic %d", i), basicGet(other, basicAuthHeader("bob", bobPassword)), 200)
+		}
+		expect("Basic unknown user", basicGet(other, basicAuthHeader("nobody", "whatever")), 401)
+		expect("Basic malformed", basicGet(other, "Basic !!!"), 401)
+		if err := a.SetPassword(ctx, "bob", bobPassword+" new"); err != nil { // ends bob's session too
+			t.Fatal(err)
+		}
+		expect("Basic old password", basicGet(other, basicAuthHeader("bob", bobPassword)), 401) // remembered, changed since
+		expect("cross-origin", call(t, other, "POST", srv.URL+"/login", formType, "username=bob&password=x",
+			"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"), 403)
+
+		// Busy: carol's login holds the one hashing slot while another
+		// client's login waits HashWait for it.
+		stored := readHash(t, db, "carol")
+		entered, release := make(chan struct{}), make(chan struct{})
+		onFirstVerify(hasher, stored, func() { close(entered); <-release })
+		carol := browser("127.0.0.5")
+		done := make(chan answer)
+		go func() {
+			req, _ := http.NewRequest("POST", srv.URL+"/login", strings.NewReader(`{"username":"carol","password":"`+carolPassword+`"}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := carol.Do(req)
+			if err != nil {
+				done <- answer{}
+				return
+			}
+			resp.Body.Close()
+			done <- answer{code: resp.StatusCode}
+		}()
+		<-entered
+		expect("login while the slot is held", loginJSON(browser("127.0.0.6"), "bob", bobPassword+" new"), 503)
+		close(release)
+		expect("carol's login", <-done, 200)
+
+		clk.Advance(31 * time.Minute) // carol's session is idle past the timeout
+		if n, err := a.DeleteExpiredSessions(ctx); err != nil || n != 1 {
+			t.Fatalf("DeleteExpiredSessions: %d %v, want 1", n, err)
+		}
+		if _, err := db.Raw.Exec("DROP TABLE sessions"); err != nil {
+			t.Fatal(err)
+		}
+		expect("session read failing", call(t, carol, "GET", srv.URL+"/app/", "", ""), 503)
+
+		want := authn.Stats{
+			LoginSucceeded: 5, LoginFailed: 7, Locked: 1, Lockouts: 1, Throttled: 2, Busy: 1, Unavailable: 1,
+			BasicCacheHits: 2, BasicCacheMisses: 3, SessionsStarted: 4, SessionsEnded: 2, SessionsExpired: 1,
+			Registered: 3, PasswordChanged: 1, CrossOriginRefused: 1,
+		}
+		if got := a.Stats(); got != want {
+			t.Fatalf("Stats() =\n%+v\nwant\n%+v", got, want)
+		}
+	})
+}
+
+// readHash reads a user's stored hash.
+func readHash(t *testing.T, db *testdb.DB, name string) string {
+	t.Helper()
+	var h string
+	if err := db.Raw.QueryRow("SELECT password_hash FROM users WHERE username = ?", name).Scan(&h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestStatsParallel: under parallel requests over real HTTP, the counters
+// add up exactly (run it with -race).
+func TestStatsParallel(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, authn.Config{HashConcurrency: 4, HashSlotsPerClient: -1, HTTP: authn.HTTPConfig{
+			InsecureCookies: true,
+			Throttle:        middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1 << 20}),
+		}})
+		const users, workers, each = 4, 8, 5
+		for i := range users {
+			if err := a.Register(context.Background(), fmt.Sprintf("u%d", i), goodPassword); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/", a.Routes())
+		mux.Handle("/api/", a.BasicAuth(okHandler()))
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				c := clientFrom("127.0.0.1") // no jar: every login a new session
+				name := fmt.Sprintf("u%d", w%users)
+				for range each {
+					if got := postJSON(t, c, srv.URL+"/login", `{"username":"`+name+`","password":"`+goodPassword+`"}`); got != 200 {
+						t.Errorf("login: %d", got)
+					}
+					if got := postJSON(t, c, srv.URL+"/login", `{"username":"ghost","password":"wrong"}`); got != 401 {
+						t.Errorf("ghost: %d", got)
+					}
+					req, _ := http.NewRequest("GET", srv.URL+"/api/", nil)
+					req.Header.Set("Authorization", basicAuthHeader(name, goodPassword))
+					if resp, err := c.Do(req); err != nil || resp.StatusCode != 200 {
+						t.Errorf("Basic: %v %v", resp, err)
+					} else {
+						resp.Body.Close()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		s := a.Stats()
+		const n = workers * each
+		if s.BasicCacheHits+s.BasicCacheMisses != n || s.BasicCacheMisses < users {
+			t.Fatalf("Basic: %d hits + %d misses, want %d with at least %d misses", s.BasicCacheHits, s.BasicCacheMisses, n, users)
+		}
+		want := authn.Stats{
+			LoginSucceeded: n + s.BasicCacheMisses, LoginFailed: n, SessionsStarted: n, Registered: users,
+			BasicCacheHits: s.BasicCacheHits, BasicCacheMisses: s.BasicCacheMisses,
+		}
+		if s != want {
+			t.Fatalf("Stats() =\n%+v\nwant\n%+v", s, want)
+		}
+	})
+}
+
+// TestStatsJSON: the JSON names of Stats are the field names, those
+// DESIGN.md lists included.
+func TestStatsJSON(t *testing.T) {
+	b, err := json.Marshal(authn.Stats{LoginSucceeded: 1, SessionsEnded: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]int64
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"LoginSucceeded", "LoginFailed", "Locked", "Throttled", "Busy", "BasicCacheHits",
+		"BasicCacheMisses", "SessionsStarted", "SessionsEnded", "Unavailable", "Registered", "PasswordChanged", "CrossOriginRefused"} {
+		if _, ok := m[name]; !ok {
+			t.Errorf("no %s in %s", name, b)
+		}
+	}
+	if m["LoginSucceeded"] != 1 || m["SessionsEnded"] != 2 {
+		t.Fatalf("values: %s", b)
+	}
 }
