@@ -15,7 +15,12 @@
 // prefix ([HTTPConfig.Prefix]), and [Authenticator.LoginHandler],
 // [Authenticator.LogoutHandler] and [Authenticator.RegisterHandler] are the
 // same routes one by one; [Authenticator.RequireSession] guards pages
-// behind a login session.
+// behind a login session, and [Authenticator.OptionalSession] tells pages
+// who is signed in without requiring anyone. Redirects answer htmx requests
+// (HX-Request: true) with HX-Redirect instead. [Authenticator.Stats] counts
+// logins, failures, sessions and refusals, for expvar or any monitoring;
+// every failed login is a WARN line with the client's address, which
+// examples/fail2ban's filter reads.
 //
 // # Lockout
 //
