@@ -1,16 +1,26 @@
 package minimost_test
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
+	"github.com/minimost/minimost/middleware"
 )
 
 // fail2banRegex returns the path of fail2ban-regex, or skips the test when
@@ -158,4 +168,57 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestFail2banFilterHandlers: the filter reads the lines of slog's
+// TextHandler and JSONHandler too, as the library writes them: the failed
+// logins and the throttled refusal of one client, not another's success.
+func TestFail2banFilterHandlers(t *testing.T) {
+	t.Parallel()
+	bin := fail2banRegex(t)
+	filter, err := filepath.Abs("examples/fail2ban/filter.d/minimost.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handlers := map[string]func(io.Writer) slog.Handler{
+		"text": func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) },
+		"json": func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+	}
+	for name, newHandler := range handlers {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			logs := &syncBuffer{}
+			a := testdb.SQLite(t).Open(t, authn.Config{Logger: slog.New(newHandler(logs)), HTTP: authn.HTTPConfig{
+				InsecureCookies: true, Throttle: middleware.NewThrottle(middleware.ThrottleConfig{Burst: 2, Interval: time.Hour}),
+			}})
+			if err := a.Register(context.Background(), "alice", alicePassword); err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(a.Routes())
+			defer srv.Close()
+			try := func(ip, pw string, code int) {
+				t.Helper()
+				req, _ := http.NewRequest("POST", srv.URL+"/login", strings.NewReader(url.Values{"username": {"alice"}, "password": {pw}}.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				if got := status(t, clientFrom(ip), req); got != code {
+					t.Fatalf("login from %s: %d, want %d", ip, got, code)
+				}
+			}
+			try("127.0.0.3", alicePassword, 303)
+			try("127.0.0.2", "wrong", 401)
+			try("127.0.0.2", "wrong again", 401)
+			try("127.0.0.2", "a third", 429)
+			logFile := filepath.Join(t.TempDir(), "minimost.log")
+			if err := os.WriteFile(logFile, []byte(logs.String()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(bin, "-o", "ip", logFile, filter).CombinedOutput()
+			if err != nil {
+				t.Fatalf("fail2ban-regex: %v\n%s", err, out)
+			}
+			if got := strings.Fields(string(out)); !slices.Equal(got, []string{"127.0.0.2", "127.0.0.2", "127.0.0.2"}) {
+				t.Fatalf("matched %q, want 127.0.0.2 three times\nlog:\n%s", got, logs)
+			}
+		})
+	}
 }
