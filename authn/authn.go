@@ -15,7 +15,12 @@
 // prefix ([HTTPConfig.Prefix]), and [Authenticator.LoginHandler],
 // [Authenticator.LogoutHandler] and [Authenticator.RegisterHandler] are the
 // same routes one by one; [Authenticator.RequireSession] guards pages
-// behind a login session.
+// behind a login session, and [Authenticator.OptionalSession] tells pages
+// who is signed in without requiring anyone. Redirects answer htmx requests
+// (HX-Request: true) with HX-Redirect instead. [Authenticator.Stats] counts
+// logins, failures, sessions and refusals, for expvar or any monitoring;
+// every failed login is a WARN line with the client's address, which
+// examples/fail2ban's filter reads.
 //
 // # Lockout
 //
@@ -197,6 +202,8 @@ type Authenticator struct {
 	// handlers are the HTTP side: settings, Basic credential cache,
 	// throttle log.
 	handlers *handlers
+	// stats are the counters of Stats.
+	stats counters
 	// sessionIdle and sessionLifetime end sessions (HTTPConfig's
 	// SessionIdleTimeout and SessionLifetime, defaults applied).
 	sessionIdle, sessionLifetime time.Duration

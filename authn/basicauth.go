@@ -105,16 +105,19 @@ func (h *handlers) cachedLogin(ctx context.Context, username, pw string) error {
 	}
 	verified, ok := c.lookup(username, pw)
 	if !ok {
+		h.a.stats.basicCacheMisses.Add(1)
 		return errNotCached
 	}
 	stored, locked, err := h.a.currentHash(ctx, username)
 	switch {
 	case err == nil && !locked && verified == stored:
+		h.a.stats.basicCacheHits.Add(1)
 		return nil
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
 		return err
 	}
 	c.forget(username, pw) // changed, locked or deleted: check in full
+	h.a.stats.basicCacheMisses.Add(1)
 	return errNotCached
 }
 

@@ -78,6 +78,7 @@ func (a *Authenticator) record(ctx context.Context, e Event, logIt bool, extra .
 	if logIt {
 		a.logger.LogAttrs(ctx, level, "authn: "+string(e.Type), append(attrs, extra...)...)
 	}
+	a.stats.event(e)
 	if a.onEvent != nil {
 		a.onEvent(ctx, e)
 	}

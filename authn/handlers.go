@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/minimost/minimost/authn/password"
+	"github.com/minimost/minimost/middleware"
 )
 
 //go:embed templates/*.html
@@ -78,7 +79,8 @@ func badRequestMessage(status int) string {
 // with new FormData(form); no files), or a JSON object
 // {"username","password"}. A correct login
 // starts a new session (cookie) and, for a form, redirects (303) to next
-// when it is a local path, else to "/"; JSON gets 200 {"username":…}. Every
+// when it is a local path, else to "/" (an htmx request: 200 with
+// HX-Redirect); JSON gets 200 {"username":…}. Every
 // failed login (unknown user, malformed name, wrong password, locked
 // account) gets the same 401 answer for the same request: the form shown
 // again keeps the name typed, when it is a valid username, whatever the
@@ -148,7 +150,7 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	case isJSON:
 		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
 	default:
-		http.Redirect(w, r, localRedirect(in.Next, "/"), http.StatusSeeOther)
+		h.redirect(w, r, localRedirect(in.Next, "/"))
 	}
 }
 
@@ -178,7 +180,8 @@ func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username
 
 // LogoutHandler serves the logout route: POST ends the request's session in
 // the database and clears its cookie, then redirects (303) to the login
-// page, or answers 204 to an API client. Other methods get 405.
+// page (an htmx request: 200 with HX-Redirect), or answers 204 to an API
+// client. Other methods get 405.
 func (a *Authenticator) LogoutHandler() http.Handler { return a.handlers.logoutHandler() }
 
 // logoutHandler is LogoutHandler.
@@ -199,7 +202,7 @@ func (h *handlers) logoutHandler() http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		http.Redirect(w, r, h.loginPath, http.StatusSeeOther)
+		h.redirect(w, r, h.loginPath)
 	}))
 	return h.guard(methods(nil, post))
 }
@@ -327,34 +330,139 @@ func codeMessage(code string) string {
 // session, with the username in the context (see Username). Without one, a
 // browser is redirected (303) to the login page (HTTPConfig.LoginPath) with
 // next set to the path and query it asked for, and an API client gets 401
-// JSON. A database error gets 503; next never runs then.
+// JSON. An htmx request (HX-Request: true) gets 401 with HX-Redirect set to
+// that login URL (with next only for GET and HEAD: another method's URL is
+// no page to come back to), which htmx follows with a full page load. A
+// database error gets 503; next never runs then.
 func (a *Authenticator) RequireSession(next http.Handler) http.Handler {
 	return a.handlers.requireSession(next)
 }
 
 // requireSession is RequireSession.
 func (h *handlers) requireSession(next http.Handler) http.Handler {
+	return h.withSession(next, http.HandlerFunc(h.loginRequired))
+}
+
+// loginRequired answers a request that RequireSession refused for want of
+// a session.
+func (h *handlers) loginRequired(w http.ResponseWriter, r *http.Request) {
+	page := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch {
+	case isHTMX(r) && !page:
+		h.redirectWith(w, r, h.loginPath, http.StatusUnauthorized)
+	case isHTMX(r):
+		h.redirectWith(w, r, h.loginURL(r), http.StatusUnauthorized)
+	case wantsJSON(r) || !page:
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
+	default:
+		h.redirect(w, r, h.loginURL(r))
+	}
+}
+
+// loginURL is the login page with next set to the URL the browser asked
+// for, under http.StripPrefix too.
+func (h *handlers) loginURL(r *http.Request) string {
+	next, query := clientPath(r)
+	if query != "" {
+		next += "?" + query
+	}
+	return h.loginPath + "?" + url.Values{"next": {next}}.Encode()
+}
+
+// OptionalSession returns a handler that always runs next: with the
+// username in the context (see Username) when the request has a live
+// session, and as it came otherwise (no session cookie, a malformed,
+// unknown, expired or idle one). It never redirects and never answers 401,
+// for pages that show more to signed-in users than to others.
+//
+// A request that carries a session cookie that cannot be checked (a
+// database error, or the database file missing or broken) gets 503 and
+// next does not run: it fails closed, as RequireSession does, rather than
+// run next as anonymous, so that a signed-in user never gets a page, or
+// makes a change, as somebody else than who they are, and the page can
+// trust that no user in the context means no session. A request without a
+// session cookie (or with one that is not a token of this package) costs
+// no database read and runs next whatever the state of the database.
+func (a *Authenticator) OptionalSession(next http.Handler) http.Handler {
+	return a.handlers.optionalSession(next)
+}
+
+// optionalSession is OptionalSession.
+func (h *handlers) optionalSession(next http.Handler) http.Handler {
+	checked := h.withSession(next, next)
+	anonymous := middleware.Chain(middleware.ClientIP(h.trusted), middleware.NoStore)(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !validToken(h.sessionToken(r)) {
+			anonymous.ServeHTTP(w, r) // nothing to look up: no database involved
+			return
+		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+// withSession is the session lookup of RequireSession and OptionalSession:
+// inside guard, it runs next with the username in the context when the
+// request has a live session, anonymous when it has none, and answers 503
+// when the database cannot say.
+func (h *handlers) withSession(next, anonymous http.Handler) http.Handler {
 	return h.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		username, err := h.a.sessionUser(r.Context(), h.sessionToken(r))
 		switch {
 		case err == nil:
 			next.ServeHTTP(w, withUsername(r, username))
-		case !errors.Is(err, errNoSession):
-			h.unavailable(w, r, err)
-		case wantsJSON(r) || r.Method != http.MethodGet && r.Method != http.MethodHead:
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
+		case errors.Is(err, errNoSession):
+			anonymous.ServeHTTP(w, r)
 		default:
-			// Back to the URL the browser asked for, under
-			// http.StripPrefix too.
-			next, query := clientPath(r)
-			if query != "" {
-				next += "?" + query
-			}
-			target := h.loginPath + "?" + url.Values{"next": {next}}.Encode()
-			http.Redirect(w, r, target, http.StatusSeeOther)
+			h.unavailable(w, r, err)
 		}
 	}))
 }
+
+// redirect sends the client to target, the URL the caller would give
+// http.Redirect (a local path: localRedirect's, or LoginPath), with a 303.
+// Every redirect of the handlers goes through it, so that an htmx request
+// (HX-Request: true) gets instead 200 with HX-Redirect set to the Location
+// the 303 would have had, which htmx follows with a full page load (a 303
+// it would follow inside its request, and swap the page it got into the
+// element that asked). HX-Request is a header any client can send: it
+// chooses the shape of the answer and nothing else, the target is the same.
+func (h *handlers) redirect(w http.ResponseWriter, r *http.Request, target string) {
+	h.redirectWith(w, r, target, http.StatusOK)
+}
+
+// redirectWith is redirect with the status of the htmx answer: 200, or 401
+// for a request refused for want of a session, whose body then says so.
+func (h *handlers) redirectWith(w http.ResponseWriter, r *http.Request, target string, htmxStatus int) {
+	if !isHTMX(r) {
+		http.Redirect(w, r, target, http.StatusSeeOther)
+		return
+	}
+	w.Header().Set("HX-Redirect", redirectLocation(r, target))
+	if htmxStatus == http.StatusOK {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	writeError(w, r, htmxStatus, strings.ToLower(http.StatusText(htmxStatus)))
+}
+
+// isHTMX reports whether r was sent by htmx, which sets HX-Request: true on
+// its requests (https://htmx.org/reference/#request_headers).
+func isHTMX(r *http.Request) bool { return r.Header.Get("HX-Request") == "true" }
+
+// redirectLocation returns the Location header http.Redirect would send
+// for target: a relative path made absolute and cleaned as it does it.
+func redirectLocation(r *http.Request, target string) string {
+	rec := locationRecorder{http.Header{}}
+	http.Redirect(rec, r, target, http.StatusSeeOther)
+	return rec.h.Get("Location")
+}
+
+// locationRecorder keeps the header of a response and drops the rest.
+type locationRecorder struct{ h http.Header }
+
+func (l locationRecorder) Header() http.Header         { return l.h }
+func (l locationRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (l locationRecorder) WriteHeader(int)             {}
 
 // methods dispatches GET and HEAD to get and POST to post, and answers
 // other methods 405 with Allow. A nil get allows POST only.

@@ -429,7 +429,10 @@ func (h *handlers) unavailable(w http.ResponseWriter, r *http.Request, err error
 // exhausted"), and under a flood there is one per request, so it gets no
 // second line.
 func (h *handlers) failClosed(w http.ResponseWriter, r *http.Request, err error) {
-	if !errors.Is(err, ErrBusy) {
+	if errors.Is(err, ErrBusy) {
+		h.a.stats.busy.Add(1)
+	} else {
+		h.a.stats.unavailable.Add(1)
 		h.a.logger.ErrorContext(r.Context(), "authn: request failed closed", "error", err, "client", clientIP(r.Context()))
 	}
 	w.Header().Set("Retry-After", "5")
@@ -471,8 +474,8 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) 
 
 type usernameKey struct{}
 
-// Username returns the name of the user that BasicAuth or RequireSession
-// authenticated for this request.
+// Username returns the name of the user that BasicAuth, RequireSession or
+// OptionalSession authenticated for this request; ok is false when none did.
 func Username(ctx context.Context) (string, bool) {
 	name, ok := ctx.Value(usernameKey{}).(string)
 	return name, ok

@@ -56,6 +56,7 @@ func (a *Authenticator) createSession(ctx context.Context, username, verified st
 	if err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.sessionLifetime); err != nil {
 		return "", err
 	}
+	a.stats.sessionsStarted.Add(1)
 	return token, nil
 }
 
@@ -90,7 +91,11 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 	if !validToken(token) {
 		return "", nil
 	}
-	return a.store.endSession(ctx, tokenHash(token))
+	username, err := a.store.endSession(ctx, tokenHash(token))
+	if username != "" {
+		a.stats.sessionsEnded.Add(1)
+	}
+	return username, err
 }
 
 // DeleteExpiredSessions deletes the sessions past their absolute or idle
@@ -98,7 +103,9 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 // background every SessionCleanupInterval; an application that disables
 // that may call it itself.
 func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error) {
-	return a.store.deleteExpiredSessions(ctx, a.now(), a.sessionIdle)
+	n, err := a.store.deleteExpiredSessions(ctx, a.now(), a.sessionIdle)
+	a.stats.sessionsExpired.Add(n)
+	return n, err
 }
 
 // cleanSessions is the background cleanup of expired sessions.

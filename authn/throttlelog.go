@@ -152,6 +152,7 @@ func (h *handlers) logSuppressedCrossOrigin(ctx context.Context, windows []throt
 // throttled ones are: the first of a window is logged, with the count of
 // the previous window's others.
 func (h *handlers) crossOriginDenied(w http.ResponseWriter, r *http.Request) {
+	h.a.stats.crossOriginRefused.Add(1)
 	ctx := r.Context()
 	var key netip.Prefix
 	if ip := clientAddr(ctx); ip.IsValid() {

@@ -10,7 +10,8 @@
 // It listens before it touches the database, so a taken address stops it
 // before any user is created. Ctrl-C and SIGTERM shut it down gracefully.
 // /healthz answers without authentication, so that the cost of
-// authentication can be measured beside it.
+// authentication can be measured beside it; so does /debug/vars, the
+// Authenticator's counters (Stats) as expvar JSON under "authn".
 package main
 
 import (
@@ -64,6 +65,9 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string) erro
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// The Authenticator's counters (a.Stats), as expvar JSON under "authn",
+	// without authentication: see demo.PublishStats.
+	mux.Handle("GET /debug/vars", demo.PublishStats(a))
 	mux.Handle("/", a.BasicAuth(hello))
 	return demo.Serve(ctx, l, mux)
 }

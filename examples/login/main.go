@@ -1,7 +1,8 @@
 // Command login serves a small site with an HTML login page, a page only
 // signed-in users see, logout and registration, and /api/ for scripts with
 // HTTP Basic authentication, with the users in an embedded SQLite database
-// (or PostgreSQL). /healthz needs no authentication.
+// (or PostgreSQL). /healthz needs no authentication, nor does /debug/vars,
+// the Authenticator's counters (Stats) as expvar JSON under "authn".
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
 //
@@ -83,6 +84,9 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	// The same users, for scripts: HTTP Basic authentication.
 	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(api)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// The Authenticator's counters (a.Stats), as expvar JSON under "authn",
+	// without authentication: see demo.PublishStats.
+	mux.Handle("GET /debug/vars", demo.PublishStats(a))
 	return demo.Serve(ctx, l, mux)
 }
 

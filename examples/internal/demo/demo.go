@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"expvar"
 	"flag"
 	"fmt"
 	"io"
@@ -269,4 +270,26 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// PublishStats publishes a.Stats() with expvar under the name "authn" and
+// returns the handler the examples mount at GET /debug/vars. A process
+// calls it once: expvar.Publish panics on a name published twice.
+//
+// The handler serves the "authn" variable alone, in expvar's format
+// ({"authn": {...}}), rather than expvar.Handler()'s every variable: that
+// one includes "cmdline", the program's arguments, where -demo-password and
+// the password of a -db postgres:// URL would be readable by anyone who
+// can reach the page. The counters say how many logins failed and
+// succeeded, nothing about any user. The page needs no authentication and
+// is served on the site's own listener, on loopback by default (-addr
+// 127.0.0.1:8080); a site reachable from elsewhere should serve it on a
+// loopback listener of its own or behind its own authentication.
+func PublishStats(a *authn.Authenticator) http.Handler {
+	expvar.Publish("authn", expvar.Func(func() any { return a.Stats() }))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprintf(w, "{\n%q: %s\n}\n", "authn", expvar.Get("authn"))
+	})
 }

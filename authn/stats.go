@@ -1,0 +1,138 @@
+package authn
+
+import "sync/atomic"
+
+// Stats are counters of what an Authenticator did since it was made, for
+// monitoring: each only grows, and a restart starts them at zero. They are
+// of this Authenticator alone (not of every process sharing the database).
+// The JSON names of the fields are the field names, so that they read the
+// same in expvar's /debug/vars and in Go.
+//
+// Each event is counted once, where it is reported (the Event passed to
+// Config.OnEvent, whether or not a log line was written for it), so the
+// counters agree with OnEvent. Counters that say "request" count HTTP
+// requests to the handlers of this package; the others count calls of the
+// Go API too.
+type Stats struct {
+	// LoginSucceeded counts full password verifications that signed a user
+	// in (EventLoginSucceeded): a login that started a session, a Basic
+	// credential checked in full, a successful Authenticate. A request
+	// with a remembered Basic credential is a BasicCacheHits instead.
+	LoginSucceeded int64 `json:"LoginSucceeded"`
+	// LoginFailed counts logins refused for their credentials
+	// (EventLoginFailed, answered 401 over HTTP): unknown user, malformed
+	// name, password or header, wrong password, locked account, unusable
+	// stored hash, or an account changed during the login. Refusals for
+	// the client's budget (Throttled), for hashing capacity (Busy) or for a
+	// database error (Unavailable) are not failures of the credentials and
+	// are not counted here.
+	LoginFailed int64 `json:"LoginFailed"`
+	// Locked counts the logins of LoginFailed refused because the account
+	// was locked (Reason "locked"): a part of LoginFailed, not added to it.
+	Locked int64 `json:"Locked"`
+	// Lockouts counts failed logins that locked their account (EventLockout):
+	// the one at LockoutThreshold. An administrator's Lock is not counted.
+	Lockouts int64 `json:"Lockouts"`
+	// Throttled counts requests refused (429) because their client address
+	// was over its failure or registration budget (EventLoginFailed with
+	// Reason "throttled"), logged or not.
+	Throttled int64 `json:"Throttled"`
+	// Busy counts requests answered 503 because no hashing capacity freed
+	// within HashWait (ErrBusy): logins, Basic requests, registrations.
+	Busy int64 `json:"Busy"`
+	// Unavailable counts requests answered 503 for any other reason: a
+	// database error, a database file missing or broken.
+	Unavailable int64 `json:"Unavailable"`
+	// BasicCacheHits counts Basic requests let through by a remembered
+	// credential, with one read of the user's row and no hash.
+	BasicCacheHits int64 `json:"BasicCacheHits"`
+	// BasicCacheMisses counts well-formed Basic credentials that had to be
+	// checked in full: not remembered, expired, or remembered against a
+	// password, lock or account that has changed since. Zero when the
+	// cache is disabled (BasicAuthCacheTTL < 0).
+	BasicCacheMisses int64 `json:"BasicCacheMisses"`
+	// SessionsStarted counts sessions created (a successful login of the
+	// login route, and any other new session row).
+	SessionsStarted int64 `json:"SessionsStarted"`
+	// SessionsEnded counts sessions ended by a logout, and by a new login
+	// from a browser that still had a session (which replaces it). The
+	// sessions deleted with their user's account, lock or new password
+	// are not counted.
+	SessionsEnded int64 `json:"SessionsEnded"`
+	// SessionsExpired counts expired sessions deleted by the background
+	// cleanup or by DeleteExpiredSessions.
+	SessionsExpired int64 `json:"SessionsExpired"`
+	// Registered counts accounts created: Register, the registration
+	// route, and ImportUser of a new name (EventRegistered).
+	Registered int64 `json:"Registered"`
+	// PasswordChanged counts passwords set on existing accounts
+	// (EventPasswordChanged): SetPassword, and ImportUser over an
+	// existing name.
+	PasswordChanged int64 `json:"PasswordChanged"`
+	// CrossOriginRefused counts POSTs refused (403) by the cross-origin
+	// protection, logged or not: CSRF attempts, or a proxy that rewrites
+	// the Host header.
+	CrossOriginRefused int64 `json:"CrossOriginRefused"`
+}
+
+// counters are the atomics behind Stats.
+type counters struct {
+	loginSucceeded, loginFailed, locked, lockouts atomic.Int64
+	throttled, busy, unavailable                  atomic.Int64
+	basicCacheHits, basicCacheMisses              atomic.Int64
+	sessionsStarted, sessionsEnded                atomic.Int64
+	sessionsExpired                               atomic.Int64
+	registered, passwordChanged                   atomic.Int64
+	crossOriginRefused                            atomic.Int64
+}
+
+// Stats returns the counters as they are now. It is safe to call
+// concurrently with anything; each field is read atomically, though not
+// all of them at one instant.
+func (a *Authenticator) Stats() Stats {
+	c := &a.stats
+	return Stats{
+		LoginSucceeded:     c.loginSucceeded.Load(),
+		LoginFailed:        c.loginFailed.Load(),
+		Locked:             c.locked.Load(),
+		Lockouts:           c.lockouts.Load(),
+		Throttled:          c.throttled.Load(),
+		Busy:               c.busy.Load(),
+		Unavailable:        c.unavailable.Load(),
+		BasicCacheHits:     c.basicCacheHits.Load(),
+		BasicCacheMisses:   c.basicCacheMisses.Load(),
+		SessionsStarted:    c.sessionsStarted.Load(),
+		SessionsEnded:      c.sessionsEnded.Load(),
+		SessionsExpired:    c.sessionsExpired.Load(),
+		Registered:         c.registered.Load(),
+		PasswordChanged:    c.passwordChanged.Load(),
+		CrossOriginRefused: c.crossOriginRefused.Load(),
+	}
+}
+
+// event counts e. It is called once per reported event, from record.
+func (c *counters) event(e Event) {
+	switch e.Type {
+	case EventLoginSucceeded:
+		c.loginSucceeded.Add(1)
+	case EventLockout:
+		c.lockouts.Add(1)
+	case EventRegistered:
+		c.registered.Add(1)
+	case EventPasswordChanged:
+		c.passwordChanged.Add(1)
+	case EventLoginFailed:
+		switch e.Reason {
+		case ReasonThrottled:
+			c.throttled.Add(1)
+		case ReasonBusy, ReasonError:
+			// Not the credentials' failure: counted by failClosed, as
+			// Busy or Unavailable, with every other 503.
+		case ReasonLocked:
+			c.locked.Add(1)
+			c.loginFailed.Add(1)
+		default:
+			c.loginFailed.Add(1)
+		}
+	}
+}
