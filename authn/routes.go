@@ -43,10 +43,10 @@ func (h *handlers) routes() http.Handler {
 	}
 	// One line per route: the path under Prefix and its handler.
 	table := map[string]http.Handler{
-		"/login":    in.loginHandler(),
-		"/logout":   in.logoutHandler(),
-		"/sessions": in.sessionsHandler(),
+		"/login":  in.loginHandler(),
+		"/logout": in.logoutHandler(),
 	}
+	table["/sessions"] = in.sessionsHandler()
 	if !in.disableRegistration {
 		table["/register"] = in.registerHandler()
 	}
