@@ -13,9 +13,22 @@
 // and standard http.Handlers: [Authenticator.BasicAuth] wraps an existing
 // handler; [Authenticator.Routes] serves every drop-in route under one
 // prefix ([HTTPConfig.Prefix]), and [Authenticator.LoginHandler],
-// [Authenticator.LogoutHandler] and [Authenticator.RegisterHandler] are the
-// same routes one by one; [Authenticator.RequireSession] guards pages
-// behind a login session.
+// [Authenticator.LogoutHandler], [Authenticator.RegisterHandler] and
+// [Authenticator.SessionsHandler] are the same routes one by one;
+// [Authenticator.RequireSession] guards pages behind a login session.
+//
+// # Sessions
+//
+// A login starts a server-side session: the cookie holds a random token,
+// the database its SHA-256, with the session's times, the client's network
+// and its User-Agent (see [SessionInfo]). A session ends at logout, after
+// [HTTPConfig.SessionIdleTimeout] unused or [HTTPConfig.SessionLifetime] in
+// all, when the user's password changes, the user is locked or deleted, and
+// when its user ends it: [Authenticator.SessionsHandler] lets a user see
+// their sessions and end one or all others, [Authenticator.Sessions] and
+// [Authenticator.EndSessions] do the same in Go. A user has at most
+// [HTTPConfig.MaxSessionsPerUser] sessions (50): a login beyond ends the
+// least recently used.
 //
 // # Lockout
 //
