@@ -64,11 +64,17 @@ func (a *Authenticator) Sessions(ctx context.Context, username string) ([]Sessio
 	if _, err := a.store.user(ctx, username); err != nil {
 		return nil, err
 	}
+	return a.liveSessions(ctx, username, "")
+}
+
+// liveSessions returns the live sessions of username, the last used first,
+// marking the one of the token hash current.
+func (a *Authenticator) liveSessions(ctx context.Context, username, current string) ([]SessionInfo, error) {
 	rows, err := a.store.listSessions(ctx, username, a.now(), a.sessionIdle)
 	if err != nil {
 		return nil, err
 	}
-	return a.sessionInfos(rows, ""), nil
+	return a.sessionInfos(rows, current), nil
 }
 
 // EndSessions ends all of username's sessions and returns how many it

@@ -67,12 +67,11 @@ func (h *handlers) showSessions(w http.ResponseWriter, r *http.Request, status i
 	}
 	ctx := r.Context()
 	username, _ := Username(ctx)
-	rows, err := h.a.store.listSessions(ctx, username, h.a.now(), h.a.sessionIdle)
+	list, err := h.a.liveSessions(ctx, username, tokenHash(h.sessionToken(r)))
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
 	}
-	list := h.a.sessionInfos(rows, tokenHash(h.sessionToken(r)))
 	if wantsJSON(r) {
 		writeJSON(w, status, list)
 		return
