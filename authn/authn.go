@@ -13,14 +13,28 @@
 // and standard http.Handlers: [Authenticator.BasicAuth] wraps an existing
 // handler; [Authenticator.Routes] serves every drop-in route under one
 // prefix ([HTTPConfig.Prefix]), and [Authenticator.LoginHandler],
-// [Authenticator.LogoutHandler] and [Authenticator.RegisterHandler] are the
-// same routes one by one; [Authenticator.RequireSession] guards pages
-// behind a login session, and [Authenticator.OptionalSession] tells pages
-// who is signed in without requiring anyone. Redirects answer htmx requests
-// (HX-Request: true) with HX-Redirect instead. [Authenticator.Stats] counts
-// logins, failures, sessions and refusals, for expvar or any monitoring;
-// every failed login is a WARN line with the client's address, which
-// examples/fail2ban's filter reads.
+// [Authenticator.LogoutHandler], [Authenticator.RegisterHandler] and
+// [Authenticator.SessionsHandler] are the same routes one by one;
+// [Authenticator.RequireSession] guards pages behind a login session, and
+// [Authenticator.OptionalSession] tells pages who is signed in without
+// requiring anyone. Redirects answer htmx requests (HX-Request: true) with
+// HX-Redirect instead. [Authenticator.Stats] counts logins, failures,
+// sessions and refusals, for expvar or any monitoring; every failed login is
+// a WARN line with the client's address, which examples/fail2ban's filter
+// reads.
+//
+// # Sessions
+//
+// A login starts a server-side session: the cookie holds a random token,
+// the database its SHA-256, with the session's times, the client's network
+// and its User-Agent (see [SessionInfo]). A session ends at logout, after
+// [HTTPConfig.SessionIdleTimeout] unused or [HTTPConfig.SessionLifetime] in
+// all, when the user's password changes, the user is locked or deleted, and
+// when its user ends it: [Authenticator.SessionsHandler] lets a user see
+// their sessions and end one or all others, [Authenticator.Sessions] and
+// [Authenticator.EndSessions] do the same in Go. A user has at most
+// [HTTPConfig.MaxSessionsPerUser] sessions (50): a login beyond ends the
+// least recently used.
 //
 // # Lockout
 //
@@ -207,6 +221,9 @@ type Authenticator struct {
 	// sessionIdle and sessionLifetime end sessions (HTTPConfig's
 	// SessionIdleTimeout and SessionLifetime, defaults applied).
 	sessionIdle, sessionLifetime time.Duration
+	// maxSessions is HTTPConfig.MaxSessionsPerUser, its default applied;
+	// negative: no limit.
+	maxSessions int
 	// clientPrefix is the network a client address counts for, as the
 	// HTTP throttle counts it: the key of HashSlotsPerClient.
 	clientPrefix func(netip.Addr) netip.Prefix
@@ -296,6 +313,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 	a.handlers = newHandlers(a, cfg.HTTP)
 	a.sessionIdle, a.sessionLifetime = a.handlers.idle, a.handlers.lifetime
+	a.maxSessions = a.handlers.maxSessions
 	a.clientPrefix = a.handlers.throttle.ClientPrefix
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.handlers.cleanupEvery > 0 {

@@ -19,11 +19,11 @@ const (
 	EventRegistered      EventType = "registered"
 	EventPasswordChanged EventType = "password_changed"
 	EventDeleted         EventType = "deleted"
-	EventLogout          EventType = "logout"
+	EventLogout          EventType = "logout" // one per session ended; Reason says why, unless by LogoutHandler
 )
 
 // Reason says why something happened to an account: why a login failed,
-// or that a user came from ImportUser.
+// why a session ended, or that a user came from ImportUser.
 type Reason string
 
 // Reasons of EventLoginFailed. Clients never see them; logs and OnEvent do.
@@ -45,12 +45,20 @@ const (
 // EventPasswordChanged of a user written by ImportUser.
 const ReasonImported Reason = "imported"
 
+// Reasons of EventLogout, one event per session ended, when it was not the
+// LogoutHandler's.
+const (
+	ReasonEndedByUser  Reason = "ended by the user"      // on SessionsHandler's page or API
+	ReasonEndSessions  Reason = "all sessions ended"     // by EndSessions (authctl logout)
+	ReasonSessionLimit Reason = "over the session limit" // a login beyond HTTPConfig.MaxSessionsPerUser
+)
+
 // Event is one thing that happened to an account. It never holds a password
 // or a hash.
 type Event struct {
 	Type     EventType
 	Username string // "" when it was malformed: it may be a mistyped password
-	Reason   Reason // why a login failed; ReasonImported for users written by ImportUser
+	Reason   Reason // why a login failed or a session ended; ReasonImported for users written by ImportUser
 	ClientIP string // the client's address, for events of HTTP requests
 	Time     time.Time
 }

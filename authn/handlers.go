@@ -164,7 +164,7 @@ func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username
 	if _, err := h.endSessions(ctx, r); err != nil {
 		return err
 	}
-	token, err := h.a.createSession(ctx, username, verified)
+	token, err := h.a.createSession(ctx, username, verified, newSessionClient(r))
 	if errors.Is(err, errSessionRefused) {
 		return h.a.changedDuringLogin(ctx, username)
 	}
@@ -484,9 +484,9 @@ func methods(get, post http.Handler) http.Handler {
 	})
 }
 
-// render executes a form template, with the Content-Security-Policy of
-// HTTPConfig.ContentSecurityPolicy.
-func (h *handlers) render(w http.ResponseWriter, status int, t *template.Template, data FormData) {
+// render executes a page's template (a form's with a FormData), with the
+// Content-Security-Policy of HTTPConfig.ContentSecurityPolicy.
+func (h *handlers) render(w http.ResponseWriter, status int, t *template.Template, data any) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Security-Policy", h.contentSecurityPolicy(t))
@@ -500,9 +500,11 @@ func (h *handlers) render(w http.ResponseWriter, status int, t *template.Templat
 
 // builtinLogin and builtinRegister are the built-in forms, told apart from
 // custom ones by identity: a custom template may have the same name.
+// builtinSessions is the page of SessionsHandler.
 var (
 	builtinLogin    = defaultTemplates.Lookup("login.html")
 	builtinRegister = defaultTemplates.Lookup("register.html")
+	builtinSessions = defaultTemplates.Lookup("sessions.html")
 )
 
 // contentSecurityPolicy is the policy of a page of t: the configured one,
@@ -512,7 +514,7 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	switch {
 	case h.csp != "":
 		return h.csp
-	case t == builtinLogin || t == builtinRegister:
+	case t == builtinLogin || t == builtinRegister || t == builtinSessions:
 		return DefaultContentSecurityPolicy
 	}
 	return CustomContentSecurityPolicy

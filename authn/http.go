@@ -56,6 +56,12 @@ type HTTPConfig struct {
 	// SessionCleanupInterval is how often a background goroutine deletes
 	// expired sessions. 0 means 10 minutes; negative disables it.
 	SessionCleanupInterval time.Duration
+	// MaxSessionsPerUser bounds the sessions a user has at once: a login
+	// that would make one more ends the user's sessions used longest ago,
+	// in the same transaction as the new session's insert, so that
+	// parallel logins cannot overrun it. 0 means 50; negative means no
+	// limit.
+	MaxSessionsPerUser int
 	// CookieName names the session cookie. "" means "__Host-session"
 	// ("session" with InsecureCookies, since the __Host- prefix requires
 	// Secure).
@@ -197,6 +203,7 @@ type web struct {
 	csp                             string // HTTPConfig.ContentSecurityPolicy
 	wwwAuthenticate                 string // the challenge of BasicAuth
 	idle, lifetime, cleanupEvery    time.Duration
+	maxSessions                     int // negative: no limit
 	cookieName                      string
 	secure                          bool
 	trusted                         []netip.Prefix
@@ -233,6 +240,10 @@ func newWeb(c HTTPConfig) web {
 	}
 	w.wwwAuthenticate = basicChallenge(w.realm)
 	w.disableRegistration = c.DisableRegistration
+	w.maxSessions = c.MaxSessionsPerUser
+	if w.maxSessions == 0 {
+		w.maxSessions = 50
+	}
 	if c.SessionCleanupInterval < 0 {
 		w.cleanupEvery = 0
 	}

@@ -11,6 +11,7 @@ import (
 //	GET, POST  {Prefix}/login     LoginHandler
 //	POST       {Prefix}/logout    LogoutHandler
 //	GET, POST  {Prefix}/register  RegisterHandler (not with DisableRegistration)
+//	GET, POST  {Prefix}/sessions  SessionsHandler
 //
 // Any other path answers 404. It matches r.URL.Path exactly (no trailing
 // slash, no cleaning), so it is mounted where the router leaves the path
@@ -45,6 +46,7 @@ func (h *handlers) routes() http.Handler {
 		"/login":  in.loginHandler(),
 		"/logout": in.logoutHandler(),
 	}
+	table["/sessions"] = in.sessionsHandler()
 	if !in.disableRegistration {
 		table["/register"] = in.registerHandler()
 	}

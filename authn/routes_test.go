@@ -141,7 +141,7 @@ func checkMountedRoutes(t *testing.T, a *authn.Authenticator, h http.Handler) {
 
 	// Only the routes, only at their exact paths; logout is POST only.
 	for _, target := range []string{
-		"/auth/", "/auth/nope", "/auth/login/", "/auth/LOGIN", "/auth/password", "/auth/sessions",
+		"/auth/", "/auth/nope", "/auth/login/", "/auth/LOGIN", "/auth/password", "/auth/sessions/",
 		"/auth/login/x", "/auth/register.html",
 	} {
 		if w := do(h, "GET", target, nil); w.Code != http.StatusNotFound {
@@ -151,6 +151,8 @@ func checkMountedRoutes(t *testing.T, a *authn.Authenticator, h http.Handler) {
 	if w := do(h, "GET", "/auth/logout", nil); w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
 		t.Errorf("GET /auth/logout: %d Allow %q, want 405 Allow POST", w.Code, w.Header().Get("Allow"))
 	}
+	// The sessions page needs a session, and comes back after the login.
+	wantRedirect(t, do(h, "GET", "/auth/sessions", nil), "/auth/login?next=%2Fauth%2Fsessions")
 }
 
 // TestRoutesServeMux: Routes under the standard library's mux at Prefix.

@@ -50,13 +50,16 @@ var errSessionRefused = errors.New("authn: account changed before the session st
 
 // createSession stores a new session for username and returns its token,
 // provided the user's row still has the hash just verified and is not
-// locked (errSessionRefused otherwise): see store.createSession.
-func (a *Authenticator) createSession(ctx context.Context, username, verified string) (string, error) {
+// locked (errSessionRefused otherwise): see store.createSession. The
+// sessions it ends for MaxSessionsPerUser are reported as logouts.
+func (a *Authenticator) createSession(ctx context.Context, username, verified string, client sessionClient) (string, error) {
 	token := newSessionToken()
-	if err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.sessionLifetime); err != nil {
+	ended, err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.sessionLifetime, client, a.maxSessions)
+	if err != nil {
 		return "", err
 	}
 	a.stats.sessionsStarted.Add(1)
+	a.emitEnded(ctx, username, ReasonSessionLimit, ended)
 	return token, nil
 }
 

@@ -54,9 +54,10 @@ type Stats struct {
 	// SessionsStarted counts sessions created (a successful login of the
 	// login route, and any other new session row).
 	SessionsStarted int64 `json:"SessionsStarted"`
-	// SessionsEnded counts sessions ended by a logout, and by a new login
-	// from a browser that still had a session (which replaces it). The
-	// sessions deleted with their user's account, lock or new password
+	// SessionsEnded counts sessions ended by a logout, by a new login
+	// from a browser that still had a session (which replaces it), by
+	// their user (SessionsHandler, EndSessions) and by MaxSessionsPerUser.
+	// The sessions deleted with their user's account, lock or new password
 	// are not counted.
 	SessionsEnded int64 `json:"SessionsEnded"`
 	// SessionsExpired counts expired sessions deleted by the background

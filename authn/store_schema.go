@@ -9,10 +9,12 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// createSchema creates the tables that are missing, in one transaction, and
-// checks that an existing users table has the columns this package reads.
-// It never alters or drops anything, so it is safe on the Python
-// application's auth.db and on every start.
+// createSchema creates the tables that are missing, in one transaction,
+// adds to an existing sessions table the columns of later versions (see
+// addedSessionColumns), and checks that an existing users table has the
+// columns this package reads. It never alters the users table, nor drops
+// anything, so it is safe on the Python application's auth.db and on every
+// start.
 func (s *store) createSchema(ctx context.Context) error {
 	db := s.db
 	if s.sqlite() {
@@ -38,6 +40,9 @@ func (s *store) createSchema(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("authn: creating tables: %w", err)
 	}
+	if err := s.addColumns(ctx, "sessions", addedSessionColumns); err != nil {
+		return err
+	}
 	var users []model.User
 	err = db.NewSelect().Model(&users).Column("username", "password_hash", "failed_attempts", "lockout_until").
 		Limit(1).Scan(ctx)
@@ -61,4 +66,64 @@ func enableWAL(ctx context.Context, db *bun.DB) error {
 		return nil
 	}
 	return fmt.Errorf("authn: SQLite stayed in journal mode %q instead of WAL (read-only file or directory?)", mode)
+}
+
+// addedSessionColumns are the columns of the sessions table that its first
+// version lacked, each with its SQL type: addColumns adds them to a table
+// made before them. They must be nullable, since the rows already there
+// get NULL.
+var addedSessionColumns = [][2]string{
+	{"client_net", "TEXT"}, // SessionInfo.ClientNetwork
+	{"user_agent", "TEXT"}, // SessionInfo.UserAgent
+}
+
+// addColumns adds to table the columns it lacks. It alters nothing when
+// none is missing (no lock taken on every start), and is safe when two
+// processes upgrade the same database at once: PostgreSQL's ADD COLUMN IF
+// NOT EXISTS waits for the other's and then does nothing, and on SQLite a
+// column the other process added in between is found on a second look.
+func (s *store) addColumns(ctx context.Context, table string, columns [][2]string) error {
+	have, err := s.columns(ctx, table)
+	if err != nil {
+		return fmt.Errorf("authn: reading the columns of %s: %w", table, err)
+	}
+	for _, c := range columns {
+		if have[c[0]] {
+			continue
+		}
+		query := "ALTER TABLE " + table + " ADD COLUMN " + c[0] + " " + c[1]
+		if s.postgres() {
+			query = "ALTER TABLE " + table + " ADD COLUMN IF NOT EXISTS " + c[0] + " " + c[1]
+		}
+		if _, err := s.db.ExecContext(ctx, query); err != nil {
+			if again, err2 := s.columns(ctx, table); err2 == nil && again[c[0]] {
+				continue // added by another process meanwhile
+			}
+			return fmt.Errorf("authn: adding the column %s to %s: %w", c[0], table, err)
+		}
+	}
+	return nil
+}
+
+// columns returns the names of table's columns: of the table that an
+// unqualified name finds, the search_path's on PostgreSQL.
+func (s *store) columns(ctx context.Context, table string) (map[string]bool, error) {
+	query := "SELECT name FROM pragma_table_info(?)"
+	if s.postgres() {
+		query = "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(?) AND attnum > 0 AND NOT attisdropped"
+	}
+	rows, err := s.db.QueryContext(ctx, query, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := make(map[string]bool)
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		have[name] = true
+	}
+	return have, rows.Err()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun"
 )
 
 // The statements of the sessions table. Sessions are stored by the SHA-256
@@ -15,30 +16,91 @@ import (
 
 // createSession stores a session of username, made at now and ending after
 // lifetime, provided the user's row still has the hash verified and is not
-// locked: one statement, so a password change, a Lock or a deletion that
+// locked: the check and the insert are one statement, so a password change, a Lock or a deletion that
 // lands after the password check leaves no live session behind. On
 // PostgreSQL the row is read FOR SHARE, so that such a change in flight is
 // waited for and then seen; SQLite runs one writer at a time. It fails with
 // errSessionRefused when the row did not qualify.
-func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration) error {
+//
+// With a limit of sessions per user (limit >= 0), the same transaction ends
+// the user's sessions beyond it (see trimSessions) and createSession
+// returns how many it ended.
+func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, client sessionClient, limit int) (ended int64, err error) {
 	if err := s.check(); err != nil {
-		return err
+		return 0, err
 	}
-	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at)
-SELECT ?, username, ?, ?, ? FROM users
+	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, client_net, user_agent)
+SELECT ?, username, ?, ?, ?, ?, ? FROM users
 WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 	if s.postgres() {
 		query += " FOR SHARE"
 	}
-	res, err := s.db.ExecContext(ctx, query,
-		tokenHash, unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(lifetime)),
-		username, verified, unixSeconds(now), float64(minLockSeconds))
-	if err := oneRow(res, err); errors.Is(err, ErrNotFound) {
-		return errSessionRefused
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := s.lockSessionsOf(ctx, tx, username, limit); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, query,
+			tokenHash, unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(lifetime)), nullIfEmpty(client.net), nullIfEmpty(client.agent),
+			username, verified, unixSeconds(now), float64(minLockSeconds))
+		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		ended, err = s.trimSessions(ctx, tx, username, tokenHash, limit)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return 0, errSessionRefused
 	} else if err != nil {
-		return fmt.Errorf("authn: creating a session: %w", err)
+		return 0, fmt.Errorf("authn: creating a session: %w", err)
 	}
-	return nil
+	return ended, nil
+}
+
+// sessionsLockClass is the first key of the PostgreSQL advisory locks of
+// lockSessionsOf ("auth" in ASCII), so that they share no key with other
+// advisory locks of the application: the two-key form has a key space of its
+// own, apart from insertUser's one-key locks.
+const sessionsLockClass = 0x61757468
+
+// lockSessionsOf makes the logins of one user that count its sessions
+// (limit >= 0) wait for each other, until the end of tx. SQLite needs
+// nothing: its writers run one at a time. On PostgreSQL each transaction
+// would otherwise count the committed rows and its own, not those of a
+// parallel login, and both would keep limit+1.
+func (s *store) lockSessionsOf(ctx context.Context, tx bun.Tx, username string, limit int) error {
+	if limit < 0 || !s.postgres() {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, hashtext(?))", sessionsLockClass, username)
+	return err
+}
+
+// trimSessions ends, in tx, the sessions of username beyond the limit
+// newest ones (all but limit), keeping the one of keep (the session just
+// made), and returns how many it ended. Newest means last used: the
+// sessions used longest ago end first, so that a script that signs in over
+// and over does not sign the user out of the browser they use every day.
+// A negative limit is none.
+func (s *store) trimSessions(ctx context.Context, tx bun.Tx, username, keep string, limit int) (int64, error) {
+	if limit < 0 {
+		return 0, nil
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE username = ? AND token_hash NOT IN (
+SELECT token_hash FROM sessions WHERE username = ?
+ORDER BY CASE WHEN token_hash = ? THEN 0 ELSE 1 END, last_seen DESC, created_at DESC, token_hash DESC
+LIMIT ?)`, username, username, keep, limit)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// nullIfEmpty is a column value: NULL for "".
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // session reads the session of tokenHash with a prepared statement, if its
@@ -98,6 +160,56 @@ func (s *store) deleteExpiredSessions(ctx context.Context, now time.Time, idle t
 		Where("expires_at <= ? OR last_seen <= ?", t, t-idle.Seconds()).Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("authn: deleting expired sessions: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// listSessions reads the sessions of username live at now (before their
+// absolute end, used within idle), the last used first.
+func (s *store) listSessions(ctx context.Context, username string, now time.Time, idle time.Duration) ([]model.Session, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	t := unixSeconds(now)
+	var sessions []model.Session
+	err := s.db.NewSelect().Model(&sessions).
+		Where("username = ? AND expires_at > ? AND last_seen > ?", username, t, t-idle.Seconds()).
+		OrderExpr("last_seen DESC, created_at DESC, token_hash DESC").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("authn: listing the sessions of %s: %w", quoteName(username), err)
+	}
+	return sessions, nil
+}
+
+// endSessionOf deletes the session of tokenHash if it is username's, and
+// reports whether there was one.
+func (s *store) endSessionOf(ctx context.Context, username, tokenHash string) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	res, err := s.db.NewDelete().Model((*model.Session)(nil)).
+		Where("token_hash = ? AND username = ?", tokenHash, username).Exec(ctx)
+	if err := oneRow(res, err); errors.Is(err, ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("authn: ending a session of %s: %w", quoteName(username), err)
+	}
+	return true, nil
+}
+
+// endSessionsOf deletes the sessions of username but the one of except
+// ("" for none), and returns how many it deleted.
+func (s *store) endSessionsOf(ctx context.Context, username, except string) (int64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	q := s.db.NewDelete().Model((*model.Session)(nil)).Where("username = ?", username)
+	if except != "" {
+		q = q.Where("token_hash <> ?", except)
+	}
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("authn: ending the sessions of %s: %w", quoteName(username), err)
 	}
 	return res.RowsAffected()
 }

@@ -47,4 +47,12 @@ type Session struct {
 	CreatedAt float64 `bun:"created_at,notnull"`
 	LastSeen  float64 `bun:"last_seen,notnull"`
 	ExpiresAt float64 `bun:"expires_at,notnull"`
+
+	// ClientNet and UserAgent tell the user which device a session is
+	// (see authn.SessionInfo): the client's network, its address cut to
+	// /24 (IPv4) or /48 (IPv6), and its User-Agent, cut short and without
+	// control characters. NULL for sessions made before the columns were
+	// added, or outside an HTTP request.
+	ClientNet string `bun:"client_net,type:text,nullzero"`
+	UserAgent string `bun:"user_agent,type:text,nullzero"`
 }

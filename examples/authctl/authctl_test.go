@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -423,7 +425,7 @@ func TestMissingDatabase(t *testing.T) {
 	typo := filepath.Join(dir, "atuh.db")
 	for _, args := range [][]string{
 		{"list"}, {"list", "-locked", "-json"}, {"show", "alice"}, {"lock", "alice", "1h"}, {"unlock", "alice"},
-		{"passwd", "alice"}, {"delete", "-y", "alice"},
+		{"passwd", "alice"}, {"delete", "-y", "alice"}, {"sessions", "alice"}, {"sessions", "-json", "alice"}, {"logout", "alice"},
 	} {
 		r := authctl(t, "alice's long passphrase\n", append([]string{"-db", typo}, args...)...)
 		r.want(t, 1, "no database file "+typo)
@@ -468,4 +470,72 @@ func TestFileURI(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("file: URIs created %v", entries)
 	}
+}
+
+// TestSessionCommands: "sessions" lists a user's sessions (table and
+// JSON) and "logout" ends them all, refused on the very next request,
+// saying how many; on both databases.
+func TestSessionCommands(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		for _, name := range []string{"alice", "bob"} {
+			authctl(t, name+"'s long passphrase\n", "-db", db.URL, "add", name).want(t, 0, "created user "+name)
+		}
+		// The application, a process of its own.
+		a := db.Open(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}})
+		login := func(name, ua string) *http.Cookie {
+			t.Helper()
+			r := httptest.NewRequest("POST", "/login", strings.NewReader(`{"username":"`+name+`","password":"`+name+`'s long passphrase"}`))
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("User-Agent", ua)
+			w := httptest.NewRecorder()
+			a.LoginHandler().ServeHTTP(w, r)
+			if w.Code != 200 || len(w.Result().Cookies()) != 1 {
+				t.Fatalf("login of %s: %d", name, w.Code)
+			}
+			return w.Result().Cookies()[0]
+		}
+		status := func(c *http.Cookie) int {
+			r := httptest.NewRequest("GET", "/app", nil)
+			r.Header.Set("Accept", "application/json")
+			r.AddCookie(c)
+			w := httptest.NewRecorder()
+			a.RequireSession(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(w, r)
+			return w.Code
+		}
+		alice1, alice2, bob := login("alice", "Firefox/1"), login("alice", "Evil\tAgent\u202e/2"), login("bob", "Bob/1")
+
+		r := authctl(t, "", "-db", db.URL, "sessions", "alice")
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if r.code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(r.stdout, "Firefox/1") ||
+			!strings.Contains(r.stdout, "EvilAgent/2") || !strings.Contains(r.stdout, "192.0.2.0/24") || strings.Contains(r.stdout, "Bob/1") {
+			t.Fatalf("sessions alice:\n%s%s", r.stdout, r.stderr)
+		}
+		for _, c := range []*http.Cookie{alice1, alice2} {
+			if strings.Contains(r.stdout, c.Value) {
+				t.Fatal("sessions shows a token")
+			}
+		}
+		r = authctl(t, "", "-db", db.URL, "sessions", "-json", "alice")
+		var list []map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 2 || list[0]["id"] == "" || list[0]["last_seen"] == nil {
+			t.Fatalf("sessions -json: %v\n%s", err, r.stdout)
+		}
+
+		authctl(t, "", "-db", db.URL, "logout", "alice").want(t, 0, "ended 2 sessions of alice")
+		if status(alice1) != 401 || status(alice2) != 401 {
+			t.Fatal("alice's sessions work after authctl logout")
+		}
+		if status(bob) != 200 {
+			t.Fatal("bob's session ended with alice's")
+		}
+		r = authctl(t, "", "-db", db.URL, "sessions", "-json", "alice")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+			t.Fatalf("sessions -json after logout: %+v", r)
+		}
+		authctl(t, "", "-db", db.URL, "logout", "alice").want(t, 0, "ended 0 sessions of alice")
+		authctl(t, "", "-db", db.URL, "logout", "nobody").want(t, 1, "no such user: nobody")
+		authctl(t, "", "-db", db.URL, "sessions", "nobody").want(t, 1, "no such user: nobody")
+		authctl(t, "", "-db", db.URL, "logout").want(t, 2, "usage: authctl [-db DB] logout NAME")
+	})
 }

@@ -26,7 +26,7 @@ import (
 )
 
 // commandOrder is the order of the help text.
-var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "import-htpasswd", "import-db"}
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "import-htpasswd", "import-db"}
 
 func commands() map[string]command {
 	return map[string]command{
@@ -190,6 +190,55 @@ Examples:
 				}
 				fmt.Fprintf(c.stdout, "name:            %s\nfailed attempts: %d\nlocked until:    %s\nhash scheme:     %s\nneeds rehash:    %v\n",
 					displayName(acc.Username), acc.FailedAttempts, or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), acc.NeedsRehash)
+				return nil
+			},
+		},
+		"sessions": {
+			name: "sessions", args: "[-json] NAME", minArgs: 1, maxArgs: 1,
+			summary: "list a user's live sessions: when made and last used, network, browser",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("json", false, "one JSON array instead of a table") },
+			help: `Lists NAME's live sessions, the last used first: each one's ID (as the
+user's sessions page shows it), when it started, was last used (to the
+minute) and ends unless used again, the network it signed in from (the
+address cut to /24 or /48) and the start of its browser's User-Agent.
+
+Examples:
+  authctl sessions alice
+  authctl sessions -json alice | jq length`,
+			run: func(ctx context.Context, c *call) error {
+				list, err := c.a.Sessions(ctx, c.args[0])
+				if err != nil {
+					return err
+				}
+				if c.flag("json") {
+					return writeJSON(c.stdout, list)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tCREATED\tLAST SEEN\tEXPIRES\tNETWORK\tUSER AGENT")
+				for _, s := range list {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Created.UTC().Format(time.RFC3339),
+						s.LastSeen.UTC().Format(time.RFC3339), s.Expires.UTC().Format(time.RFC3339),
+						or(s.ClientNetwork, "-"), or(tableCell(s.UserAgent), "-"))
+				}
+				return tw.Flush()
+			},
+		},
+		"logout": {
+			name: "logout", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "end all of a user's sessions (the password stays)",
+			help: `Ends all of NAME's sessions: each browser signed in as NAME is refused on
+its next request and must sign in again. The password, the failure counter
+and any lock stay as they are (use "passwd" or "lock" after a leak). Says
+how many sessions ended.
+
+Example:
+  authctl logout alice`,
+			run: func(ctx context.Context, c *call) error {
+				n, err := c.a.EndSessions(ctx, c.args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "ended %d sessions of %s\n", n, displayName(c.args[0]))
 				return nil
 			},
 		},
@@ -443,4 +492,12 @@ func openReadOnly(dsn string) (*bun.DB, error) {
 		return nil, err
 	}
 	return bun.NewDB(sqldb, sqlitedialect.New()), nil
+}
+
+// tableCell returns s for one cell of a table: escaped as escapeControls
+// does, and its tabs and newlines too, which would break the columns (the
+// library stores neither, but a row written behind its back may hold
+// them).
+func tableCell(s string) string {
+	return strings.NewReplacer("\t", `\t`, "\n", `\n`).Replace(escapeControls(s))
 }
