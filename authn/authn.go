@@ -200,6 +200,9 @@ type Authenticator struct {
 	// sessionIdle and sessionLifetime end sessions (HTTPConfig's
 	// SessionIdleTimeout and SessionLifetime, defaults applied).
 	sessionIdle, sessionLifetime time.Duration
+	// rememberFor and rememberIdle end remembered sessions (RememberFor
+	// and RememberIdleTimeout, defaults applied; rememberIdle 0: none).
+	rememberFor, rememberIdle time.Duration
 	// clientPrefix is the network a client address counts for, as the
 	// HTTP throttle counts it: the key of HashSlotsPerClient.
 	clientPrefix func(netip.Addr) netip.Prefix
@@ -289,6 +292,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 	a.handlers = newHandlers(a, cfg.HTTP)
 	a.sessionIdle, a.sessionLifetime = a.handlers.idle, a.handlers.lifetime
+	a.rememberFor, a.rememberIdle = a.handlers.rememberFor, a.handlers.rememberIdle
 	a.clientPrefix = a.handlers.throttle.ClientPrefix
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.handlers.cleanupEvery > 0 {

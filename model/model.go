@@ -47,4 +47,9 @@ type Session struct {
 	CreatedAt float64 `bun:"created_at,notnull"`
 	LastSeen  float64 `bun:"last_seen,notnull"`
 	ExpiresAt float64 `bun:"expires_at,notnull"`
+	// Remembered is true for a session started with "remember me": its
+	// ExpiresAt is the longer lifetime of those, and its idle end may be
+	// another. Added after the first release: authn adds the column to an
+	// older table when it opens it, false for the sessions already there.
+	Remembered bool `bun:"remembered,notnull,default:false"`
 }
