@@ -8,14 +8,30 @@
 // (PostgreSQL), which a program imports only when it uses PostgreSQL: this
 // package links no PostgreSQL driver. It offers account operations
 // ([Authenticator.Register], [Authenticator.Authenticate],
-// [Authenticator.SetPassword], [Authenticator.Lock], [Authenticator.Unlock],
+// [Authenticator.SetPassword], [Authenticator.ChangePassword],
+// [Authenticator.Lock], [Authenticator.Unlock],
 // [Authenticator.Delete], [Authenticator.Account], [Authenticator.ListAccounts])
 // and standard http.Handlers: [Authenticator.BasicAuth] wraps an existing
 // handler; [Authenticator.Routes] serves every drop-in route under one
 // prefix ([HTTPConfig.Prefix]), and [Authenticator.LoginHandler],
-// [Authenticator.LogoutHandler] and [Authenticator.RegisterHandler] are the
-// same routes one by one; [Authenticator.RequireSession] guards pages
-// behind a login session.
+// [Authenticator.LogoutHandler], [Authenticator.RegisterHandler] and
+// [Authenticator.ChangePasswordHandler] are the same routes one by one;
+// [Authenticator.RequireSession] guards pages behind a login session.
+//
+// # Sessions
+//
+// A login starts a server-side session: the cookie holds a random token,
+// the database its SHA-256. A session ends at logout, after
+// SessionIdleTimeout unused, or SessionLifetime after the login; a login
+// with "remember me" (the form's remember box, "remember": true in JSON)
+// lasts RememberFor instead (30 days), and only its cookie has a Max-Age,
+// so that it outlives the browser; the idle timeout applies to it too
+// unless RememberIdleTimeout says otherwise. A change of password
+// ([Authenticator.ChangePassword], or the password route of the signed-in
+// user, which checks the current password exactly as a login and counts a
+// wrong one toward the lockout) ends every other session of the user and
+// keeps the current one under a new token; SetPassword, Lock and Delete end
+// them all.
 //
 // # Lockout
 //
@@ -41,6 +57,11 @@
 //	no hashing slot / database down  503 + Retry-After  503                 503
 //	body too large / content type / method  —           413 / 415 / 405 + Allow
 //	cross-origin POST (CSRF)                 —           403                 403 {"error":…}
+//
+// The password route answers a wrong current password, or a locked
+// account, as a failed login (401, the same for both), a new password that
+// breaks the policy with 400 and the rule's code, and a success with 204
+// to JSON.
 //
 // Every response of these handlers carries Cache-Control: no-store. An error
 // never lets a request through.
@@ -214,8 +235,10 @@ type Authenticator struct {
 
 // New returns an Authenticator over db, a *bun.DB with the SQLite or the
 // PostgreSQL dialect. It creates the tables it needs if they are missing,
-// never alters an existing one, and switches SQLite to WAL. An existing
-// users table of the Python application works as it is.
+// adds to a sessions table of an earlier version of this package the
+// columns it lacks (keeping its sessions), never alters the users table,
+// and switches SQLite to WAL. An existing users table of the Python
+// application works as it is.
 //
 // Every statement goes through db, so its query hooks see them, with two
 // exceptions: the reads made on every authenticated request (the user's row
