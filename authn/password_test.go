@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -584,6 +585,63 @@ func TestChangePasswordRefusals(t *testing.T) {
 		}
 		if err := a.Authenticate(ctx, "alice", goodPassword); err != nil {
 			t.Fatalf("a refused change changed the password: %v", err)
+		}
+	})
+}
+
+// TestPasswordTemplate: HTTPConfig.PasswordTemplate replaces the built-in
+// form, executed with the FormData of the signed-in user, and is sent with
+// the same-origin policy of custom templates.
+func TestPasswordTemplate(t *testing.T) {
+	t.Parallel()
+	tmpl := template.Must(template.New("mine").Parse(`user={{.Username}} min={{.MinLength}} code={{.ErrorCode}} done={{.Done}}`))
+	a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true, PasswordTemplate: tmpl, Throttle: bigThrottle()}})
+	if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	srv := liveServer(t, a)
+	c := signIn(t, srv, credentialsJSON("alice", goodPassword))
+	resp, page := send(t, srv, "GET", "/password", "", []*http.Cookie{c})
+	if page != "user=alice min=15 code= done=false" || resp.Header.Get("Content-Security-Policy") != authn.CustomContentSecurityPolicy {
+		t.Fatalf("custom template: %q, CSP %q", page, resp.Header.Get("Content-Security-Policy"))
+	}
+	_, page = send(t, srv, "POST", "/password", url.Values{"current_password": {goodPassword}, "new_password": {"short"}}.Encode(), []*http.Cookie{c})
+	if page != "user=alice min=15 code=password_too_short done=false" {
+		t.Fatalf("custom template after a refusal: %q", page)
+	}
+	_, page = send(t, srv, "POST", "/password", url.Values{"current_password": {goodPassword}, "new_password": {newPassword}}.Encode(), []*http.Cookie{c})
+	if page != "user=alice min=15 code= done=true" {
+		t.Fatalf("custom template after the change: %q", page)
+	}
+}
+
+// TestChangePasswordSignedOutMeanwhile: a session that ends (a logout in
+// another tab) after the current password was checked and before the
+// change is stored makes the change fail as RequireSession would (401),
+// and nothing is changed: the session is the change's authority.
+func TestChangePasswordSignedOutMeanwhile(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		h := &hookHasher{Hasher: fastHasher}
+		a := db.Open(t, authn.Config{Hasher: h, HTTP: authn.HTTPConfig{InsecureCookies: true, Throttle: bigThrottle()}})
+		if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		srv := liveServer(t, a)
+		c := signIn(t, srv, credentialsJSON("alice", goodPassword))
+		h.mu.Lock()
+		h.onHash = func() {
+			if resp, _ := send(t, srv, "POST", "/logout", "", []*http.Cookie{c}, "Accept", "application/json"); resp.StatusCode != 204 {
+				t.Errorf("logout: %d", resp.StatusCode)
+			}
+		}
+		h.mu.Unlock()
+		resp, body := send(t, srv, "POST", "/password", changeJSON(goodPassword, newPassword), []*http.Cookie{c})
+		if resp.StatusCode != 401 || !strings.Contains(body, "authentication required") {
+			t.Fatalf("change after the logout: %d %s, want 401", resp.StatusCode, body)
+		}
+		if err := a.Authenticate(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatalf("the password changed without its session: %v", err)
 		}
 	})
 }
