@@ -119,9 +119,10 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 }
 
 // DeleteExpiredSessions deletes the sessions past their absolute or idle
-// end (a remembered session's: see HTTPConfig.RememberFor) and returns how many it deleted. The Authenticator calls it in the
-// background every SessionCleanupInterval; an application that disables
-// that may call it itself.
+// end (a remembered session's own: see HTTPConfig.RememberFor) and returns
+// how many it deleted. The Authenticator calls it in the background every
+// SessionCleanupInterval; an application that disables that may call it
+// itself.
 func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error) {
 	return a.store.deleteExpiredSessions(ctx, a.now(), a.sessionIdle, a.rememberIdle)
 }

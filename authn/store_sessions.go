@@ -14,8 +14,8 @@ import (
 // of their token (see tokenHash), never by the token.
 
 // createSession stores a session of username, made at now and ending after
-// lifetime (remembered: a "remember me" session), provided the user's row still has the hash verified and is not
-// locked: one statement, so a password change, a Lock or a deletion that
+// lifetime (remembered: a "remember me" session), provided the user's row
+// still has the hash verified and is not locked: one statement, so a password change, a Lock or a deletion that
 // lands after the password check leaves no live session behind. On
 // PostgreSQL the row is read FOR SHARE, so that such a change in flight is
 // waited for and then seen; SQLite runs one writer at a time. It fails with
