@@ -15,11 +15,12 @@ import (
 
 // createSession stores a session of username, made at now and ending after
 // lifetime (remembered: a "remember me" session), provided the user's row
-// still has the hash verified and is not locked: one statement, so a password change, a Lock or a deletion that
-// lands after the password check leaves no live session behind. On
-// PostgreSQL the row is read FOR SHARE, so that such a change in flight is
-// waited for and then seen; SQLite runs one writer at a time. It fails with
-// errSessionRefused when the row did not qualify.
+// still has the hash verified and is not locked: one statement, so a
+// password change, a Lock or a deletion that lands after the password check
+// leaves no live session behind. On PostgreSQL the row is read FOR SHARE,
+// so that such a change in flight is waited for and then seen; SQLite runs
+// one writer at a time. It fails with errSessionRefused when the row did
+// not qualify.
 func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool) error {
 	if err := s.check(); err != nil {
 		return err
