@@ -88,12 +88,12 @@ func badRequestMessage(status int) string {
 
 // LoginHandler serves the login route. GET shows an HTML form; POST takes
 // the fields username, password, an optional next and an optional remember
-// (a checkbox: "on", "true" or "1"), as
-// application/x-www-form-urlencoded or multipart/form-data (what fetch sends
-// with new FormData(form); no files), or a JSON object
-// {"username","password","next","remember"} (remember a boolean). A correct
-// login starts a new session (cookie; with remember, a cookie with a
-// Max-Age and a session that lasts HTTPConfig.RememberFor) and, for a form, redirects (303) to next
+// (a checkbox: "on", "true" or "1"), as application/x-www-form-urlencoded
+// or multipart/form-data (what fetch sends with new FormData(form); no
+// files), or a JSON object {"username","password","next","remember"}
+// (remember a boolean). A correct login starts a new session (cookie; with
+// remember, a cookie with a Max-Age and a session that lasts
+// HTTPConfig.RememberFor) and, for a form, redirects (303) to next
 // when it is a local path, else to "/"; JSON gets 200 {"username":…}. Every
 // failed login (unknown user, malformed name, wrong password, locked
 // account) gets the same 401 answer for the same request: the form shown
