@@ -8,31 +8,39 @@
 // (PostgreSQL), which a program imports only when it uses PostgreSQL: this
 // package links no PostgreSQL driver. It offers account operations
 // ([Authenticator.Register], [Authenticator.Authenticate],
-// [Authenticator.SetPassword], [Authenticator.Lock], [Authenticator.Unlock],
+// [Authenticator.SetPassword], [Authenticator.ChangePassword],
+// [Authenticator.Lock], [Authenticator.Unlock],
 // [Authenticator.Delete], [Authenticator.Account], [Authenticator.ListAccounts])
 // and standard http.Handlers: [Authenticator.BasicAuth] wraps an existing
 // handler; [Authenticator.Routes] serves every drop-in route under one
 // prefix ([HTTPConfig.Prefix]), and [Authenticator.LoginHandler],
 // [Authenticator.LogoutHandler], [Authenticator.RegisterHandler] and
-// [Authenticator.SessionsHandler] are the same routes one by one;
-// [Authenticator.RequireSession] guards pages behind a login session, and
-// [Authenticator.OptionalSession] tells pages who is signed in without
-// requiring anyone. Redirects answer htmx requests (HX-Request: true) with
-// HX-Redirect instead. [Authenticator.Stats] counts logins, failures,
-// sessions and refusals, for expvar or any monitoring; every failed login is
-// a WARN line with the client's address, which examples/fail2ban's filter
-// reads.
+// [Authenticator.SessionsHandler] and [Authenticator.ChangePasswordHandler]
+// are the same routes one by one; [Authenticator.RequireSession] guards
+// pages behind a login session, and [Authenticator.OptionalSession] tells
+// pages who is signed in without requiring anyone. Redirects answer htmx
+// requests (HX-Request: true) with HX-Redirect instead.
+// [Authenticator.Stats] counts logins, failures, sessions and refusals, for
+// expvar or any monitoring; every failed login is a WARN line with the
+// client's address, which examples/fail2ban's filter reads.
 //
 // # Sessions
 //
 // A login starts a server-side session: the cookie holds a random token,
 // the database its SHA-256, with the session's times, the client's network
 // and its User-Agent (see [SessionInfo]). A session ends at logout, after
-// [HTTPConfig.SessionIdleTimeout] unused or [HTTPConfig.SessionLifetime] in
-// all, when the user's password changes, the user is locked or deleted, and
-// when its user ends it: [Authenticator.SessionsHandler] lets a user see
-// their sessions and end one or all others, [Authenticator.Sessions] and
-// [Authenticator.EndSessions] do the same in Go. A user has at most
+// SessionIdleTimeout unused, or SessionLifetime after the login; a login
+// with "remember me" (the form's remember box, "remember": true in JSON)
+// lasts RememberFor instead (30 days), and only its cookie has a Max-Age,
+// so that it outlives the browser; the idle timeout applies to it too
+// unless RememberIdleTimeout says otherwise. A change of password
+// ([Authenticator.ChangePassword], or the password route of the signed-in
+// user, which checks the current password exactly as a login and counts a
+// wrong one toward the lockout) ends every other session of the user and
+// keeps the current one under a new token; SetPassword, Lock and Delete end
+// them all. A user may also end sessions: [Authenticator.SessionsHandler]
+// lists their sessions and ends one or all others, [Authenticator.Sessions]
+// and [Authenticator.EndSessions] do the same in Go. A user has at most
 // [HTTPConfig.MaxSessionsPerUser] sessions (50): a login beyond ends the
 // least recently used.
 //
@@ -60,6 +68,11 @@
 //	no hashing slot / database down  503 + Retry-After  503                 503
 //	body too large / content type / method  —           413 / 415 / 405 + Allow
 //	cross-origin POST (CSRF)                 —           403                 403 {"error":…}
+//
+// The password route answers a wrong current password, or a locked
+// account, as a failed login (401, the same for both), a new password that
+// breaks the policy with 400 and the rule's code, and a success with 204
+// to JSON.
 //
 // Every response of these handlers carries Cache-Control: no-store. An error
 // never lets a request through.
@@ -224,6 +237,9 @@ type Authenticator struct {
 	// maxSessions is HTTPConfig.MaxSessionsPerUser, its default applied;
 	// negative: no limit.
 	maxSessions int
+	// rememberFor and rememberIdle end remembered sessions (RememberFor
+	// and RememberIdleTimeout, defaults applied; rememberIdle 0: none).
+	rememberFor, rememberIdle time.Duration
 	// clientPrefix is the network a client address counts for, as the
 	// HTTP throttle counts it: the key of HashSlotsPerClient.
 	clientPrefix func(netip.Addr) netip.Prefix
@@ -235,8 +251,10 @@ type Authenticator struct {
 
 // New returns an Authenticator over db, a *bun.DB with the SQLite or the
 // PostgreSQL dialect. It creates the tables it needs if they are missing,
-// never alters an existing one, and switches SQLite to WAL. An existing
-// users table of the Python application works as it is.
+// adds to a sessions table of an earlier version of this package the
+// columns it lacks (keeping its sessions), never alters the users table,
+// and switches SQLite to WAL. An existing users table of the Python
+// application works as it is.
 //
 // Every statement goes through db, so its query hooks see them, with two
 // exceptions: the reads made on every authenticated request (the user's row
@@ -314,6 +332,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.handlers = newHandlers(a, cfg.HTTP)
 	a.sessionIdle, a.sessionLifetime = a.handlers.idle, a.handlers.lifetime
 	a.maxSessions = a.handlers.maxSessions
+	a.rememberFor, a.rememberIdle = a.handlers.rememberFor, a.handlers.rememberIdle
 	a.clientPrefix = a.handlers.throttle.ClientPrefix
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.handlers.cleanupEvery > 0 {

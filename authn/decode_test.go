@@ -28,7 +28,8 @@ func TestDecodeJSONLoneSurrogate(t *testing.T) {
 		{`a\\\ud83d\ude00`, true},
 		{`a\u00e9\n`, true},
 	} {
-		_, err := decodeJSON(strings.NewReader(`{"username":"a","password":"` + tc.password + `"}`))
+		var in credentials
+		err := decodeJSON(strings.NewReader(`{"username":"a","password":"`+tc.password+`"}`), in.fields())
 		if (err == nil) != tc.ok {
 			t.Errorf("password %s: error %v, want ok = %v", tc.password, err, tc.ok)
 		}

@@ -28,29 +28,43 @@ var templateFiles embed.FS
 // cannot fail at run time without failing every test first.
 var defaultTemplates = template.Must(template.ParseFS(templateFiles, "templates/*.html"))
 
-// FormData is what the login and registration templates are executed with.
+// FormData is what the login, registration and password templates are
+// executed with.
 type FormData struct {
 	Action       string // the path the form posts to: the one the client asked for, before any http.StripPrefix
 	Error        string // a message for the user, or ""
-	Username     string // the name entered, when well-formed
+	Username     string // the name entered, when well-formed; the password form: the signed-in user
 	Next         string // login: where to go after signing in
 	LoginPath    string
 	RegisterPath string // the registration page the login form links, or "" for none
-	MinLength    int    // registration: the password policy's minimum, in characters
-	// MaxLength is, for registration, the most characters a password may
-	// have: the policy's MaxLength, or MaxBytes when that is lower. The
-	// built-in form sets it as the input's maxlength, which browsers count
-	// in UTF-16 units (a character outside the BMP counts twice).
+	// MinLength is, for registration and the password form, the password
+	// policy's minimum, in characters.
+	MinLength int
+	// MaxLength is, for registration and the password form, the most
+	// characters a password may have: the policy's MaxLength, or MaxBytes
+	// when that is lower. The built-in form sets it as the input's
+	// maxlength, which browsers count in UTF-16 units (a character
+	// outside the BMP counts twice).
 	MaxLength int
-	// MaxBytes is, for registration, the policy's limit in bytes, or 0
-	// when it has none (see PasswordPolicy.MaxBytes): 72 with bcrypt.
+	// MaxBytes is, for registration and the password form, the policy's
+	// limit in bytes, or 0 when it has none (see PasswordPolicy.MaxBytes):
+	// 72 with bcrypt.
 	MaxBytes int
-	Done     bool // registration: the account was created
+	// Done is true, for registration, when the account was created, and
+	// for the password form, when the password was changed.
+	Done bool
 
 	// ErrorCode names the reason for Error, one of the Code constants
 	// (CodeInvalidCredentials, CodePasswordTooShort, ...), or is "" when
 	// Error is: a template may show its own words for it.
 	ErrorCode string
+
+	// OfferRemember is true, for the login form, when remember-me is
+	// enabled (see HTTPConfig.RememberFor): the form shows a checkbox
+	// named "remember". Remember is whether it was ticked, when the form
+	// is shown again.
+	OfferRemember bool
+	Remember      bool
 }
 
 // Messages shown to users. Every failed login shows the same one.
@@ -74,13 +88,15 @@ func badRequestMessage(status int) string {
 }
 
 // LoginHandler serves the login route. GET shows an HTML form; POST takes
-// the fields username, password and an optional next, as
-// application/x-www-form-urlencoded or multipart/form-data (what fetch sends
-// with new FormData(form); no files), or a JSON object
-// {"username","password"}. A correct login
-// starts a new session (cookie) and, for a form, redirects (303) to next
-// when it is a local path, else to "/" (an htmx request: 200 with
-// HX-Redirect); JSON gets 200 {"username":…}. Every
+// the fields username, password, an optional next and an optional remember
+// (a checkbox: "on", "true" or "1"), as application/x-www-form-urlencoded
+// or multipart/form-data (what fetch sends with new FormData(form); no
+// files), or a JSON object {"username","password","next","remember"}
+// (remember a boolean). A correct login starts a new session (cookie; with
+// remember, a cookie with a Max-Age and a session that lasts
+// HTTPConfig.RememberFor) and, for a form, redirects (303) to next when it
+// is a local path, else to "/" (an htmx request: 200 with HX-Redirect);
+// JSON gets 200 {"username":…}. Every
 // failed login (unknown user, malformed name, wrong password, locked
 // account) gets the same 401 answer for the same request: the form shown
 // again keeps the name typed, when it is a valid username, whatever the
@@ -102,7 +118,7 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 	}
 	return FormData{
 		Action: formAction(r), Error: msg, Username: username, Next: localRedirect(next, ""),
-		LoginPath: h.loginPath, RegisterPath: h.registerPath,
+		LoginPath: h.loginPath, RegisterPath: h.registerPath, OfferRemember: h.offerRemember,
 	}
 }
 
@@ -119,7 +135,7 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 		// whatever the account's state. loginForm drops a name that is
 		// not a valid username: it may be a password typed there.
 		f := h.loginForm(r, msg, in.Username, in.Next)
-		f.ErrorCode = code
+		f.ErrorCode, f.Remember = code, in.Remember && f.OfferRemember
 		h.render(w, status, h.loginTemplate, f)
 	}
 	// Every login may fail: reserve a token of the client's budget before
@@ -136,7 +152,7 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	stored, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait())
 	if err == nil {
-		err = h.startSession(w, r, in.Username, stored)
+		err = h.startSession(w, r, in.Username, stored, in.Remember && h.offerRemember)
 	}
 	if !isClientFailure(err) {
 		res.Cancel() // a success, or not the client's failure
@@ -156,15 +172,16 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 
 // startSession ends the sessions the request came with, if any (a new
 // token at every login), and sets the cookie of a new one for username,
-// whose password was verified against the hash verified. It reports the
-// login as succeeded, or as failed when the account changed since the
-// password check.
-func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username, verified string) error {
+// whose password was verified against the hash verified; a remembered one
+// (remember-me) when remember is true. It reports the login as succeeded,
+// or as failed when the account changed since the password check.
+func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username, verified string, remember bool) error {
 	ctx := r.Context()
 	if _, err := h.endSessions(ctx, r); err != nil {
 		return err
 	}
-	token, err := h.a.createSession(ctx, username, verified, newSessionClient(r))
+	start := h.a.now()
+	token, err := h.a.createSession(ctx, username, verified, remember, newSessionClient(r))
 	if errors.Is(err, errSessionRefused) {
 		return h.a.changedDuringLogin(ctx, username)
 	}
@@ -172,7 +189,11 @@ func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username
 		return err
 	}
 	h.clearTossedCookies(w, r)
-	http.SetCookie(w, h.sessionCookie(token))
+	c := h.sessionCookie(token)
+	if remember {
+		h.keepCookie(c, start.Add(h.a.lifetimeOf(true)))
+	}
+	http.SetCookie(w, c)
 	h.warnInsecureCookie(r)
 	h.a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
@@ -230,13 +251,7 @@ func (h *handlers) registerHandler() http.Handler {
 }
 
 func (h *handlers) registerForm(r *http.Request, msg, username string) FormData {
-	f := h.loginForm(r, msg, username, "")
-	f.MinLength = h.a.policy.minLength()
-	f.MaxLength = h.a.policy.maxLength()
-	if b := h.a.policy.MaxBytes; b > 0 {
-		f.MaxBytes, f.MaxLength = b, min(f.MaxLength, b)
-	}
-	return f
+	return h.withPolicy(h.loginForm(r, msg, username, ""))
 }
 
 func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
@@ -312,6 +327,8 @@ func codeMessage(code string) string {
 	switch code {
 	case CodeUsernameRequired, CodePasswordRequired:
 		return ruleMessage(code, 0)
+	case CodeCurrentPasswordRequired:
+		return "Enter your current password."
 	case CodeUsernameTaken:
 		return "That username is taken. Choose another."
 	case CodeBodyTooLarge:
@@ -498,12 +515,13 @@ func (h *handlers) render(w http.ResponseWriter, status int, t *template.Templat
 	}
 }
 
-// builtinLogin and builtinRegister are the built-in forms, told apart from
-// custom ones by identity: a custom template may have the same name.
-// builtinSessions is the page of SessionsHandler.
+// builtinLogin, builtinRegister, builtinPassword and builtinSessions are
+// the built-in pages, told apart from custom ones by identity: a custom
+// template may have the same name.
 var (
 	builtinLogin    = defaultTemplates.Lookup("login.html")
 	builtinRegister = defaultTemplates.Lookup("register.html")
+	builtinPassword = defaultTemplates.Lookup("password.html")
 	builtinSessions = defaultTemplates.Lookup("sessions.html")
 )
 
@@ -514,7 +532,7 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	switch {
 	case h.csp != "":
 		return h.csp
-	case t == builtinLogin || t == builtinRegister || t == builtinSessions:
+	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions:
 		return DefaultContentSecurityPolicy
 	}
 	return CustomContentSecurityPolicy
@@ -552,6 +570,9 @@ type credentials struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	Next     string `json:"next"`
+	// Remember asks a login for a remembered session (see
+	// HTTPConfig.RememberFor).
+	Remember bool `json:"remember"`
 }
 
 // decodeCredentials reads a form (urlencoded or multipart) or JSON body.
@@ -559,26 +580,12 @@ type credentials struct {
 // type) or 400 (malformed, a field repeated, a file, or username or password
 // missing); code is the Code constant of the failure.
 func decodeCredentials(r *http.Request) (in credentials, status int, code string) {
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return in, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType
-	}
-	switch mt {
-	case "application/x-www-form-urlencoded":
-		in, err = decodeForm(r)
-	case "multipart/form-data":
-		in, err = decodeMultipart(r.Body, params["boundary"])
-	case "application/json":
-		in, err = decodeJSON(r.Body)
-	default:
-		return in, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType
-	}
-	var tooLarge *http.MaxBytesError
+	status, code = decodeBody(r, in.fields())
 	switch {
-	case errors.As(err, &tooLarge):
-		return credentials{}, http.StatusRequestEntityTooLarge, CodeBodyTooLarge
-	case err != nil:
-		return in, http.StatusBadRequest, CodeMalformedBody
+	case status == http.StatusRequestEntityTooLarge:
+		return credentials{}, status, code
+	case status != 0:
+		return in, status, code
 	case in.Username == "":
 		return in, http.StatusBadRequest, CodeUsernameRequired
 	case in.Password == "":
@@ -587,33 +594,113 @@ func decodeCredentials(r *http.Request) (in credentials, status int, code string
 	return in, 0, ""
 }
 
+// fields maps the names of the fields to where their values go.
+func (in *credentials) fields() fieldSet {
+	return fieldSet{
+		text:  map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next},
+		flags: map[string]*bool{"remember": &in.Remember},
+	}
+}
+
+// fieldSet names the fields a body may have and where their values go: text
+// fields, and flags (checkboxes; booleans in JSON). Every other field of a
+// form is ignored, and every other key of a JSON object is an error.
+type fieldSet struct {
+	text  map[string]*string
+	flags map[string]*bool
+}
+
+// set stores the value of the form field name, and reports whether the
+// field is one of fs. A flag is "on" (what a browser sends for a ticked
+// checkbox), "true" or "1", or "", "off", "false" or "0"; any other value
+// is an error.
+func (fs fieldSet) set(name, value string) (known bool, err error) {
+	if dst, ok := fs.text[name]; ok {
+		*dst = value
+		return true, nil
+	}
+	dst, ok := fs.flags[name]
+	if !ok {
+		return false, nil
+	}
+	switch value {
+	case "on", "true", "1":
+		*dst = true
+	case "", "off", "false", "0":
+		*dst = false
+	default:
+		return true, fmt.Errorf("authn: form field %q is not a flag", name)
+	}
+	return true, nil
+}
+
+// names lists the fields of fs.
+func (fs fieldSet) names() []string {
+	names := make([]string, 0, len(fs.text)+len(fs.flags))
+	for name := range fs.text {
+		names = append(names, name)
+	}
+	for name := range fs.flags {
+		names = append(names, name)
+	}
+	return names
+}
+
+// decodeBody reads a form (urlencoded or multipart) or JSON body into fs.
+// status is 0 on success, or 413 (body too large), 415 (another content
+// type) or 400 (malformed, a field repeated, a file); code is the Code
+// constant of the failure. Which fields are required is the caller's to
+// check.
+func decodeBody(r *http.Request, fs fieldSet) (status int, code string) {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return http.StatusUnsupportedMediaType, CodeUnsupportedMediaType
+	}
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		err = decodeForm(r, fs)
+	case "multipart/form-data":
+		err = decodeMultipart(r.Body, params["boundary"], fs)
+	case "application/json":
+		err = decodeJSON(r.Body, fs)
+	default:
+		return http.StatusUnsupportedMediaType, CodeUnsupportedMediaType
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, CodeBodyTooLarge
+	case err != nil:
+		return http.StatusBadRequest, CodeMalformedBody
+	}
+	return 0, ""
+}
+
 var errRepeated = errors.New("authn: a field is repeated")
 
-func decodeForm(r *http.Request) (credentials, error) {
+// decodeForm reads an urlencoded body into fs: each field of fs at most
+// once, other fields ignored.
+func decodeForm(r *http.Request, fs fieldSet) error {
 	if err := r.ParseForm(); err != nil {
-		return credentials{}, err
+		return err
 	}
-	var in credentials
-	for name, dst := range in.fields() {
+	for _, name := range fs.names() {
 		switch v := r.PostForm[name]; len(v) {
 		case 0:
 		case 1:
-			*dst = v[0]
+			if _, err := fs.set(name, v[0]); err != nil {
+				return err
+			}
 		default:
-			return credentials{}, errRepeated
+			return errRepeated
 		}
 	}
-	return in, nil
-}
-
-// fields maps the names of the fields to where their values go.
-func (in *credentials) fields() map[string]*string {
-	return map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next}
+	return nil
 }
 
 // decodeMultipart reads a multipart/form-data body (what fetch sends with
-// new FormData(form)) by decodeForm's rules: username, password and next at
-// most once each, other fields ignored. Each part is read into memory within
+// new FormData(form)) into fs by decodeForm's rules: each field of fs at
+// most once, other fields ignored. Each part is read into memory within
 // the body's limit (the caller's http.MaxBytesReader), and never spills to
 // disk as Request.ParseMultipartForm's files do. Anything a browser would
 // not send for a text field is an error, so that no two readers of the body
@@ -624,41 +711,40 @@ func (in *credentials) fields() map[string]*string {
 // with a name, one whose parameters readers parse differently (see
 // plainDisposition; a field whose name has a backslash is refused with
 // them), or a body that ends before the closing boundary.
-func decodeMultipart(body io.Reader, boundary string) (credentials, error) {
+func decodeMultipart(body io.Reader, boundary string, fs fieldSet) error {
 	// RFC 2046, section 5.1.1: 1 to 70 characters.
 	if boundary == "" || len(boundary) > 70 {
-		return credentials{}, errors.New("authn: multipart body without a valid boundary")
+		return errors.New("authn: multipart body without a valid boundary")
 	}
 	// The multipart reader passes on the body's errors (wrapped), so that
 	// errors.As finds an *http.MaxBytesError: 413, not 400.
 	mr := multipart.NewReader(body, boundary)
-	var in credentials
-	fields := in.fields()
-	seen := make(map[string]bool, len(fields))
+	seen := make(map[string]bool)
 	for {
 		p, err := mr.NextRawPart()
 		if err == io.EOF {
-			return in, nil
+			return nil
 		}
 		if err != nil {
-			return credentials{}, err
+			return err
 		}
 		name, err := textFieldName(p.Header)
 		if err != nil {
-			return credentials{}, err
+			return err
 		}
 		value, err := io.ReadAll(p)
 		if err != nil {
-			return credentials{}, err
+			return err
 		}
-		dst, known := fields[name]
-		switch {
-		case !known:
-		case seen[name]:
-			return credentials{}, errRepeated
-		default:
+		if seen[name] {
+			return errRepeated
+		}
+		known, err := fs.set(name, string(value))
+		if err != nil {
+			return err
+		}
+		if known {
 			seen[name] = true
-			*dst = string(value)
 		}
 	}
 }
@@ -721,56 +807,67 @@ func plainDisposition(v string) bool {
 	return true
 }
 
-// decodeJSON reads exactly one flat JSON object whose keys are username,
-// password and next, each at most once, with string values. Anything else
-// (duplicate keys, which parsers resolve differently; other keys; nesting;
-// invalid UTF-8 and lone UTF-16 surrogate escapes such as \ud800, which
-// encoding/json would silently replace with U+FFFD) is an error, so that no
-// two readers of the body can disagree on what it says.
-func decodeJSON(body io.Reader) (credentials, error) {
+// decodeJSON reads into fs exactly one flat JSON object whose keys are the
+// fields of fs, each at most once, with string values for text fields and
+// true or false for flags. Anything else (duplicate keys, which parsers
+// resolve differently; other keys; nesting; null; invalid UTF-8 and lone
+// UTF-16 surrogate escapes such as \ud800, which encoding/json would
+// silently replace with U+FFFD) is an error, so that no two readers of the
+// body can disagree on what it says.
+func decodeJSON(body io.Reader, fs fieldSet) error {
 	raw, err := io.ReadAll(body)
 	if err != nil {
-		return credentials{}, err
+		return err
 	}
 	if !utf8.Valid(raw) {
-		return credentials{}, errors.New("authn: JSON body is not valid UTF-8")
+		return errors.New("authn: JSON body is not valid UTF-8")
 	}
 	if hasLoneSurrogate(raw) {
-		return credentials{}, errors.New("authn: JSON body has a lone UTF-16 surrogate escape")
+		return errors.New("authn: JSON body has a lone UTF-16 surrogate escape")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return credentials{}, errors.New("authn: JSON body is not an object")
+		return errors.New("authn: JSON body is not an object")
 	}
-	var in credentials
-	fields := in.fields()
+	seen := make(map[string]bool)
 	for dec.More() {
-		key, err := dec.Token()
+		tok, err := dec.Token()
 		if err != nil {
-			return credentials{}, err
+			return err
 		}
-		dst, known := fields[key.(string)]
-		if !known {
-			return credentials{}, fmt.Errorf("authn: JSON key %q is unknown or repeated", key)
+		key := tok.(string) // an object's keys are strings, or Token fails
+		text, isText := fs.text[key]
+		flag, isFlag := fs.flags[key]
+		if !isText && !isFlag || seen[key] {
+			return fmt.Errorf("authn: JSON key %q is unknown or repeated", key)
 		}
-		delete(fields, key.(string))
+		seen[key] = true
 		value, err := dec.Token()
 		if err != nil {
-			return credentials{}, err
+			return err
 		}
-		s, ok := value.(string)
-		if !ok {
-			return credentials{}, fmt.Errorf("authn: JSON %q is not a string", key)
+		switch v := value.(type) {
+		case string:
+			if !isText {
+				return fmt.Errorf("authn: JSON %q is not a boolean", key)
+			}
+			*text = v
+		case bool:
+			if !isFlag {
+				return fmt.Errorf("authn: JSON %q is not a string", key)
+			}
+			*flag = v
+		default: // a number, null, or the start of an array or object
+			return fmt.Errorf("authn: JSON %q is not a string or a boolean", key)
 		}
-		*dst = s
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return credentials{}, errors.New("authn: JSON object not closed")
+		return errors.New("authn: JSON object not closed")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return credentials{}, errors.New("authn: data after the JSON object")
+		return errors.New("authn: data after the JSON object")
 	}
-	return in, nil
+	return nil
 }
 
 // hasLoneSurrogate reports whether a JSON text has a \u escape of a UTF-16

@@ -33,7 +33,8 @@ func TestMultipartNameReadOneWay(t *testing.T) {
 		"extended file name":            `form-data; name="username"; filename*=UTF-8''x`,
 	} {
 		body := part(disposition, "alice") + part(`form-data; name="password"`, "alice's long passphrase") + end
-		if in, err := decodeMultipart(strings.NewReader(body), b); err == nil {
+		var in credentials
+		if err := decodeMultipart(strings.NewReader(body), b, in.fields()); err == nil {
 			t.Errorf("%s: %q accepted as %+v", name, disposition, in)
 		}
 	}
@@ -41,7 +42,8 @@ func TestMultipartNameReadOneWay(t *testing.T) {
 	// fields with unusual but plain names.
 	body := part(`form-data; name="username"`, "alice") + part(`form-data; name=password`, "pw") +
 		part(`form-data; name="a*b"`, "x") + part(`form-data; name="x%22y"`, "y") + end
-	if in, err := decodeMultipart(strings.NewReader(body), b); err != nil || in.Username != "alice" || in.Password != "pw" {
+	var in credentials
+	if err := decodeMultipart(strings.NewReader(body), b, in.fields()); err != nil || in.Username != "alice" || in.Password != "pw" {
 		t.Errorf("plain names: %+v, %v", in, err)
 	}
 }

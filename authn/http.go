@@ -53,6 +53,18 @@ type HTTPConfig struct {
 	// SessionLifetime ends a session this long after login, used or not.
 	// 0 means 12 hours.
 	SessionLifetime time.Duration
+	// RememberFor is the absolute lifetime of a session started with
+	// "remember me" (the login form's remember box, or "remember": true in
+	// JSON), in place of SessionLifetime, and the Max-Age of its cookie.
+	// Other sessions have a browser-session cookie (no Max-Age or
+	// Expires), which the browser drops when it closes. 0 means 30 days;
+	// negative disables remember-me: the box is not shown and the field
+	// is ignored.
+	RememberFor time.Duration
+	// RememberIdleTimeout ends a remembered session not used for this
+	// long. 0 means SessionIdleTimeout, as for every other session;
+	// negative means none, so that only RememberFor ends it.
+	RememberIdleTimeout time.Duration
 	// SessionCleanupInterval is how often a background goroutine deletes
 	// expired sessions. 0 means 10 minutes; negative disables it.
 	SessionCleanupInterval time.Duration
@@ -97,7 +109,8 @@ type HTTPConfig struct {
 	// each one costs a hash and a row. nil means a burst of 10, then one
 	// a minute (middleware.ThrottleConfig{Burst: 10, Interval: time.Minute}).
 	RegisterThrottle *middleware.Throttle
-	// MaxBodyBytes bounds login and registration bodies. 0 means 8 KiB.
+	// MaxBodyBytes bounds login, registration and password-change bodies.
+	// 0 means 8 KiB.
 	MaxBodyBytes int64
 	// HashWait is how long a request waits for hashing capacity (a free
 	// hashing slot, of its client's and of the Authenticator's, and free
@@ -112,7 +125,8 @@ type HTTPConfig struct {
 	// BasicAuthCacheSize bounds the remembered credentials. 0 means 10,000.
 	BasicAuthCacheSize int
 
-	// LoginTemplate and RegisterTemplate replace the built-in forms. They
+	// LoginTemplate, RegisterTemplate and PasswordTemplate (the change of
+	// password, see ChangePasswordHandler) replace the built-in forms. They
 	// are executed with a FormData. A page of a custom template is sent
 	// with a same-origin Content-Security-Policy (see
 	// ContentSecurityPolicy), so that it may load its own stylesheets,
@@ -120,6 +134,7 @@ type HTTPConfig struct {
 	// anything from another origin need ContentSecurityPolicy.
 	LoginTemplate    *template.Template
 	RegisterTemplate *template.Template
+	PasswordTemplate *template.Template
 
 	// ContentSecurityPolicy, when set, is sent as is as the
 	// Content-Security-Policy of every page the handlers render (the
@@ -203,7 +218,9 @@ type web struct {
 	csp                             string // HTTPConfig.ContentSecurityPolicy
 	wwwAuthenticate                 string // the challenge of BasicAuth
 	idle, lifetime, cleanupEvery    time.Duration
-	maxSessions                     int // negative: no limit
+	maxSessions                     int           // negative: no limit
+	rememberFor, rememberIdle       time.Duration // rememberIdle 0: none
+	offerRemember                   bool          // RememberFor is not negative
 	cookieName                      string
 	secure                          bool
 	trusted                         []netip.Prefix
@@ -213,6 +230,7 @@ type web struct {
 	basicAuthCacheTTL               time.Duration
 	basicAuthCacheSize              int
 	loginTemplate, registerTemplate *template.Template
+	passwordTemplate                *template.Template
 	crossOrigin                     *http.CrossOriginProtection
 }
 
@@ -236,9 +254,11 @@ func newWeb(c HTTPConfig) web {
 		basicAuthCacheSize: c.BasicAuthCacheSize,
 		loginTemplate:      c.LoginTemplate,
 		registerTemplate:   c.RegisterTemplate,
+		passwordTemplate:   c.PasswordTemplate,
 		crossOrigin:        http.NewCrossOriginProtection(),
 	}
 	w.wwwAuthenticate = basicChallenge(w.realm)
+	w.rememberFor, w.rememberIdle, w.offerRemember = rememberSettings(c, w.idle)
 	w.disableRegistration = c.DisableRegistration
 	w.maxSessions = c.MaxSessionsPerUser
 	if w.maxSessions == 0 {
@@ -275,7 +295,25 @@ func newWeb(c HTTPConfig) web {
 	if w.registerTemplate == nil {
 		w.registerTemplate = builtinRegister
 	}
+	if w.passwordTemplate == nil {
+		w.passwordTemplate = builtinPassword
+	}
 	return w
+}
+
+// rememberSettings applies the defaults of RememberFor and
+// RememberIdleTimeout (idle is SessionIdleTimeout's): the lifetime and the
+// idle timeout of a remembered session (0: none), and whether logins may
+// ask for one.
+func rememberSettings(c HTTPConfig, idle time.Duration) (lifetime, rememberIdle time.Duration, offer bool) {
+	lifetime = orDuration(c.RememberFor, 30*24*time.Hour)
+	switch {
+	case c.RememberIdleTimeout > 0:
+		rememberIdle = c.RememberIdleTimeout
+	case c.RememberIdleTimeout == 0:
+		rememberIdle = idle
+	}
+	return lifetime, rememberIdle, c.RememberFor >= 0
 }
 
 // handlers are the HTTP side of an Authenticator: the settings of

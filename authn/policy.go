@@ -41,12 +41,15 @@ const MaxUsernameLength = 32
 //   - CodePasswordRepeated: a short pattern repeated ("abcabcabc...").
 //   - CodePasswordRejected: a refusal of the password not listed above.
 //
-// The other answers of registration, and of login where they leak nothing
-// about an account:
+// The other answers of registration and of the change of password, and of
+// login where they leak nothing about an account:
 //
 //   - CodeUsernameTaken: registration: an account has that name (409).
 //   - CodeInvalidCredentials: login: every failed login, whatever the
-//     reason (unknown user, wrong password, locked account) (401).
+//     reason (unknown user, wrong password, locked account); change of
+//     password: a wrong current password or a locked account (401).
+//   - CodeCurrentPasswordRequired: change of password: no current
+//     password (400). A missing new password is CodePasswordRequired.
 //   - CodeMalformedBody: the body could not be read (400).
 //   - CodeBodyTooLarge: the body is over HTTPConfig.MaxBodyBytes (413).
 //   - CodeUnsupportedMediaType: the body is not a form or JSON (415).
@@ -80,6 +83,8 @@ const (
 	CodeTooManyRegistrations = "too_many_registrations"
 	CodeUnavailable          = "unavailable"
 	CodeCrossOrigin          = "cross_origin"
+
+	CodeCurrentPasswordRequired = "current_password_required"
 )
 
 // RuleError is the error of a username or a password that breaks a rule:

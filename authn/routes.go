@@ -12,6 +12,7 @@ import (
 //	POST       {Prefix}/logout    LogoutHandler
 //	GET, POST  {Prefix}/register  RegisterHandler (not with DisableRegistration)
 //	GET, POST  {Prefix}/sessions  SessionsHandler
+//	GET, POST  {Prefix}/password  ChangePasswordHandler
 //
 // Any other path answers 404. It matches r.URL.Path exactly (no trailing
 // slash, no cleaning), so it is mounted where the router leaves the path
@@ -43,8 +44,9 @@ func (h *handlers) routes() http.Handler {
 	}
 	// One line per route: the path under Prefix and its handler.
 	table := map[string]http.Handler{
-		"/login":  in.loginHandler(),
-		"/logout": in.logoutHandler(),
+		"/login":    in.loginHandler(),
+		"/logout":   in.logoutHandler(),
+		"/password": in.passwordHandler(),
 	}
 	table["/sessions"] = in.sessionsHandler()
 	if !in.disableRegistration {

@@ -141,13 +141,15 @@ func checkMountedRoutes(t *testing.T, a *authn.Authenticator, h http.Handler) {
 
 	// Only the routes, only at their exact paths; logout is POST only.
 	for _, target := range []string{
-		"/auth/", "/auth/nope", "/auth/login/", "/auth/LOGIN", "/auth/password", "/auth/sessions/",
+		"/auth/", "/auth/nope", "/auth/login/", "/auth/LOGIN", "/auth/password/", "/auth/sessions/",
 		"/auth/login/x", "/auth/register.html",
 	} {
 		if w := do(h, "GET", target, nil); w.Code != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", target, w.Code)
 		}
 	}
+	// The password form is the signed-in user's: others go to the login.
+	wantRedirect(t, do(h, "GET", "/auth/password", nil), "/auth/login?next=%2Fauth%2Fpassword")
 	if w := do(h, "GET", "/auth/logout", nil); w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
 		t.Errorf("GET /auth/logout: %d Allow %q, want 405 Allow POST", w.Code, w.Header().Get("Allow"))
 	}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/minimost/minimost/middleware"
 )
@@ -50,17 +51,36 @@ var errSessionRefused = errors.New("authn: account changed before the session st
 
 // createSession stores a new session for username and returns its token,
 // provided the user's row still has the hash just verified and is not
-// locked (errSessionRefused otherwise): see store.createSession. The
+// locked (errSessionRefused otherwise): see store.createSession. A
+// remembered session lasts RememberFor instead of SessionLifetime. The
 // sessions it ends for MaxSessionsPerUser are reported as logouts.
-func (a *Authenticator) createSession(ctx context.Context, username, verified string, client sessionClient) (string, error) {
+func (a *Authenticator) createSession(ctx context.Context, username, verified string, remember bool, client sessionClient) (string, error) {
 	token := newSessionToken()
-	ended, err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.sessionLifetime, client, a.maxSessions)
+	ended, err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.lifetimeOf(remember), remember, client, a.maxSessions)
 	if err != nil {
 		return "", err
 	}
 	a.stats.sessionsStarted.Add(1)
 	a.emitEnded(ctx, username, ReasonSessionLimit, ended)
 	return token, nil
+}
+
+// lifetimeOf is the absolute lifetime of a new session: RememberFor for a
+// remembered one, SessionLifetime otherwise.
+func (a *Authenticator) lifetimeOf(remembered bool) time.Duration {
+	if remembered {
+		return a.rememberFor
+	}
+	return a.sessionLifetime
+}
+
+// idleOf is the idle timeout of a session: RememberIdleTimeout's for a
+// remembered one, SessionIdleTimeout otherwise; 0 means none.
+func (a *Authenticator) idleOf(remembered bool) time.Duration {
+	if remembered {
+		return a.rememberIdle
+	}
+	return a.sessionIdle
 }
 
 // sessionUser returns the user of a live session, or errNoSession. It
@@ -78,10 +98,15 @@ func (a *Authenticator) sessionUser(ctx context.Context, token string) (string, 
 	}
 	t := a.now()
 	now := unixSeconds(t)
-	if s.ExpiresAt <= now || s.LastSeen+a.sessionIdle.Seconds() <= now {
+	idle := a.idleOf(s.Remembered)
+	if s.ExpiresAt <= now || idle > 0 && s.LastSeen+idle.Seconds() <= now {
 		return "", errNoSession
 	}
-	if now-s.LastSeen >= min(60, a.sessionIdle.Seconds()/10) {
+	touchAfter := 60.0
+	if idle > 0 {
+		touchAfter = min(touchAfter, idle.Seconds()/10)
+	}
+	if now-s.LastSeen >= touchAfter {
 		if err := a.store.touchSession(ctx, h, t); err != nil {
 			return "", err
 		}
@@ -102,11 +127,12 @@ func (a *Authenticator) endSession(ctx context.Context, token string) (string, e
 }
 
 // DeleteExpiredSessions deletes the sessions past their absolute or idle
-// end and returns how many it deleted. The Authenticator calls it in the
-// background every SessionCleanupInterval; an application that disables
-// that may call it itself.
+// end (a remembered session's own: see HTTPConfig.RememberFor) and returns
+// how many it deleted. The Authenticator calls it in the background every
+// SessionCleanupInterval; an application that disables that may call it
+// itself.
 func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error) {
-	n, err := a.store.deleteExpiredSessions(ctx, a.now(), a.sessionIdle)
+	n, err := a.store.deleteExpiredSessions(ctx, a.now(), a.sessionIdle, a.rememberIdle)
 	a.stats.sessionsExpired.Add(n)
 	return n, err
 }
@@ -133,6 +159,15 @@ func (h *handlers) sessionCookie(token string) *http.Cookie {
 		c.MaxAge = -1
 	}
 	return c
+}
+
+// keepCookie makes c, the cookie of a remembered session, last until the
+// session's end: without Max-Age or Expires, a cookie ends with the
+// browser session, which remember-me exists to outlive. Expires is for the
+// clients that ignore Max-Age.
+func (h *handlers) keepCookie(c *http.Cookie, end time.Time) {
+	c.MaxAge = max(1, int(end.Sub(h.a.now()).Seconds()))
+	c.Expires = end.UTC()
 }
 
 // warnInsecureCookie logs, once per Authenticator, that the Secure session

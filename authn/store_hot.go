@@ -20,7 +20,7 @@ import (
 type hotReads struct {
 	local   bool      // SQLite: the reads are of a local file
 	user    *sql.Stmt // password_hash, lockout_until by username
-	session *sql.Stmt // username, last_seen, expires_at by token_hash, if the user exists
+	session *sql.Stmt // username, last_seen, expires_at, remembered by token_hash, if the user exists
 }
 
 // sessionRead reads a session, if its user exists and is not locked with no
@@ -30,7 +30,7 @@ type hotReads struct {
 // second comparison). Failed passwords never write such a value, so nobody
 // can end another's sessions with them; Lock ends sessions itself.
 func sessionRead() string {
-	return fmt.Sprintf(`SELECT s.username, s.last_seen, s.expires_at
+	return fmt.Sprintf(`SELECT s.username, s.last_seen, s.expires_at, s.remembered
 FROM sessions AS s JOIN users AS u ON u.username = s.username
 WHERE s.token_hash = ?
 AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, minLockSeconds, maxLockSeconds)

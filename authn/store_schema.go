@@ -68,38 +68,44 @@ func enableWAL(ctx context.Context, db *bun.DB) error {
 	return fmt.Errorf("authn: SQLite stayed in journal mode %q instead of WAL (read-only file or directory?)", mode)
 }
 
-// addedSessionColumns are the columns of the sessions table that its first
-// version lacked, each with its SQL type: addColumns adds them to a table
-// made before them. They must be nullable, since the rows already there
-// get NULL.
-var addedSessionColumns = [][2]string{
-	{"client_net", "TEXT"}, // SessionInfo.ClientNetwork
-	{"user_agent", "TEXT"}, // SessionInfo.UserAgent
+// addedColumn is a column that a table's first version lacked, with the
+// definition ADD COLUMN gives it on each database.
+type addedColumn struct{ name, sqlite, postgres string }
+
+// addedSessionColumns are the columns of model.Session that came after the
+// first release: addColumns adds them to a table made before them. Each is
+// nullable or has a default, so that the rows already there (live
+// sessions) stay valid.
+var addedSessionColumns = []addedColumn{
+	{"client_net", "TEXT", "TEXT"}, // SessionInfo.ClientNetwork
+	{"user_agent", "TEXT", "TEXT"}, // SessionInfo.UserAgent
+	{"remembered", "BOOLEAN NOT NULL DEFAULT 0", "BOOLEAN NOT NULL DEFAULT FALSE"}, // "remember me"
 }
 
 // addColumns adds to table the columns it lacks. It alters nothing when
-// none is missing (no lock taken on every start), and is safe when two
+// none is missing: on PostgreSQL, ALTER TABLE takes a lock that would queue
+// every read of the table behind it on each start. It is safe when two
 // processes upgrade the same database at once: PostgreSQL's ADD COLUMN IF
 // NOT EXISTS waits for the other's and then does nothing, and on SQLite a
 // column the other process added in between is found on a second look.
-func (s *store) addColumns(ctx context.Context, table string, columns [][2]string) error {
+func (s *store) addColumns(ctx context.Context, table string, columns []addedColumn) error {
 	have, err := s.columns(ctx, table)
 	if err != nil {
 		return fmt.Errorf("authn: reading the columns of %s: %w", table, err)
 	}
 	for _, c := range columns {
-		if have[c[0]] {
+		if have[c.name] {
 			continue
 		}
-		query := "ALTER TABLE " + table + " ADD COLUMN " + c[0] + " " + c[1]
+		query := "ALTER TABLE " + table + " ADD COLUMN " + c.name + " " + c.sqlite
 		if s.postgres() {
-			query = "ALTER TABLE " + table + " ADD COLUMN IF NOT EXISTS " + c[0] + " " + c[1]
+			query = "ALTER TABLE " + table + " ADD COLUMN IF NOT EXISTS " + c.name + " " + c.postgres
 		}
 		if _, err := s.db.ExecContext(ctx, query); err != nil {
-			if again, err2 := s.columns(ctx, table); err2 == nil && again[c[0]] {
+			if again, err2 := s.columns(ctx, table); err2 == nil && again[c.name] {
 				continue // added by another process meanwhile
 			}
-			return fmt.Errorf("authn: adding the column %s to %s: %w", c[0], table, err)
+			return fmt.Errorf("authn: adding the column %s to %s: %w", c.name, table, err)
 		}
 	}
 	return nil
@@ -123,7 +129,7 @@ func (s *store) columns(ctx context.Context, table string) (map[string]bool, err
 		if err := rows.Scan(&name); err != nil {
 			return nil, err
 		}
-		have[name] = true
+		have[strings.ToLower(name)] = true
 	}
 	return have, rows.Err()
 }

@@ -15,22 +15,23 @@ import (
 // of their token (see tokenHash), never by the token.
 
 // createSession stores a session of username, made at now and ending after
-// lifetime, provided the user's row still has the hash verified and is not
-// locked: the check and the insert are one statement, so a password change, a Lock or a deletion that
-// lands after the password check leaves no live session behind. On
-// PostgreSQL the row is read FOR SHARE, so that such a change in flight is
-// waited for and then seen; SQLite runs one writer at a time. It fails with
+// lifetime (remembered: a "remember me" session), provided the user's row
+// still has the hash verified and is not locked: the check and the insert
+// are one statement, so a password change, a Lock or a deletion that lands
+// after the password check leaves no live session behind. On PostgreSQL the
+// row is read FOR SHARE, so that such a change in flight is waited for and
+// then seen; SQLite runs one writer at a time. It fails with
 // errSessionRefused when the row did not qualify.
 //
 // With a limit of sessions per user (limit >= 0), the same transaction ends
 // the user's sessions beyond it (see trimSessions) and createSession
 // returns how many it ended.
-func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, client sessionClient, limit int) (ended int64, err error) {
+func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int) (ended int64, err error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, client_net, user_agent)
-SELECT ?, username, ?, ?, ?, ?, ? FROM users
+	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, remembered, client_net, user_agent)
+SELECT ?, username, ?, ?, ?, ?, ?, ? FROM users
 WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 	if s.postgres() {
 		query += " FOR SHARE"
@@ -40,7 +41,7 @@ WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 			return err
 		}
 		res, err := tx.ExecContext(ctx, query,
-			tokenHash, unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(lifetime)), nullIfEmpty(client.net), nullIfEmpty(client.agent),
+			tokenHash, unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(lifetime)), remembered, nullIfEmpty(client.net), nullIfEmpty(client.agent),
 			username, verified, unixSeconds(now), float64(minLockSeconds))
 		if err := oneRow(res, err); err != nil {
 			return err
@@ -111,7 +112,7 @@ func (s *store) session(ctx context.Context, tokenHash string) (model.Session, e
 	if err := s.check(); err != nil {
 		return sess, err
 	}
-	err := s.hot.session.QueryRowContext(s.hot.context(ctx), tokenHash).Scan(&sess.Username, &sess.LastSeen, &sess.ExpiresAt)
+	err := s.hot.session.QueryRowContext(s.hot.context(ctx), tokenHash).Scan(&sess.Username, &sess.LastSeen, &sess.ExpiresAt, &sess.Remembered)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sess, errNoSession
 	}
@@ -150,14 +151,20 @@ func (s *store) endSession(ctx context.Context, tokenHash string) (string, error
 }
 
 // deleteExpiredSessions deletes the sessions past their end at now, or not
-// used for idle, and returns how many it deleted.
-func (s *store) deleteExpiredSessions(ctx context.Context, now time.Time, idle time.Duration) (int64, error) {
+// used for their idle timeout (idle, or rememberIdle for a remembered
+// session; 0: none), and returns how many it deleted.
+func (s *store) deleteExpiredSessions(ctx context.Context, now time.Time, idle, rememberIdle time.Duration) (int64, error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
 	t := unixSeconds(now)
-	res, err := s.db.NewDelete().Model((*model.Session)(nil)).
-		Where("expires_at <= ? OR last_seen <= ?", t, t-idle.Seconds()).Exec(ctx)
+	q := s.db.NewDelete().Model((*model.Session)(nil)).
+		Where("expires_at <= ?", t).
+		WhereOr("NOT remembered AND last_seen <= ?", t-idle.Seconds())
+	if rememberIdle > 0 {
+		q = q.WhereOr("remembered AND last_seen <= ?", t-rememberIdle.Seconds())
+	}
+	res, err := q.Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("authn: deleting expired sessions: %w", err)
 	}

@@ -55,4 +55,10 @@ type Session struct {
 	// added, or outside an HTTP request.
 	ClientNet string `bun:"client_net,type:text,nullzero"`
 	UserAgent string `bun:"user_agent,type:text,nullzero"`
+
+	// Remembered is true for a session started with "remember me": its
+	// ExpiresAt is the longer lifetime of those, and its idle end may be
+	// another. Added after the first release: authn adds the column to an
+	// older table when it opens it, false for the sessions already there.
+	Remembered bool `bun:"remembered,notnull,default:false"`
 }

@@ -1,0 +1,66 @@
+package authn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun"
+)
+
+// changePassword is the write of a change of password, in one transaction:
+// it stores encoded as username's hash and clears the counter and the lock,
+// provided the row still has the hash verified and is not locked at now
+// (errSessionRefused otherwise: a SetPassword, Lock or Delete that came in
+// between wins); then it ends the user's sessions. When keep is not "", the
+// session of that token hash is kept under the token hash renamed, its last
+// use set to now, and its row returned (its end and whether it is
+// remembered); errNoSession when it is no longer a live session of the
+// user, and nothing is written then. On PostgreSQL the UPDATE locks the
+// user's row, so a concurrent change waits for this one and then finds the
+// hash changed.
+func (s *store) changePassword(ctx context.Context, username, verified, encoded string, now time.Time, keep, renamed string) (model.Session, error) {
+	var kept model.Session
+	if err := s.check(); err != nil {
+		return kept, err
+	}
+	t := unixSeconds(now)
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := clearLock(tx).Set("password_hash = ?", encoded).
+			Where("username = ?", username).Where("password_hash = ?", verified).
+			Where(unlockedSQL, unlockedArgs(t)...).Exec(ctx)
+		if err := oneRow(res, err); errors.Is(err, ErrNotFound) {
+			return errSessionRefused
+		} else if err != nil {
+			return err
+		}
+		end := tx.NewDelete().Model((*model.Session)(nil)).Where("username = ?", username)
+		if keep != "" {
+			end = end.Where("token_hash <> ?", keep)
+		}
+		if _, err := end.Exec(ctx); err != nil {
+			return err
+		}
+		if keep == "" {
+			return nil
+		}
+		err = tx.NewUpdate().Model((*model.Session)(nil)).
+			Set("token_hash = ?", renamed).Set("last_seen = ?", t).
+			Where("token_hash = ?", keep).Where("username = ?", username).Where("expires_at > ?", t).
+			Returning("expires_at, remembered").Scan(ctx, &kept.ExpiresAt, &kept.Remembered)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNoSession
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return kept, nil
+	case errors.Is(err, errSessionRefused), errors.Is(err, errNoSession):
+		return kept, err
+	}
+	return kept, fmt.Errorf("authn: changing the password of %s: %w", quoteName(username), err)
+}
