@@ -1,15 +1,7 @@
 package authn
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"unicode/utf8"
 )
 
 // SessionsHandler serves the sessions route, where a signed-in user sees
@@ -122,9 +114,9 @@ func (h *handlers) postSessions(w http.ResponseWriter, r *http.Request) {
 	case wantsJSON(r):
 		w.WriteHeader(http.StatusNoContent)
 	case signedOut:
-		http.Redirect(w, r, h.loginPath, http.StatusSeeOther)
+		h.redirect(w, r, h.loginPath)
 	default:
-		http.Redirect(w, r, formAction(r), http.StatusSeeOther)
+		h.redirect(w, r, formAction(r))
 	}
 }
 
@@ -137,138 +129,16 @@ func badBodyMessage(status int) string {
 	return badRequestMessage(status)
 }
 
-// decodeEnd reads the end field of a sessions POST: from a form
-// (urlencoded or multipart) or a JSON object, by the rules of
-// decodeCredentials (the field at most once; in JSON, no other key and a
-// string value). status is 0 on success, or 413, 415 or 400 (malformed, or
-// no end).
+// decodeEnd reads the end field of a sessions POST from a form
+// (urlencoded or multipart) or a JSON object {"end":…}, by the rules of
+// decodeBody. status is 0 on success, or 413, 415 or 400 (malformed, or no
+// end).
 func decodeEnd(r *http.Request) (end string, status int) {
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return "", http.StatusUnsupportedMediaType
+	if status, _ := decodeBody(r, fieldSet{text: map[string]*string{"end": &end}}); status != 0 {
+		return "", status
 	}
-	fields := map[string]*string{"end": &end}
-	switch mt {
-	case "application/x-www-form-urlencoded":
-		err = decodeFormFields(r, fields)
-	case "multipart/form-data":
-		err = decodeMultipartFields(r.Body, params["boundary"], fields)
-	case "application/json":
-		err = decodeJSONFields(r.Body, fields)
-	default:
-		return "", http.StatusUnsupportedMediaType
-	}
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return "", http.StatusRequestEntityTooLarge
-	case err != nil, end == "":
+	if end == "" {
 		return "", http.StatusBadRequest
 	}
 	return end, 0
-}
-
-// decodeFormFields reads an urlencoded body into fields, as decodeForm
-// does: each field at most once, others ignored, the URL's query never.
-func decodeFormFields(r *http.Request, fields map[string]*string) error {
-	if err := r.ParseForm(); err != nil {
-		return err
-	}
-	for name, dst := range fields {
-		switch v := r.PostForm[name]; len(v) {
-		case 0:
-		case 1:
-			*dst = v[0]
-		default:
-			return errRepeated
-		}
-	}
-	return nil
-}
-
-// decodeMultipartFields reads a multipart/form-data body into fields, by
-// the rules of decodeMultipart: text fields as browsers send them only,
-// each of fields at most once, others ignored.
-func decodeMultipartFields(body io.Reader, boundary string, fields map[string]*string) error {
-	if boundary == "" || len(boundary) > 70 {
-		return errors.New("authn: multipart body without a valid boundary")
-	}
-	mr := multipart.NewReader(body, boundary)
-	seen := make(map[string]bool, len(fields))
-	for {
-		p, err := mr.NextRawPart()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name, err := textFieldName(p.Header)
-		if err != nil {
-			return err
-		}
-		value, err := io.ReadAll(p)
-		if err != nil {
-			return err
-		}
-		dst, known := fields[name]
-		switch {
-		case !known:
-		case seen[name]:
-			return errRepeated
-		default:
-			seen[name] = true
-			*dst = string(value)
-		}
-	}
-}
-
-// decodeJSONFields reads exactly one flat JSON object into fields, by the
-// rules of decodeJSON: only the keys of fields, each at most once, with
-// string values; valid UTF-8 and no lone surrogate escape; nothing after
-// the object.
-func decodeJSONFields(body io.Reader, fields map[string]*string) error {
-	raw, err := io.ReadAll(body)
-	if err != nil {
-		return err
-	}
-	if !utf8.Valid(raw) || hasLoneSurrogate(raw) {
-		return errors.New("authn: JSON body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return errors.New("authn: JSON body is not an object")
-	}
-	left := make(map[string]*string, len(fields))
-	for k, v := range fields {
-		left[k] = v
-	}
-	for dec.More() {
-		key, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name, _ := key.(string)
-		dst, known := left[name]
-		if !known {
-			return fmt.Errorf("authn: JSON key %q is unknown or repeated", name)
-		}
-		delete(left, name)
-		value, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		s, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("authn: JSON %q is not a string", name)
-		}
-		*dst = s
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return errors.New("authn: JSON object not closed")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("authn: data after the JSON object")
-	}
-	return nil
 }
