@@ -77,8 +77,8 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	}
 
 	mux := http.NewServeMux()
-	// /login, /logout and /register (HTTPConfig.Prefix is ""); any other
-	// path no pattern below claims answers 404 there.
+	// /login, /logout, /register, /password and /sessions (HTTPConfig.Prefix
+	// is ""); any other path no pattern below claims answers 404 there.
 	mux.Handle("/", a.Routes())
 	mux.Handle("/{$}", a.RequireSession(http.HandlerFunc(home)))
 	// The same users, for scripts: HTTP Basic authentication.
@@ -107,6 +107,7 @@ button{font:inherit;padding:.4rem 1rem}</style></head>
 <body><main>
 <h1>Hello, {{.}}</h1>
 <p>You are signed in. This page is served only to users with a session.</p>
+<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a></p>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 </main></body></html>
 `))
