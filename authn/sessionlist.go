@@ -32,9 +32,10 @@ type SessionInfo struct {
 	// recorded at most once a minute, or once a tenth of the idle timeout).
 	LastSeen time.Time `json:"last_seen"`
 	// Expires is when the session ends if it is not used again: its
-	// absolute end (HTTPConfig.SessionLifetime after the login) or its idle
-	// end (HTTPConfig.SessionIdleTimeout after LastSeen), whichever comes
-	// first.
+	// absolute end (HTTPConfig.SessionLifetime after the login, RememberFor
+	// for a remembered session) or its idle end (HTTPConfig.SessionIdleTimeout
+	// after LastSeen, RememberIdleTimeout for a remembered session),
+	// whichever comes first.
 	Expires time.Time `json:"expires"`
 	// Current is set by SessionsHandler on the session of the request
 	// itself; Sessions leaves it false.
@@ -70,7 +71,7 @@ func (a *Authenticator) Sessions(ctx context.Context, username string) ([]Sessio
 // liveSessions returns the live sessions of username, the last used first,
 // marking the one of the token hash current.
 func (a *Authenticator) liveSessions(ctx context.Context, username, current string) ([]SessionInfo, error) {
-	rows, err := a.store.listSessions(ctx, username, a.now(), a.sessionIdle)
+	rows, err := a.store.listSessions(ctx, username, a.now(), a.sessionIdle, a.rememberIdle)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func (a *Authenticator) sessionInfos(rows []model.Session, current string) []Ses
 			ID:            sessionID(s.TokenHash),
 			Created:       fromUnixSeconds(s.CreatedAt),
 			LastSeen:      lastSeen,
-			Expires:       minTime(fromUnixSeconds(s.ExpiresAt), lastSeen.Add(a.sessionIdle)),
+			Expires:       a.sessionEnd(s),
 			Current:       current != "" && s.TokenHash == current,
 			ClientNetwork: s.ClientNet,
 			UserAgent:     s.UserAgent,
@@ -115,11 +116,22 @@ func (a *Authenticator) sessionInfos(rows []model.Session, current string) []Ses
 	return out
 }
 
+// sessionEnd is when the stored session s ends if it is not used again:
+// its absolute end, or its idle end (by its own idle timeout, see idleOf),
+// whichever comes first.
+func (a *Authenticator) sessionEnd(s model.Session) time.Time {
+	end := fromUnixSeconds(s.ExpiresAt)
+	if idle := a.idleOf(s.Remembered); idle > 0 {
+		end = minTime(end, fromUnixSeconds(s.LastSeen).Add(idle))
+	}
+	return end
+}
+
 // endSessionByID ends the live session of username whose ID is id, and
 // reports whether there was one and whether it was the one of the token
 // hash current. Another user's session is not found, as an unknown one.
 func (a *Authenticator) endSessionByID(ctx context.Context, username, id, current string) (found, wasCurrent bool, err error) {
-	rows, err := a.store.listSessions(ctx, username, a.now(), a.sessionIdle)
+	rows, err := a.store.listSessions(ctx, username, a.now(), a.sessionIdle, a.rememberIdle)
 	if err != nil {
 		return false, false, err
 	}

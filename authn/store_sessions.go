@@ -172,15 +172,28 @@ func (s *store) deleteExpiredSessions(ctx context.Context, now time.Time, idle, 
 }
 
 // listSessions reads the sessions of username live at now (before their
-// absolute end, used within idle), the last used first.
-func (s *store) listSessions(ctx context.Context, username string, now time.Time, idle time.Duration) ([]model.Session, error) {
+// absolute end, used within their idle timeout: idle, or rememberIdle for a
+// remembered session, 0 meaning none), the last used first.
+func (s *store) listSessions(ctx context.Context, username string, now time.Time, idle, rememberIdle time.Duration) ([]model.Session, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
 	t := unixSeconds(now)
 	var sessions []model.Session
+	// A remembered session has an idle timeout of its own, which may be
+	// longer than idle, or none: it is live, and listed, while sessionUser
+	// lets it through.
+	recent := "(NOT remembered AND last_seen > ?)"
+	args := []any{t - idle.Seconds()}
+	if rememberIdle > 0 {
+		recent = "(" + recent + " OR (remembered AND last_seen > ?))"
+		args = append(args, t-rememberIdle.Seconds())
+	} else {
+		recent = "(" + recent + " OR remembered)"
+	}
 	err := s.db.NewSelect().Model(&sessions).
-		Where("username = ? AND expires_at > ? AND last_seen > ?", username, t, t-idle.Seconds()).
+		Where("username = ? AND expires_at > ?", username, t).
+		Where(recent, args...).
 		OrderExpr("last_seen DESC, created_at DESC, token_hash DESC").Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("authn: listing the sessions of %s: %w", quoteName(username), err)

@@ -1,0 +1,63 @@
+package authn_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
+)
+
+// TestRememberedSessionListedWhileLive: a remembered session whose own
+// idle timeout (RememberIdleTimeout, or none) is longer than
+// SessionIdleTimeout is live past SessionIdleTimeout unused; its user must
+// still see it on /sessions and in Sessions, with its real end, and be able
+// to end it by its ID (a stolen remembered cookie is what the page is for).
+func TestRememberedSessionListedWhileLive(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		a := db.Open(t, authn.Config{Now: clk.Now, HTTP: authn.HTTPConfig{
+			InsecureCookies: true, Throttle: bigThrottle(), SessionCleanupInterval: -1,
+			RememberFor: 10 * 24 * time.Hour, RememberIdleTimeout: -1,
+		}})
+		if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		srv := liveServer(t, a)
+		kept := signIn(t, srv, rememberJSON("alice", goodPassword))
+		clk.Advance(24 * time.Hour)
+		if got := appStatus(t, srv, kept); got != 200 {
+			t.Fatalf("remembered session without idle timeout after a day: %d, want 200", got)
+		}
+		clk.Advance(24 * time.Hour) // unused for a day: still live
+		infos, err := a.Sessions(context.Background(), "alice")
+		if err != nil || len(infos) != 1 {
+			t.Fatalf("Sessions: %+v %v, want the live remembered session", infos, err)
+		}
+		if want := clk.Now().Add(8 * 24 * time.Hour); infos[0].Expires.Before(want.Add(-time.Hour)) {
+			t.Errorf("Expires %v, want about %v (RememberFor; no idle timeout)", infos[0].Expires, want)
+		}
+		// From a new normal session, the user ends the remembered one.
+		normal := signIn(t, srv, credentialsJSON("alice", goodPassword))
+		resp, body := send(t, srv, "GET", "/sessions", "", []*http.Cookie{normal}, "Accept", "application/json")
+		var list []authn.SessionInfo
+		if err := json.Unmarshal([]byte(body), &list); resp.StatusCode != 200 || err != nil || len(list) != 2 {
+			t.Fatalf("GET /sessions: %d %v %s, want both sessions", resp.StatusCode, err, body)
+		}
+		other := list[0]
+		if other.Current {
+			other = list[1]
+		}
+		end, _ := json.Marshal(map[string]string{"end": other.ID})
+		if resp, body := send(t, srv, "POST", "/sessions", string(end), []*http.Cookie{normal}); resp.StatusCode != 204 {
+			t.Fatalf("ending the remembered session by its ID: %d %s, want 204", resp.StatusCode, body)
+		}
+		if got := appStatus(t, srv, kept); got != 401 {
+			t.Fatalf("the remembered session after it was ended: %d, want 401", got)
+		}
+	})
+}
