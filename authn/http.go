@@ -69,8 +69,9 @@ type HTTPConfig struct {
 	// expired sessions. 0 means 10 minutes; negative disables it.
 	SessionCleanupInterval time.Duration
 	// MaxSessionsPerUser bounds the sessions a user has at once: a login
-	// that would make one more ends the user's sessions used longest ago,
-	// in the same transaction as the new session's insert, so that
+	// that would make one more ends the user's sessions that have ended
+	// already but await the cleanup, then those used longest ago, in the
+	// same transaction as the new session's insert, so that
 	// parallel logins cannot overrun it. 0 means 50; negative means no
 	// limit.
 	MaxSessionsPerUser int

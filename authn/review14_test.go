@@ -61,3 +61,48 @@ func TestRememberedSessionListedWhileLive(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionLimitSparesLiveSessions: MaxSessionsPerUser counts live
+// sessions: a login over the limit ends a session that has ended already
+// (past its absolute end, not yet deleted by the cleanup) before a live
+// one, even when the dead one was used more recently.
+func TestSessionLimitSparesLiveSessions(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		a := db.Open(t, authn.Config{Now: clk.Now, HTTP: authn.HTTPConfig{
+			InsecureCookies: true, Throttle: bigThrottle(), SessionCleanupInterval: -1,
+			SessionLifetime: time.Hour, MaxSessionsPerUser: 2,
+		}})
+		if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		srv := liveServer(t, a)
+		short := signIn(t, srv, credentialsJSON("alice", goodPassword)) // ends after an hour
+		clk.Advance(20 * time.Minute)
+		if appStatus(t, srv, short) != 200 { // not idle
+			t.Fatal("short session")
+		}
+		clk.Advance(20 * time.Minute)
+		kept := signIn(t, srv, rememberJSON("alice", goodPassword))
+		if appStatus(t, srv, short) != 200 {
+			t.Fatal("short session")
+		}
+		clk.Advance(10 * time.Minute)
+		if appStatus(t, srv, kept) != 200 {
+			t.Fatal("remembered session")
+		}
+		clk.Advance(9 * time.Minute)
+		if appStatus(t, srv, short) != 200 { // used last, at 59 minutes
+			t.Fatal("short session before its end")
+		}
+		clk.Advance(2 * time.Minute) // the short one has ended
+		if appStatus(t, srv, short) != 401 {
+			t.Fatal("short session after its end")
+		}
+		signIn(t, srv, credentialsJSON("alice", goodPassword))
+		if got := appStatus(t, srv, kept); got != 200 {
+			t.Fatalf("the live remembered session after a login over the limit: %d, want 200 (the ended session goes first)", got)
+		}
+	})
+}

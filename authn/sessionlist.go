@@ -71,7 +71,7 @@ func (a *Authenticator) Sessions(ctx context.Context, username string) ([]Sessio
 // liveSessions returns the live sessions of username, the last used first,
 // marking the one of the token hash current.
 func (a *Authenticator) liveSessions(ctx context.Context, username, current string) ([]SessionInfo, error) {
-	rows, err := a.store.listSessions(ctx, username, a.now(), a.sessionIdle, a.rememberIdle)
+	rows, err := a.store.listSessions(ctx, username, a.now(), a.idleTimeouts())
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (a *Authenticator) sessionEnd(s model.Session) time.Time {
 // reports whether there was one and whether it was the one of the token
 // hash current. Another user's session is not found, as an unknown one.
 func (a *Authenticator) endSessionByID(ctx context.Context, username, id, current string) (found, wasCurrent bool, err error) {
-	rows, err := a.store.listSessions(ctx, username, a.now(), a.sessionIdle, a.rememberIdle)
+	rows, err := a.store.listSessions(ctx, username, a.now(), a.idleTimeouts())
 	if err != nil {
 		return false, false, err
 	}

@@ -56,7 +56,7 @@ var errSessionRefused = errors.New("authn: account changed before the session st
 // sessions it ends for MaxSessionsPerUser are reported as logouts.
 func (a *Authenticator) createSession(ctx context.Context, username, verified string, remember bool, client sessionClient) (string, error) {
 	token := newSessionToken()
-	ended, err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.lifetimeOf(remember), remember, client, a.maxSessions)
+	ended, err := a.store.createSession(ctx, tokenHash(token), username, verified, a.now(), a.lifetimeOf(remember), remember, client, a.maxSessions, a.idleTimeouts())
 	if err != nil {
 		return "", err
 	}
@@ -81,6 +81,11 @@ func (a *Authenticator) idleOf(remembered bool) time.Duration {
 		return a.rememberIdle
 	}
 	return a.sessionIdle
+}
+
+// idleTimeouts are the idle timeouts of sessions, as the store reads them.
+func (a *Authenticator) idleTimeouts() idleTimeouts {
+	return idleTimeouts{normal: a.sessionIdle, remembered: a.rememberIdle}
 }
 
 // sessionUser returns the user of a live session, or errNoSession. It

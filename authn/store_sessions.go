@@ -26,7 +26,7 @@ import (
 // With a limit of sessions per user (limit >= 0), the same transaction ends
 // the user's sessions beyond it (see trimSessions) and createSession
 // returns how many it ended.
-func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int) (ended int64, err error) {
+func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int, idle idleTimeouts) (ended int64, err error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
@@ -46,7 +46,7 @@ WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 		if err := oneRow(res, err); err != nil {
 			return err
 		}
-		ended, err = s.trimSessions(ctx, tx, username, tokenHash, limit)
+		ended, err = s.trimSessions(ctx, tx, username, tokenHash, limit, now, idle)
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -78,18 +78,22 @@ func (s *store) lockSessionsOf(ctx context.Context, tx bun.Tx, username string, 
 
 // trimSessions ends, in tx, the sessions of username beyond the limit
 // newest ones (all but limit), keeping the one of keep (the session just
-// made), and returns how many it ended. Newest means last used: the
-// sessions used longest ago end first, so that a script that signs in over
-// and over does not sign the user out of the browser they use every day.
-// A negative limit is none.
-func (s *store) trimSessions(ctx context.Context, tx bun.Tx, username, keep string, limit int) (int64, error) {
+// made), and returns how many it ended. Newest means live at now (see
+// idleTimeouts), then last used: the sessions that have ended already and
+// await the cleanup go first, whenever they were last used, and then the
+// sessions used longest ago, so that a script that signs in over and over
+// does not sign the user out of the browser they use every day. A negative
+// limit is none.
+func (s *store) trimSessions(ctx context.Context, tx bun.Tx, username, keep string, limit int, now time.Time, idle idleTimeouts) (int64, error) {
 	if limit < 0 {
 		return 0, nil
 	}
+	live, liveArgs := idle.live(unixSeconds(now))
+	args := append([]any{username, username, keep}, liveArgs...)
 	res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE username = ? AND token_hash NOT IN (
 SELECT token_hash FROM sessions WHERE username = ?
-ORDER BY CASE WHEN token_hash = ? THEN 0 ELSE 1 END, last_seen DESC, created_at DESC, token_hash DESC
-LIMIT ?)`, username, username, keep, limit)
+ORDER BY CASE WHEN token_hash = ? THEN 0 WHEN `+live+` THEN 1 ELSE 2 END, last_seen DESC, created_at DESC, token_hash DESC
+LIMIT ?)`, append(args, limit)...)
 	if err != nil {
 		return 0, err
 	}
@@ -172,33 +176,37 @@ func (s *store) deleteExpiredSessions(ctx context.Context, now time.Time, idle, 
 }
 
 // listSessions reads the sessions of username live at now (before their
-// absolute end, used within their idle timeout: idle, or rememberIdle for a
-// remembered session, 0 meaning none), the last used first.
-func (s *store) listSessions(ctx context.Context, username string, now time.Time, idle, rememberIdle time.Duration) ([]model.Session, error) {
+// absolute end, used within their idle timeout, see idleTimeouts), the
+// last used first.
+func (s *store) listSessions(ctx context.Context, username string, now time.Time, idle idleTimeouts) ([]model.Session, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	t := unixSeconds(now)
+	live, args := idle.live(unixSeconds(now))
 	var sessions []model.Session
-	// A remembered session has an idle timeout of its own, which may be
-	// longer than idle, or none: it is live, and listed, while sessionUser
-	// lets it through.
-	recent := "(NOT remembered AND last_seen > ?)"
-	args := []any{t - idle.Seconds()}
-	if rememberIdle > 0 {
-		recent = "(" + recent + " OR (remembered AND last_seen > ?))"
-		args = append(args, t-rememberIdle.Seconds())
-	} else {
-		recent = "(" + recent + " OR remembered)"
-	}
 	err := s.db.NewSelect().Model(&sessions).
-		Where("username = ? AND expires_at > ?", username, t).
-		Where(recent, args...).
+		Where("username = ?", username).Where(live, args...).
 		OrderExpr("last_seen DESC, created_at DESC, token_hash DESC").Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("authn: listing the sessions of %s: %w", quoteName(username), err)
 	}
 	return sessions, nil
+}
+
+// idleTimeouts are the idle timeouts of sessions: normal ones end after
+// normal unused (HTTPConfig.SessionIdleTimeout, never 0), remembered ones
+// after remembered (RememberIdleTimeout; 0: none).
+type idleTimeouts struct{ normal, remembered time.Duration }
+
+// live returns the SQL condition, with its arguments, of a session live at
+// t (unix seconds): before its absolute end and used within its own idle
+// timeout, as sessionUser judges it.
+func (idle idleTimeouts) live(t float64) (string, []any) {
+	if idle.remembered <= 0 {
+		return "expires_at > ? AND (remembered OR last_seen > ?)", []any{t, t - idle.normal.Seconds()}
+	}
+	return "expires_at > ? AND ((NOT remembered AND last_seen > ?) OR (remembered AND last_seen > ?))",
+		[]any{t, t - idle.normal.Seconds(), t - idle.remembered.Seconds()}
 }
 
 // endSessionOf deletes the session of tokenHash if it is username's, and
