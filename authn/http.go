@@ -71,9 +71,8 @@ type HTTPConfig struct {
 	// MaxSessionsPerUser bounds the sessions a user has at once: a login
 	// that would make one more ends the user's sessions that have ended
 	// already but await the cleanup, then those used longest ago, in the
-	// same transaction as the new session's insert, so that
-	// parallel logins cannot overrun it. 0 means 50; negative means no
-	// limit.
+	// same transaction as the new session's insert, so that parallel
+	// logins cannot overrun it. 0 means 50; negative means no limit.
 	MaxSessionsPerUser int
 	// CookieName names the session cookie. "" means "__Host-session"
 	// ("session" with InsecureCookies, since the __Host- prefix requires
