@@ -389,17 +389,21 @@ func (h *handlers) loginURL(r *http.Request) string {
 // OptionalSession returns a handler that always runs next: with the
 // username in the context (see Username) when the request has a live
 // session, and as it came otherwise (no session cookie, a malformed,
-// unknown, expired or idle one). It never redirects and never answers 401,
-// for pages that show more to signed-in users than to others.
+// unknown, expired or idle one, or two cookies of the session's name: one
+// set from elsewhere, such as a sibling subdomain, and nothing says which
+// is this site's; RequireSession refuses those too). It never redirects
+// and never answers 401, for pages that show more to signed-in users than
+// to others.
 //
 // A request that carries a session cookie that cannot be checked (a
 // database error, or the database file missing or broken) gets 503 and
 // next does not run: it fails closed, as RequireSession does, rather than
 // run next as anonymous, so that a signed-in user never gets a page, or
 // makes a change, as somebody else than who they are, and the page can
-// trust that no user in the context means no session. A request without a
-// session cookie (or with one that is not a token of this package) costs
-// no database read and runs next whatever the state of the database.
+// trust that no user in the context means no session it could tell was
+// the client's. A request without a session cookie (or with one that is
+// not a token of this package) costs no database read and runs next
+// whatever the state of the database.
 func (a *Authenticator) OptionalSession(next http.Handler) http.Handler {
 	return a.handlers.optionalSession(next)
 }

@@ -67,8 +67,8 @@ type Stats struct {
 	// route, and ImportUser of a new name (EventRegistered).
 	Registered int64 `json:"Registered"`
 	// PasswordChanged counts passwords set on existing accounts
-	// (EventPasswordChanged): SetPassword, and ImportUser over an
-	// existing name.
+	// (EventPasswordChanged): SetPassword, ChangePassword (and the
+	// password route), and ImportUser over an existing name.
 	PasswordChanged int64 `json:"PasswordChanged"`
 	// CrossOriginRefused counts POSTs refused (403) by the cross-origin
 	// protection, logged or not: CSRF attempts, or a proxy that rewrites
