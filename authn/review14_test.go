@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,32 @@ func TestSessionLimitSparesLiveSessions(t *testing.T) {
 		signIn(t, srv, credentialsJSON("alice", goodPassword))
 		if got := appStatus(t, srv, kept); got != 200 {
 			t.Fatalf("the live remembered session after a login over the limit: %d, want 200 (the ended session goes first)", got)
+		}
+	})
+}
+
+// TestSessionInfoFromForeignRows: SessionInfo keeps its promises for a row
+// written behind the library's back: ClientNetwork is a network or "", and
+// UserAgent has no control or format character.
+func TestSessionInfoFromForeignRows(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, authn.Config{})
+		if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		now := float64(time.Now().Unix())
+		_, err := db.Raw.Exec("INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, remembered, client_net, user_agent) VALUES (?, 'alice', ?, ?, ?, FALSE, ?, ?)",
+			strings.Repeat("0", 64), now, now, now+600, "\x1b[2J10.0.0.0/24", "agent\x1b[31m\u202eevil\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := a.Sessions(context.Background(), "alice")
+		if err != nil || len(list) != 1 {
+			t.Fatalf("Sessions: %+v %v", list, err)
+		}
+		if s := list[0]; s.ClientNetwork != "" || s.UserAgent != "agent[31mevil" {
+			t.Fatalf("ClientNetwork %q, UserAgent %q; want \"\" and %q", s.ClientNetwork, s.UserAgent, "agent[31mevil")
 		}
 	})
 }

@@ -109,8 +109,8 @@ func (a *Authenticator) sessionInfos(rows []model.Session, current string) []Ses
 			LastSeen:      lastSeen,
 			Expires:       a.sessionEnd(s),
 			Current:       current != "" && s.TokenHash == current,
-			ClientNetwork: s.ClientNet,
-			UserAgent:     s.UserAgent,
+			ClientNetwork: storedNetwork(s.ClientNet),
+			UserAgent:     cleanUserAgent(s.UserAgent),
 		}
 	}
 	return out
@@ -213,6 +213,18 @@ func clientNetwork(ip netip.Addr) string {
 		bits = 24
 	}
 	p, err := ip.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return p.String()
+}
+
+// storedNetwork returns the client_net column of a session as SessionInfo
+// shows it: a network in its canonical form, or "" for anything else (a row
+// written behind the library's back may hold any text). The User-Agent is
+// cleaned again on the way out for the same reason.
+func storedNetwork(s string) string {
+	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		return ""
 	}

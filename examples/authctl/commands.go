@@ -218,7 +218,7 @@ Examples:
 				for _, s := range list {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Created.UTC().Format(time.RFC3339),
 						s.LastSeen.UTC().Format(time.RFC3339), s.Expires.UTC().Format(time.RFC3339),
-						or(s.ClientNetwork, "-"), or(tableCell(s.UserAgent), "-"))
+						or(tableCell(s.ClientNetwork), "-"), or(tableCell(s.UserAgent), "-"))
 				}
 				return tw.Flush()
 			},
