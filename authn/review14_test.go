@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,6 +131,34 @@ func TestSessionInfoFromForeignRows(t *testing.T) {
 		}
 		if s := list[0]; s.ClientNetwork != "" || s.UserAgent != "agent[31mevil" {
 			t.Fatalf("ClientNetwork %q, UserAgent %q; want \"\" and %q", s.ClientNetwork, s.UserAgent, "agent[31mevil")
+		}
+	})
+}
+
+// TestSessionLimitAcrossProcesses: two Authenticators on one database (two
+// processes) logging one user in at once keep MaxSessionsPerUser exactly.
+func TestSessionLimitAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		cfg := authn.Config{LockoutThreshold: -1, HashConcurrency: 8, HashSlotsPerClient: -1,
+			HTTP: authn.HTTPConfig{InsecureCookies: true, Throttle: bigThrottle(), MaxSessionsPerUser: 5}}
+		procs := []*authn.Authenticator{db.Open(t, cfg), db.Open(t, cfg)}
+		if err := procs[0].Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if w := serveJSON(procs[i%2].LoginHandler(), credentialsJSON("alice", goodPassword)); w.Code != 200 {
+					t.Errorf("login: %d %s", w.Code, w.Body)
+				}
+			}()
+		}
+		wg.Wait()
+		if got := countSessions(t, db.Raw, "alice"); got != 5 {
+			t.Fatalf("%d sessions after 16 parallel logins through two processes, want 5", got)
 		}
 	})
 }
