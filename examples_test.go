@@ -108,7 +108,7 @@ func TestExampleTakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	for _, name := range []string{"basicauth", "login"} {
+	for _, name := range []string{"basicauth", "login", "forwardauth"} {
 		dir := t.TempDir()
 		p := runExample(t, name, dir, "-addr", taken.Addr().String())
 		if code := p.exitCode(t); code == 0 {
@@ -134,7 +134,7 @@ func TestExampleSIGTERM(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		sig  os.Signal
-	}{{"basicauth", syscall.SIGTERM}, {"login", syscall.SIGTERM}, {"login", os.Interrupt}} {
+	}{{"basicauth", syscall.SIGTERM}, {"login", syscall.SIGTERM}, {"login", os.Interrupt}, {"forwardauth", syscall.SIGTERM}} {
 		addr := freeAddr(t)
 		p := runExample(t, tc.name, t.TempDir(), "-addr", addr)
 		p.waitHealthy(t, "http://"+addr)
@@ -183,7 +183,7 @@ func TestExampleExistingUsers(t *testing.T) {
 func TestExampleStrayArguments(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"auth.db"}, {"-demo-password", "x", "mine.db", "-addr", "127.0.0.1:1"}} {
-		for _, name := range []string{"basicauth", "login"} {
+		for _, name := range []string{"basicauth", "login", "forwardauth"} {
 			dir := t.TempDir()
 			p := runExample(t, name, dir, args...)
 			if code := p.exitCode(t); code != 2 {
@@ -196,6 +196,23 @@ func TestExampleStrayArguments(t *testing.T) {
 			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 				t.Errorf("%s %q created %v", name, args, entries)
 			}
+		}
+	}
+}
+
+// TestExampleForwardAuthFlags: examples/forwardauth refuses a
+// -trusted-proxies it cannot read, with exit status 2, before it listens or
+// touches a database.
+func TestExampleForwardAuthFlags(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"nonsense", "10.0.0.0/33", "127.0.0.1,::1/129"} {
+		dir := t.TempDir()
+		p := runExample(t, "forwardauth", dir, "-addr", freeAddr(t), "-trusted-proxies", v)
+		if code := p.exitCode(t); code != 2 || !strings.Contains(p.stderr.String(), "-trusted-proxies") {
+			t.Errorf("-trusted-proxies %q: exit %d, stderr %q", v, code, p.stderr)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("-trusted-proxies %q created %v", v, entries)
 		}
 	}
 }

@@ -20,6 +20,8 @@
 // pages behind a login session, and [Authenticator.OptionalSession] tells
 // pages who is signed in without requiring anyone. Redirects answer htmx
 // requests (HX-Request: true) with HX-Redirect instead.
+// [Authenticator.ForwardAuthHandler] protects applications that are not Go
+// handlers, behind nginx, Caddy or Traefik (forward auth).
 // [Authenticator.Stats] counts logins, failures, sessions and refusals, for
 // expvar or any monitoring; every failed login is a WARN line with the
 // client's address, which examples/fail2ban's filter reads.

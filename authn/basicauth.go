@@ -37,44 +37,57 @@ func (a *Authenticator) BasicAuth(next http.Handler) http.Handler { return a.han
 // basicAuth is BasicAuth.
 func (h *handlers) basicAuth(next http.Handler) http.Handler {
 	return h.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		username, pw, ok := parseBasicAuth(r.Header)
-		if h.overBudget(w, r, username) {
-			tooManyFailures(w, r)
-			return
-		}
-		if !ok {
-			if r.Header.Get("Authorization") != "" { // sent, but malformed: a failure
-				if _, ok := h.reserve(w, r, h.throttle, username); !ok {
-					tooManyFailures(w, r)
-					return
-				}
-				h.a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
-			}
-			h.challenge(w)
-			return
-		}
-		err := h.cachedLogin(r.Context(), username, pw)
-		if errors.Is(err, errNotCached) {
-			// A password will be checked: reserve before, so that the
-			// client's requests in flight cannot overrun its budget.
-			res, ok := h.reserve(w, r, h.throttle, username)
-			if !ok {
-				tooManyFailures(w, r)
-				return
-			}
-			if err = h.basicLogin(r.Context(), username, pw); !isClientFailure(err) {
-				res.Cancel()
-			}
-		}
-		switch {
-		case err == nil:
+		if username, ok := h.basicUser(w, r); ok {
 			next.ServeHTTP(w, withUsername(r, username))
-		case isClientFailure(err):
-			h.challenge(w)
-		default:
-			h.unavailable(w, r, err)
 		}
 	}))
+}
+
+// basicUser is the check of BasicAuth, which ForwardAuthHandler shares:
+// inside guard, it returns the user whose Basic credentials r carries, or
+// ok false once it has answered the request itself (401 with the
+// challenge, 429 or 503). It spends and reserves the client's failure
+// budget, uses and fills the credential cache and reports events as
+// BasicAuth documents.
+func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bool) {
+	username, pw, ok := parseBasicAuth(r.Header)
+	if h.overBudget(w, r, username) {
+		tooManyFailures(w, r)
+		return "", false
+	}
+	if !ok {
+		if r.Header.Get("Authorization") != "" { // sent, but malformed: a failure
+			if _, ok := h.reserve(w, r, h.throttle, username); !ok {
+				tooManyFailures(w, r)
+				return "", false
+			}
+			h.a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
+		}
+		h.challenge(w)
+		return "", false
+	}
+	err := h.cachedLogin(r.Context(), username, pw)
+	if errors.Is(err, errNotCached) {
+		// A password will be checked: reserve before, so that the
+		// client's requests in flight cannot overrun its budget.
+		res, ok := h.reserve(w, r, h.throttle, username)
+		if !ok {
+			tooManyFailures(w, r)
+			return "", false
+		}
+		if err = h.basicLogin(r.Context(), username, pw); !isClientFailure(err) {
+			res.Cancel()
+		}
+	}
+	switch {
+	case err == nil:
+		return username, true
+	case isClientFailure(err):
+		h.challenge(w)
+	default:
+		h.unavailable(w, r, err)
+	}
+	return "", false
 }
 
 // challenge answers 401 with the Basic challenge. Every failure, whatever

@@ -566,8 +566,13 @@ func clientPath(r *http.Request) (path, rawQuery string) {
 			u = parsed
 		}
 	}
-	return "/" + strings.TrimLeft(u.EscapedPath(), "/"), u.RawQuery
+	return sitePath(u), u.RawQuery
 }
+
+// sitePath is the escaped path of u with its leading slashes collapsed
+// into one: a path on this site whatever u held ("//host/x" would be
+// another site's URL).
+func sitePath(u *url.URL) string { return "/" + strings.TrimLeft(u.EscapedPath(), "/") }
 
 // credentials is a decoded login or registration body.
 type credentials struct {

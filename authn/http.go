@@ -125,6 +125,13 @@ type HTTPConfig struct {
 	// BasicAuthCacheSize bounds the remembered credentials. 0 means 10,000.
 	BasicAuthCacheSize int
 
+	// ForwardAuthUserHeader names the response header in which
+	// ForwardAuthHandler gives the proxy the user's name. "" means
+	// "Remote-User". New fails for a name that is not an HTTP token, and
+	// for the names the handler or HTTP itself give a meaning (Location,
+	// WWW-Authenticate, Set-Cookie, Content-Type and the framing headers).
+	ForwardAuthUserHeader string
+
 	// LoginTemplate, RegisterTemplate and PasswordTemplate (the change of
 	// password, see ChangePasswordHandler) replace the built-in forms. They
 	// are executed with a FormData. A page of a custom template is sent
@@ -171,6 +178,9 @@ func (c HTTPConfig) validate() error {
 	}
 	if strings.ContainsFunc(c.ContentSecurityPolicy, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
 		return errors.New("authn: HTTPConfig.ContentSecurityPolicy has a control character")
+	}
+	if err := checkUserHeader(c.ForwardAuthUserHeader); err != nil {
+		return fmt.Errorf("authn: HTTPConfig.ForwardAuthUserHeader %q: %w", c.ForwardAuthUserHeader, err)
 	}
 	return nil
 }
@@ -229,6 +239,7 @@ type web struct {
 	hashWait                        time.Duration
 	basicAuthCacheTTL               time.Duration
 	basicAuthCacheSize              int
+	userHeader                      string // HTTPConfig.ForwardAuthUserHeader, canonical
 	loginTemplate, registerTemplate *template.Template
 	passwordTemplate                *template.Template
 	crossOrigin                     *http.CrossOriginProtection
@@ -252,6 +263,7 @@ func newWeb(c HTTPConfig) web {
 		hashWait:           orDuration(c.HashWait, 5*time.Second),
 		basicAuthCacheTTL:  orDuration(c.BasicAuthCacheTTL, 5*time.Minute),
 		basicAuthCacheSize: c.BasicAuthCacheSize,
+		userHeader:         http.CanonicalHeaderKey(or(c.ForwardAuthUserHeader, "Remote-User")),
 		loginTemplate:      c.LoginTemplate,
 		registerTemplate:   c.RegisterTemplate,
 		passwordTemplate:   c.PasswordTemplate,

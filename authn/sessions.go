@@ -220,9 +220,7 @@ func isLoopbackHost(host string) bool {
 // proxy set or appended. A client that is not a trusted proxy is not
 // believed whatever it sends.
 func (h *handlers) proxySaysHTTPS(r *http.Request) bool {
-	// ResolveClientIP with no trusted proxies is the connection's peer.
-	peer := middleware.ResolveClientIP(r, nil)
-	if !peer.IsValid() || !slices.ContainsFunc(h.trusted, func(p netip.Prefix) bool { return p.Contains(peer) }) {
+	if !h.fromTrustedProxy(r) {
 		return false
 	}
 	if proto := lastListEntry(r.Header.Values("X-Forwarded-Proto")); strings.EqualFold(proto, "https") {
@@ -235,6 +233,15 @@ func (h *handlers) proxySaysHTTPS(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// fromTrustedProxy reports whether the connection's peer is one of
+// HTTPConfig.TrustedProxies: only then are the headers a proxy sets about
+// the browser's request (X-Forwarded-Proto, X-Forwarded-Uri, ...) believed.
+func (h *handlers) fromTrustedProxy(r *http.Request) bool {
+	// ResolveClientIP with no trusted proxies is the connection's peer.
+	peer := middleware.ResolveClientIP(r, nil)
+	return peer.IsValid() && slices.ContainsFunc(h.trusted, func(p netip.Prefix) bool { return p.Contains(peer) })
 }
 
 // lastListEntry returns the last element of a comma-separated header list
