@@ -27,6 +27,18 @@ const maxAuthorizationBytes = 2048
 // client address is over its failure budget, or 503 when the credentials
 // could not be checked; next never runs then.
 //
+// An app token (see CreateToken) is accepted in place of the password,
+// "user:token", and alone as "Authorization: Bearer TOKEN". A token costs
+// one indexed read and no hash; it works during a lockout caused by failed
+// passwords, and stops on the very next request after RevokeToken, Delete
+// or Lock. A wrong token is a failure like a wrong password, with the same
+// answer: with a username, it is checked as that user's password (so it
+// counts toward the user's lockout, and a password that merely looks like a
+// token still works); as a Bearer token, it names no account, and it is
+// refused after the time a wrong password takes. Either way it spends the
+// client's failure budget. Requests let through by a token are counted in
+// Stats.TokenAccepted, not reported as events.
+//
 // A credential verified once is remembered, as an HMAC under a key of this
 // process, for BasicAuthCacheTTL: the next requests with it cost one indexed
 // read of the user's row and no hash. That read still sees a lock, a new
@@ -37,9 +49,14 @@ func (a *Authenticator) BasicAuth(next http.Handler) http.Handler { return a.han
 // basicAuth is BasicAuth.
 func (h *handlers) basicAuth(next http.Handler) http.Handler {
 	return h.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bearer, isBearer := parseBearer(r.Header)
 		username, pw, ok := parseBasicAuth(r.Header)
 		if h.overBudget(w, r, username) {
 			tooManyFailures(w, r)
+			return
+		}
+		if isBearer {
+			h.bearerAuth(w, r, next, bearer)
 			return
 		}
 		if !ok {
@@ -52,6 +69,18 @@ func (h *handlers) basicAuth(next http.Handler) http.Handler {
 			}
 			h.challenge(w)
 			return
+		}
+		if isAppToken(pw) {
+			switch user, err := h.a.tokenUser(r.Context(), pw, username); {
+			case err == nil:
+				next.ServeHTTP(w, withUsername(r, user))
+				return
+			case !errors.Is(err, errNoToken):
+				h.unavailable(w, r, err)
+				return
+			}
+			// Not a live token of username: checked as a password below,
+			// which counts it as a failed attempt like any wrong one.
 		}
 		err := h.cachedLogin(r.Context(), username, pw)
 		if errors.Is(err, errNotCached) {
@@ -75,6 +104,58 @@ func (h *handlers) basicAuth(next http.Handler) http.Handler {
 			h.unavailable(w, r, err)
 		}
 	}))
+}
+
+// bearerAuth lets a request with a live app token as its Bearer
+// credential through to next. The budget is reserved before the read, as
+// for a password, and a failure is padded to the time of one: a token
+// names no account, so nothing is claimed, and all a guess can learn is
+// no.
+func (h *handlers) bearerAuth(w http.ResponseWriter, r *http.Request, next http.Handler, token string) {
+	ctx := r.Context()
+	res, ok := h.reserve(w, r, h.throttle, "")
+	if !ok {
+		tooManyFailures(w, r)
+		return
+	}
+	start := time.Now()
+	username, err := h.a.tokenUser(ctx, token, "")
+	switch {
+	case err == nil:
+		res.Cancel()
+		next.ServeHTTP(w, withUsername(r, username))
+	case errors.Is(err, errNoToken):
+		reason := ReasonUnknownToken
+		switch {
+		case !isAppToken(token):
+			reason = ReasonMalformedHeader
+		case errors.Is(err, errTokenUserLocked):
+			reason = ReasonLocked
+		}
+		h.a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: reason})
+		h.a.failureTiming.pad(ctx, start)
+		h.challenge(w)
+	default:
+		res.Cancel()
+		h.unavailable(w, r, err)
+	}
+}
+
+// parseBearer reads an Authorization header of the scheme "Bearer" (RFC
+// 6750), in any case, one or more spaces, and one token68: ok is true for
+// exactly one such header, not over-long. What the token is, bearerAuth
+// decides.
+func parseBearer(h http.Header) (token string, ok bool) {
+	values := h.Values("Authorization")
+	if len(values) != 1 || len(values[0]) > maxAuthorizationBytes {
+		return "", false
+	}
+	scheme, token, found := strings.Cut(values[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.Trim(token, " ")
+	return token, token != "" && !hasControl(token) && !strings.Contains(token, " ")
 }
 
 // challenge answers 401 with the Basic challenge. Every failure, whatever

@@ -51,6 +51,10 @@ type Stats struct {
 	// password, lock or account that has changed since. Zero when the
 	// cache is disabled (BasicAuthCacheTTL < 0).
 	BasicCacheMisses int64 `json:"BasicCacheMisses"`
+	// TokenAccepted counts requests let through by an app token
+	// (user:token or Bearer), with one read and no hash. A wrong token is
+	// a LoginFailed.
+	TokenAccepted int64 `json:"TokenAccepted"`
 	// SessionsStarted counts sessions created (a successful login of the
 	// login route, and any other new session row).
 	SessionsStarted int64 `json:"SessionsStarted"`
@@ -81,6 +85,7 @@ type counters struct {
 	loginSucceeded, loginFailed, locked, lockouts atomic.Int64
 	throttled, busy, unavailable                  atomic.Int64
 	basicCacheHits, basicCacheMisses              atomic.Int64
+	tokenAccepted                                 atomic.Int64
 	sessionsStarted, sessionsEnded                atomic.Int64
 	sessionsExpired                               atomic.Int64
 	registered, passwordChanged                   atomic.Int64
@@ -102,6 +107,7 @@ func (a *Authenticator) Stats() Stats {
 		Unavailable:        c.unavailable.Load(),
 		BasicCacheHits:     c.basicCacheHits.Load(),
 		BasicCacheMisses:   c.basicCacheMisses.Load(),
+		TokenAccepted:      c.tokenAccepted.Load(),
 		SessionsStarted:    c.sessionsStarted.Load(),
 		SessionsEnded:      c.sessionsEnded.Load(),
 		SessionsExpired:    c.sessionsExpired.Load(),

@@ -23,7 +23,8 @@ func (s *store) createSchema(ctx context.Context) error {
 		}
 	}
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		for _, m := range []any{(*model.User)(nil), (*model.Session)(nil)} {
+		models := []any{(*model.User)(nil), (*model.Session)(nil), (*model.Token)(nil), (*model.AdminLock)(nil)}
+		for _, m := range models {
 			if _, err := tx.NewCreateTable().Model(m).IfNotExists().Exec(ctx); err != nil {
 				return err
 			}
