@@ -21,7 +21,8 @@ type Stats struct {
 	LoginSucceeded int64 `json:"LoginSucceeded"`
 	// LoginFailed counts logins refused for their credentials
 	// (EventLoginFailed, answered 401 over HTTP): unknown user, malformed
-	// name, password or header, wrong password, locked account, unusable
+	// name, password or header, wrong password (a wrong "user:token"
+	// included), unknown Bearer token, locked account, unusable
 	// stored hash, or an account changed during the login. Refusals for
 	// the client's budget (Throttled), for hashing capacity (Busy) or for a
 	// database error (Unavailable) are not failures of the credentials and

@@ -130,7 +130,8 @@ func TestTokenBasicAndBearer(t *testing.T) {
 	})
 }
 
-// TestTokenStopsAtOnce: RevokeToken, an administrator's Lock and Delete
+// TestTokenStopsAtOnce: a new password leaves tokens working; RevokeToken,
+// an administrator's Lock and Delete
 // each refuse the token on the very next request, in both forms, on an
 // Authenticator other than the one that made the change (another process);
 // Unlock lets it work again, and a new user of a deleted name does not
@@ -157,7 +158,10 @@ func TestTokenStopsAtOnce(t *testing.T) {
 		}
 
 		revoked, kept := newToken(t, s.a, "alice", "revoked"), newToken(t, s.a, "alice", "kept")
-		works("before revoking", revoked)
+		if err := admin.SetPassword(ctx, "alice", goodPassword+" new"); err != nil {
+			t.Fatal(err)
+		}
+		works("after a new password", revoked)
 		if err := admin.RevokeToken(ctx, "alice", "revoked"); err != nil {
 			t.Fatal(err)
 		}
@@ -227,6 +231,16 @@ func TestTokenDuringFailureLockout(t *testing.T) {
 		}
 		clk.Advance(11 * time.Minute) // Lock's lock ends
 		wantUser(t, "after the Lock ended", s.get(t, ci, bearer(token)), "alice")
+
+		// A new lockout by failures, after Lock's record: still not the
+		// administrator's lock.
+		for i := 0; i < 3; i++ {
+			s.get(t, clientFrom("127.0.0.4"), basicAuthHeader("alice", fmt.Sprintf("again %d", i)))
+		}
+		if got := readUser(t, db.Raw, "alice"); !got.Until.Valid {
+			t.Fatal("alice not locked out again")
+		}
+		wantUser(t, "during the second lockout", s.get(t, ci, basicAuthHeader("alice", token)), "alice")
 	})
 }
 
