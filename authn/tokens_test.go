@@ -131,11 +131,10 @@ func TestTokenBasicAndBearer(t *testing.T) {
 }
 
 // TestTokenStopsAtOnce: a new password leaves tokens working; RevokeToken,
-// an administrator's Lock and Delete
-// each refuse the token on the very next request, in both forms, on an
-// Authenticator other than the one that made the change (another process);
-// Unlock lets it work again, and a new user of a deleted name does not
-// inherit the old user's tokens.
+// an administrator's Lock and Delete each refuse the token on the very next
+// request, in both forms, on an Authenticator other than the one that made
+// the change (another process); Unlock lets it work again, and a new user
+// of a deleted name does not inherit the old user's tokens.
 func TestTokenStopsAtOnce(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
