@@ -48,7 +48,8 @@ func (a *Authenticator) register(ctx context.Context, username, pw string, wait 
 
 // SetPassword replaces a user's password after checking it against the
 // PasswordPolicy, clears the failure counter and any lock, and ends all the
-// user's sessions, in one transaction. An unknown user gives ErrNotFound.
+// user's sessions, in one transaction; the user's app tokens stay valid. An
+// unknown user gives ErrNotFound.
 func (a *Authenticator) SetPassword(ctx context.Context, username, pw string) error {
 	// A broken database fails before the hash is spent; the store would
 	// refuse the statement anyway.
@@ -86,8 +87,9 @@ func (a *Authenticator) Unlock(ctx context.Context, username string) error {
 // sessions, in one transaction: a lock is what an administrator does about a
 // password in the wrong hands. Logins are refused until the lock ends or
 // Unlock or SetPassword is called; a login already past its password check
-// is refused too (see Authenticate). A lockout caused by failed passwords,
-// unlike Lock, leaves sessions alone, or anyone could sign a user out.
+// is refused too (see Authenticate). The user's app tokens are refused
+// while the lock lasts. A lockout caused by failed passwords, unlike Lock,
+// leaves sessions and app tokens alone, or anyone could sign a user out.
 func (a *Authenticator) Lock(ctx context.Context, username string, d time.Duration) error {
 	if d <= 0 {
 		d = a.duration
@@ -99,7 +101,8 @@ func (a *Authenticator) Lock(ctx context.Context, username string, d time.Durati
 	return nil
 }
 
-// Delete removes a user and all the user's sessions, in one transaction.
+// Delete removes a user, all the user's sessions and app tokens, in one
+// transaction.
 func (a *Authenticator) Delete(ctx context.Context, username string) error {
 	if err := a.store.deleteUser(ctx, username); err != nil {
 		return err

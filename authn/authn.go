@@ -22,6 +22,9 @@
 // requests (HX-Request: true) with HX-Redirect instead.
 // [Authenticator.ForwardAuthHandler] protects applications that are not Go
 // handlers, behind nginx, Caddy or Traefik (forward auth).
+// App tokens ([Authenticator.CreateToken], [Authenticator.Tokens],
+// [Authenticator.RevokeToken]) let API clients use BasicAuth without the
+// account's password: see the section below.
 // [Authenticator.Stats] counts logins, failures, sessions and refusals, for
 // expvar or any monitoring; every failed login is a WARN line with the
 // client's address, which examples/fail2ban's filter reads.
@@ -54,6 +57,18 @@
 // requests arrive at once, on one process or on many sharing the database, at
 // most LockoutThreshold passwords are checked per account and lockout period.
 // A locked account is refused without checking the password.
+//
+// # App tokens
+//
+// An app token is 256 random bits with the prefix "mmt_", named per user,
+// shown once and stored only as its SHA-256. BasicAuth accepts it in place
+// of the password ("user:token") and alone as "Authorization: Bearer". A
+// token costs one indexed read and no hash. Password guessing never stops a
+// token: a lockout caused by failed passwords leaves tokens working, while
+// RevokeToken, Delete and an administrator's Lock stop them on the next
+// request. A wrong token is a failed attempt like a wrong password (same
+// answer, same time, the client's failure budget spent; as "user:token" it
+// counts toward the user's lockout).
 //
 // # What a client sees
 //

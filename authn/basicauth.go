@@ -27,6 +27,18 @@ const maxAuthorizationBytes = 2048
 // client address is over its failure budget, or 503 when the credentials
 // could not be checked; next never runs then.
 //
+// An app token (see CreateToken) is accepted in place of the password,
+// "user:token", and alone as "Authorization: Bearer TOKEN". A token costs
+// one indexed read and no hash; it works during a lockout caused by failed
+// passwords, and stops on the very next request after RevokeToken, Delete
+// or Lock. A wrong token is a failure like a wrong password, with the same
+// answer: with a username, it is checked as that user's password (so it
+// counts toward the user's lockout, and a password that merely looks like a
+// token still works); as a Bearer token, it names no account, and it is
+// refused after the time a wrong password takes. Either way it spends the
+// client's failure budget. Requests let through by a token are counted in
+// Stats.TokenAccepted, not reported as events.
+//
 // A credential verified once is remembered, as an HMAC under a key of this
 // process, for BasicAuthCacheTTL: the next requests with it cost one indexed
 // read of the user's row and no hash. That read still sees a lock, a new
@@ -44,16 +56,20 @@ func (h *handlers) basicAuth(next http.Handler) http.Handler {
 }
 
 // basicUser is the check of BasicAuth, which ForwardAuthHandler shares:
-// inside guard, it returns the user whose Basic credentials r carries, or
-// ok false once it has answered the request itself (401 with the
-// challenge, 429 or 503). It spends and reserves the client's failure
-// budget, uses and fills the credential cache and reports events as
-// BasicAuth documents.
+// inside guard, it returns the user whose Basic credentials (a password,
+// or an app token in its place) or Bearer app token r carries, or ok false
+// once it has answered the request itself (401 with the challenge, 429 or
+// 503). It spends and reserves the client's failure budget, uses and fills
+// the credential cache and reports events as BasicAuth documents.
 func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bool) {
+	bearer, isBearer := parseBearer(r.Header)
 	username, pw, ok := parseBasicAuth(r.Header)
 	if h.overBudget(w, r, username) {
 		tooManyFailures(w, r)
 		return "", false
+	}
+	if isBearer {
+		return h.bearerUser(w, r, bearer)
 	}
 	if !ok {
 		if r.Header.Get("Authorization") != "" { // sent, but malformed: a failure
@@ -65,6 +81,17 @@ func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bo
 		}
 		h.challenge(w)
 		return "", false
+	}
+	if isAppToken(pw) {
+		switch user, err := h.a.tokenUser(r.Context(), pw, username); {
+		case err == nil:
+			return user, true
+		case !errors.Is(err, errNoToken):
+			h.unavailable(w, r, err)
+			return "", false
+		}
+		// Not a live token of username: checked as a password below,
+		// which counts it as a failed attempt like any wrong one.
 	}
 	err := h.cachedLogin(r.Context(), username, pw)
 	if errors.Is(err, errNotCached) {
@@ -88,6 +115,59 @@ func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bo
 		h.unavailable(w, r, err)
 	}
 	return "", false
+}
+
+// bearerUser returns the user of a request whose Bearer credential is a
+// live app token, or ok false once it has answered the request. The budget
+// is reserved before the read, as for a password, and a failure is padded
+// to the time of one: a token names no account, so nothing is claimed, and
+// all a guess can learn is no.
+func (h *handlers) bearerUser(w http.ResponseWriter, r *http.Request, token string) (string, bool) {
+	ctx := r.Context()
+	res, ok := h.reserve(w, r, h.throttle, "")
+	if !ok {
+		tooManyFailures(w, r)
+		return "", false
+	}
+	start := time.Now()
+	username, err := h.a.tokenUser(ctx, token, "")
+	switch {
+	case err == nil:
+		res.Cancel()
+		return username, true
+	case errors.Is(err, errNoToken):
+		reason := ReasonUnknownToken
+		switch {
+		case !isAppToken(token):
+			reason = ReasonMalformedHeader
+		case errors.Is(err, errTokenUserLocked):
+			reason = ReasonLocked
+		}
+		h.a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: reason})
+		h.a.failureTiming.pad(ctx, start)
+		h.challenge(w)
+	default:
+		res.Cancel()
+		h.unavailable(w, r, err)
+	}
+	return "", false
+}
+
+// parseBearer reads an Authorization header of the scheme "Bearer" (RFC
+// 6750), in any case, one or more spaces, and one token68: ok is true for
+// exactly one such header, not over-long. What the token is, bearerUser
+// decides.
+func parseBearer(h http.Header) (token string, ok bool) {
+	values := h.Values("Authorization")
+	if len(values) != 1 || len(values[0]) > maxAuthorizationBytes {
+		return "", false
+	}
+	scheme, token, found := strings.Cut(values[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.Trim(token, " ")
+	return token, token != "" && !hasControl(token) && !strings.Contains(token, " ")
 }
 
 // challenge answers 401 with the Basic challenge. Every failure, whatever

@@ -19,7 +19,9 @@ const (
 	EventRegistered      EventType = "registered"
 	EventPasswordChanged EventType = "password_changed"
 	EventDeleted         EventType = "deleted"
-	EventLogout          EventType = "logout" // one per session ended; Reason says why, unless by LogoutHandler
+	EventLogout          EventType = "logout"        // one per session ended; Reason says why, unless by LogoutHandler
+	EventTokenCreated    EventType = "token_created" // CreateToken; TokenName names it
+	EventTokenRevoked    EventType = "token_revoked" // RevokeToken; TokenName names it
 )
 
 // Reason says why something happened to an account: why a login failed,
@@ -39,6 +41,7 @@ const (
 	ReasonUnusableHash      Reason = "stored hash unusable"
 	ReasonChanged           Reason = "password changed during login" // or the user was deleted meanwhile
 	ReasonError             Reason = "database error"
+	ReasonUnknownToken      Reason = "unknown app token" // a Bearer token of no live token; a wrong user:token is a wrong password
 )
 
 // ReasonImported is the Reason of the EventRegistered and
@@ -61,6 +64,9 @@ type Event struct {
 	Reason   Reason // why a login failed or a session ended; ReasonImported for users written by ImportUser
 	ClientIP string // the client's address, for events of HTTP requests
 	Time     time.Time
+	// TokenName is the name of the app token created or revoked, for
+	// EventTokenCreated and EventTokenRevoked: never the token itself.
+	TokenName string
 }
 
 // emit logs e and passes it to Config.OnEvent. Failures are logged at Warn,
@@ -82,6 +88,9 @@ func (a *Authenticator) record(ctx context.Context, e Event, logIt bool, extra .
 	}
 	if e.ClientIP != "" {
 		attrs = append(attrs, slog.String("client", e.ClientIP))
+	}
+	if e.TokenName != "" {
+		attrs = append(attrs, slog.String("token_name", e.TokenName))
 	}
 	if logIt {
 		a.logger.LogAttrs(ctx, level, "authn: "+string(e.Type), append(attrs, extra...)...)

@@ -453,7 +453,7 @@ func TestStatsJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"LoginSucceeded", "LoginFailed", "Locked", "Throttled", "Busy", "BasicCacheHits",
-		"BasicCacheMisses", "SessionsStarted", "SessionsEnded", "Unavailable", "Registered", "PasswordChanged", "CrossOriginRefused"} {
+		"BasicCacheMisses", "TokenAccepted", "SessionsStarted", "SessionsEnded", "Unavailable", "Registered", "PasswordChanged", "CrossOriginRefused"} {
 		if _, ok := m[name]; !ok {
 			t.Errorf("no %s in %s", name, b)
 		}

@@ -21,7 +21,8 @@ type Stats struct {
 	LoginSucceeded int64 `json:"LoginSucceeded"`
 	// LoginFailed counts logins refused for their credentials
 	// (EventLoginFailed, answered 401 over HTTP): unknown user, malformed
-	// name, password or header, wrong password, locked account, unusable
+	// name, password or header, wrong password (a wrong "user:token"
+	// included), unknown Bearer token, locked account, unusable
 	// stored hash, or an account changed during the login. Refusals for
 	// the client's budget (Throttled), for hashing capacity (Busy) or for a
 	// database error (Unavailable) are not failures of the credentials and
@@ -51,6 +52,10 @@ type Stats struct {
 	// password, lock or account that has changed since. Zero when the
 	// cache is disabled (BasicAuthCacheTTL < 0).
 	BasicCacheMisses int64 `json:"BasicCacheMisses"`
+	// TokenAccepted counts requests let through by an app token
+	// (user:token or Bearer), with one read and no hash. A wrong token is
+	// a LoginFailed.
+	TokenAccepted int64 `json:"TokenAccepted"`
 	// SessionsStarted counts sessions created (a successful login of the
 	// login route, and any other new session row).
 	SessionsStarted int64 `json:"SessionsStarted"`
@@ -81,6 +86,7 @@ type counters struct {
 	loginSucceeded, loginFailed, locked, lockouts atomic.Int64
 	throttled, busy, unavailable                  atomic.Int64
 	basicCacheHits, basicCacheMisses              atomic.Int64
+	tokenAccepted                                 atomic.Int64
 	sessionsStarted, sessionsEnded                atomic.Int64
 	sessionsExpired                               atomic.Int64
 	registered, passwordChanged                   atomic.Int64
@@ -102,6 +108,7 @@ func (a *Authenticator) Stats() Stats {
 		Unavailable:        c.unavailable.Load(),
 		BasicCacheHits:     c.basicCacheHits.Load(),
 		BasicCacheMisses:   c.basicCacheMisses.Load(),
+		TokenAccepted:      c.tokenAccepted.Load(),
 		SessionsStarted:    c.sessionsStarted.Load(),
 		SessionsEnded:      c.sessionsEnded.Load(),
 		SessionsExpired:    c.sessionsExpired.Load(),

@@ -23,7 +23,20 @@ func (s *store) createSchema(ctx context.Context) error {
 		}
 	}
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		for _, m := range []any{(*model.User)(nil), (*model.Session)(nil)} {
+		if s.postgres() {
+			// Two processes creating the same table at once make one of
+			// them fail on PostgreSQL, IF NOT EXISTS or not (a unique
+			// violation in pg_type): instances started together on a
+			// database that lacks a table of this version would. A lock
+			// held until the commit runs the creations one at a time, and
+			// the second then finds the tables. The two-key form keeps it
+			// apart from insertUser's one-key locks.
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext('minimost/authn'), hashtext('schema'))"); err != nil {
+				return err
+			}
+		}
+		models := []any{(*model.User)(nil), (*model.Session)(nil), (*model.Token)(nil), (*model.AdminLock)(nil)}
+		for _, m := range models {
 			if _, err := tx.NewCreateTable().Model(m).IfNotExists().Exec(ctx); err != nil {
 				return err
 			}

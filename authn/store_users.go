@@ -58,14 +58,17 @@ func (s *store) insertRow(ctx context.Context, u *model.User) error {
 // addUser runs insert, which writes the row of a new user or nothing, and,
 // when it wrote one, deletes any session left under that name, in one
 // transaction: a user deleted behind the library's back (by the Python
-// application) leaves sessions that the session read refuses while the name
-// is free, and that a new owner of the name must not inherit.
+// application) leaves sessions and app tokens that their reads refuse while
+// the name is free, and that a new owner of the name must not inherit.
 func (s *store) addUser(ctx context.Context, username string, insert func(context.Context, bun.Tx) (sql.Result, error)) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := oneRow(insert(ctx, tx)); err != nil {
+			return err
+		}
+		if err := deleteTokens(ctx, tx, username); err != nil {
 			return err
 		}
 		return deleteSessions(ctx, tx, username)
@@ -130,26 +133,36 @@ func (s *store) setPassword(ctx context.Context, username, encoded string) error
 	})
 }
 
-// lock locks a user until until, clears the counter and ends the user's
-// sessions, in one transaction.
+// lock locks a user until until, clears the counter, records the lock as
+// the administrator's (see model.AdminLock: it stops app tokens, which a
+// lockout by failed passwords does not) and ends the user's sessions, in
+// one transaction.
 func (s *store) lock(ctx context.Context, username string, until time.Time) error {
+	t := unixSeconds(until)
 	return s.changeUser(ctx, "lock", username, func(tx bun.Tx) *bun.UpdateQuery {
 		return tx.NewUpdate().Model((*model.User)(nil)).
 			Set("failed_attempts = 0").
-			Set("lockout_until = ?", unixSeconds(until))
+			Set("lockout_until = ?", t)
+	}, func(ctx context.Context, tx bun.Tx) error {
+		return recordAdminLock(ctx, tx, username, t)
 	})
 }
 
-// changeUser runs the UPDATE that update starts on username's row and
-// deletes the user's sessions, in one transaction; ErrNotFound when there
-// is no such user.
-func (s *store) changeUser(ctx context.Context, doing, username string, update func(bun.Tx) *bun.UpdateQuery) error {
+// changeUser runs the UPDATE that update starts on username's row, then
+// each of also, and deletes the user's sessions, in one transaction;
+// ErrNotFound when there is no such user.
+func (s *store) changeUser(ctx context.Context, doing, username string, update func(bun.Tx) *bun.UpdateQuery, also ...func(context.Context, bun.Tx) error) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := oneRow(update(tx).Where("username = ?", username).Exec(ctx)); err != nil {
 			return err
+		}
+		for _, f := range also {
+			if err := f(ctx, tx); err != nil {
+				return err
+			}
 		}
 		return deleteSessions(ctx, tx, username)
 	})
@@ -165,7 +178,8 @@ func (s *store) unlock(ctx context.Context, username string) error {
 	return notFoundOr(oneRow(res, err), "unlock", username)
 }
 
-// deleteUser removes a user and the user's sessions, in one transaction.
+// deleteUser removes a user, the user's sessions and app tokens, in one
+// transaction.
 func (s *store) deleteUser(ctx context.Context, username string) error {
 	if err := s.check(); err != nil {
 		return err
@@ -173,6 +187,9 @@ func (s *store) deleteUser(ctx context.Context, username string) error {
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewDelete().Model((*model.User)(nil)).Where("username = ?", username).Exec(ctx)
 		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		if err := deleteTokens(ctx, tx, username); err != nil {
 			return err
 		}
 		return deleteSessions(ctx, tx, username)

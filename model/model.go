@@ -62,3 +62,40 @@ type Session struct {
 	// older table when it opens it, false for the sessions already there.
 	Remembered bool `bun:"remembered,notnull,default:false"`
 }
+
+// Token is one row of the tokens table: an app token of a user, which
+// authn.BasicAuth accepts in place of the password (see
+// authn.Authenticator.CreateToken). Only the token's SHA-256 is stored: a
+// copy of the database lets nobody use it. A user's tokens have distinct
+// names.
+type Token struct {
+	bun.BaseModel `bun:"table:tokens"`
+
+	// TokenHash is the hex-encoded SHA-256 of the token.
+	TokenHash string `bun:"token_hash,pk,type:text"`
+	// Username is the user the token acts for; Name tells the user's
+	// tokens apart ("ci", "laptop git").
+	Username string `bun:"username,notnull,type:text,unique:tokens_username_name"`
+	Name     string `bun:"name,notnull,type:text,unique:tokens_username_name"`
+	// CreatedAt and LastUsed are Unix times in seconds; LastUsed is NULL
+	// until the first use, and written at most once a minute.
+	CreatedAt float64  `bun:"created_at,notnull"`
+	LastUsed  *float64 `bun:"last_used"`
+}
+
+// AdminLock is one row of the admin_locks table: the lock that
+// authn.Authenticator.Lock last wrote into a user's lockout_until. The
+// users table, the Python application's, stores a lock the same way
+// whether failed passwords or an administrator set it; this table tells
+// them apart, so that a failure lockout leaves the user's app tokens
+// working while an administrator's lock stops them. The lock is the
+// administrator's only while the user's lockout_until still holds exactly
+// this value.
+type AdminLock struct {
+	bun.BaseModel `bun:"table:admin_locks"`
+
+	Username string `bun:"username,pk,type:text"`
+	// LockoutUntil is the value written to users.lockout_until, as stored
+	// there (no type tag, as User.LockoutUntil).
+	LockoutUntil float64 `bun:"lockout_until,notnull"`
+}

@@ -426,6 +426,7 @@ func TestMissingDatabase(t *testing.T) {
 	for _, args := range [][]string{
 		{"list"}, {"list", "-locked", "-json"}, {"show", "alice"}, {"lock", "alice", "1h"}, {"unlock", "alice"},
 		{"passwd", "alice"}, {"delete", "-y", "alice"}, {"sessions", "alice"}, {"sessions", "-json", "alice"}, {"logout", "alice"},
+		{"token", "add", "alice", "ci"}, {"token", "list", "alice"}, {"token", "revoke", "alice", "ci"},
 	} {
 		r := authctl(t, "alice's long passphrase\n", append([]string{"-db", typo}, args...)...)
 		r.want(t, 1, "no database file "+typo)
@@ -537,5 +538,87 @@ func TestSessionCommands(t *testing.T) {
 		authctl(t, "", "-db", db.URL, "logout", "nobody").want(t, 1, "no such user: nobody")
 		authctl(t, "", "-db", db.URL, "sessions", "nobody").want(t, 1, "no such user: nobody")
 		authctl(t, "", "-db", db.URL, "logout").want(t, 2, "usage: authctl [-db DB] logout NAME")
+	})
+}
+
+// TestTokenCommands: "token add" prints the token alone on standard
+// output, and the token then works for the application (another process);
+// "token list" shows it (table and JSON) with its last use, never the
+// token; "token revoke" stops it on the very next request. Errors and
+// usage mistakes get clear messages; on both databases.
+func TestTokenCommands(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		authctl(t, "alice's long passphrase\n", "-db", db.URL, "add", "alice").want(t, 0, "created user alice")
+		a := db.Open(t, authn.Config{})
+		status := func(token string) int {
+			r := httptest.NewRequest("GET", "/api", nil)
+			r.Header.Set("Authorization", "Bearer "+token)
+			w := httptest.NewRecorder()
+			a.BasicAuth(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(w, r)
+			return w.Code
+		}
+
+		r := authctl(t, "", "-db", db.URL, "token", "add", "alice", "ci")
+		r.want(t, 0, "created token ci of alice; it is shown only this once")
+		token := strings.TrimSuffix(r.stdout, "\n")
+		if !regexp.MustCompile(`^mmt_[A-Za-z0-9_-]{43}\n$`).MatchString(r.stdout) {
+			t.Fatalf("token add printed %q", r.stdout)
+		}
+		if got := status(token); got != 200 {
+			t.Fatalf("the new token: %d", got)
+		}
+
+		r = authctl(t, "", "-db", db.URL, "token", "list", "alice")
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if r.code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "ci ") ||
+			strings.HasSuffix(lines[1], " -") || strings.Contains(r.stdout, token[4:]) {
+			t.Fatalf("token list:\n%s%s", r.stdout, r.stderr)
+		}
+		r = authctl(t, "", "-db", db.URL, "token", "list", "-json", "alice")
+		var list []map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0]["name"] != "ci" ||
+			list[0]["created"] == nil || list[0]["last_used"] == nil {
+			t.Fatalf("token list -json: %v\n%s", err, r.stdout)
+		}
+		authctl(t, "", "-db", db.URL, "token", "add", "alice", "unused").want(t, 0, "created token unused")
+		r = authctl(t, "", "-db", db.URL, "token", "list", "alice")
+		if !regexp.MustCompile(`(?m)^unused .* -$`).MatchString(r.stdout) {
+			t.Fatalf("a token never used shows no \"-\":\n%s", r.stdout)
+		}
+
+		for _, tc := range []struct {
+			args []string
+			code int
+			msg  string
+		}{
+			{[]string{"token", "add", "alice", "ci"}, 1, `token name already taken: alice already has a token named "ci"`},
+			{[]string{"token", "add", "nobody", "ci"}, 1, "no such user: nobody"},
+			{[]string{"token", "add", "alice", " "}, 1, "invalid token name"},
+			{[]string{"token", "add", "alice", "a\x1b[2Jb"}, 1, `invalid token name`},
+			{[]string{"token", "list", "nobody"}, 1, "no such user: nobody"},
+			{[]string{"token", "revoke", "alice", "nope"}, 1, `no such token: alice has no token named "nope"`},
+			{[]string{"token", "revoke", "nobody", "ci"}, 1, "no such user: nobody"},
+			{[]string{"token", "add", "alice"}, 2, "usage: authctl [-db DB] token add NAME TOKEN-NAME"},
+			{[]string{"token", "list", "alice", "ci"}, 2, "usage: authctl [-db DB] token list [-json] NAME"},
+			{[]string{"token", "frob", "alice"}, 2, `unknown token command "frob"`},
+			{[]string{"token", "add", "-json", "alice", "x"}, 2, "-json is a flag of token list only"},
+			{[]string{"token"}, 2, "usage: authctl [-db DB] token"},
+		} {
+			r := authctl(t, "", append([]string{"-db", db.URL}, tc.args...)...)
+			r.want(t, tc.code, tc.msg)
+			if r.stdout != "" || strings.Contains(r.stderr, "\x1b") {
+				t.Errorf("%v: stdout %q, stderr %q", tc.args, r.stdout, r.stderr)
+			}
+		}
+
+		authctl(t, "", "-db", db.URL, "token", "revoke", "alice", "ci").want(t, 0, "revoked token ci of alice")
+		if got := status(token); got != 401 {
+			t.Fatalf("the revoked token: %d, want 401", got)
+		}
+		r = authctl(t, "", "-db", db.URL, "token", "list", "alice")
+		if strings.Contains(r.stdout, "ci ") || !strings.Contains(r.stdout, "unused") {
+			t.Fatalf("token list after revoke:\n%s", r.stdout)
+		}
 	})
 }

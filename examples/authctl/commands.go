@@ -26,7 +26,7 @@ import (
 )
 
 // commandOrder is the order of the help text.
-var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "import-htpasswd", "import-db"}
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "import-htpasswd", "import-db"}
 
 func commands() map[string]command {
 	return map[string]command{
@@ -91,7 +91,8 @@ Example:
 			name: "lock", args: "NAME [DURATION]", minArgs: 1, maxArgs: 2,
 			summary: "lock a user for DURATION (default 15m) and end the user's sessions",
 			help: `Locks NAME: logins are refused until the lock ends or "unlock" or "passwd"
-is run, and all of NAME's sessions end, also a login in progress.
+is run, and all of NAME's sessions end, also a login in progress. NAME's app
+tokens are refused while the lock lasts.
 DURATION is a Go duration such as 90m or 24h; the default is the lockout
 duration, 15 minutes.
 
@@ -119,10 +120,10 @@ Examples:
 		},
 		"delete": {
 			name: "delete", args: "[-y] NAME", minArgs: 1, maxArgs: 1,
-			summary: "delete a user and the user's sessions (asks first)",
+			summary: "delete a user, the user's sessions and tokens (asks first)",
 			flags:   func(fs *flag.FlagSet) { fs.Bool("y", false, "do not ask for confirmation") },
-			help: `Deletes NAME and all of NAME's sessions, after asking on the terminal
-unless -y is given.
+			help: `Deletes NAME, all of NAME's sessions and app tokens, after asking on the
+terminal unless -y is given.
 
 Examples:
   authctl delete bob
@@ -242,6 +243,31 @@ Example:
 				return nil
 			},
 		},
+		"token": {
+			name: "token", args: "add NAME TOKEN-NAME | list [-json] NAME | revoke NAME TOKEN-NAME", minArgs: 2, maxArgs: 3,
+			summary: "make, list or revoke a user's app tokens (passwords for API clients)",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("json", false, "list: one JSON array instead of a table") },
+			help: `App tokens let scripts and API clients authenticate as a user without the
+user's password: BasicAuth accepts one in place of the password (NAME:TOKEN)
+or as "Authorization: Bearer TOKEN". A token keeps working when the password
+changes or failed passwords lock the account; "lock", "delete" and
+"token revoke" stop it at once.
+
+  token add NAME TOKEN-NAME   makes a token for NAME and prints it, alone, on
+                              standard output: it is shown this once, only
+                              its SHA-256 is stored. TOKEN-NAME (1 to 64
+                              printable characters) tells NAME's tokens apart.
+  token list NAME             lists NAME's tokens: name, created, last used
+                              (to the minute; "-" when never).
+  token revoke NAME TOKEN-NAME  deletes the token: its next request is refused.
+
+Examples:
+  authctl token add alice ci > ci-token
+  authctl token list alice
+  authctl token list -json alice | jq -r '.[].name'
+  authctl token revoke alice ci`,
+			run: runToken,
+		},
 		"import-htpasswd": {
 			name: "import-htpasswd", createsDB: true, args: "[-replace] FILE", minArgs: 1, maxArgs: 1,
 			summary: "create users from an Apache htpasswd file (bcrypt lines)",
@@ -297,6 +323,55 @@ Example:
 			},
 		},
 	}
+}
+
+// runToken runs "token add", "token list" and "token revoke".
+func runToken(ctx context.Context, c *call) error {
+	sub, args := c.args[0], c.args[1:]
+	want := map[string]int{"add": 2, "list": 1, "revoke": 2}
+	n, ok := want[sub]
+	switch {
+	case !ok:
+		return usageError{fmt.Sprintf("unknown token command %q; use add, list or revoke", sub)}
+	case len(args) != n:
+		return usageError{"usage: authctl [-db DB] token " + map[string]string{
+			"add": "add NAME TOKEN-NAME", "list": "list [-json] NAME", "revoke": "revoke NAME TOKEN-NAME"}[sub]}
+	case c.flag("json") && sub != "list":
+		return usageError{"-json is a flag of token list only"}
+	}
+	switch sub {
+	case "add":
+		token, err := c.a.CreateToken(ctx, args[0], args[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, token)
+		fmt.Fprintf(c.stderr, "created token %s of %s; it is shown only this once\n", tableCell(args[1]), displayName(args[0]))
+		return nil
+	case "revoke":
+		if err := c.a.RevokeToken(ctx, args[0], args[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "revoked token %s of %s\n", tableCell(args[1]), displayName(args[0]))
+		return nil
+	}
+	list, err := c.a.Tokens(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if c.flag("json") {
+		return writeJSON(c.stdout, list)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCREATED\tLAST USED")
+	for _, tok := range list {
+		last := "-"
+		if !tok.LastUsed.IsZero() {
+			last = tok.LastUsed.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", tableCell(tok.Name), tok.Created.UTC().Format(time.RFC3339), last)
+	}
+	return tw.Flush()
 }
 
 func (c *call) flag(name string) bool {
