@@ -88,6 +88,29 @@ func BenchmarkBasicAuthCached(b *testing.B) {
 	})
 }
 
+// BenchmarkTokenRequest is a request with an app token as its Bearer
+// credential, through BasicAuth, in parallel: one indexed read and no hash
+// (last use is written at most once a minute).
+func BenchmarkTokenRequest(b *testing.B) {
+	benchBackends(b, func(b *testing.B, db *testdb.DB) {
+		a := db.Open(b, authn.Config{Hasher: password.Default()})
+		ctx := context.Background()
+		if err := a.Register(ctx, "u", goodPassword); err != nil {
+			b.Fatal(err)
+		}
+		token, err := a.CreateToken(ctx, "u", "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := a.BasicAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		serveParallel(b, h, func() *http.Request {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("Authorization", "Bearer "+token)
+			return r
+		})
+	})
+}
+
 // serveParallel times h serving requests made by newRequest, in parallel,
 // each answered 200. Like net/http, it gives every request a context that
 // can be cancelled; database drivers watch it.
