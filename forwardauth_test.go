@@ -19,8 +19,10 @@ import (
 // TestForwardAuthNginx runs Debian's nginx with the README's configuration
 // (its nginx block, with free ports) in front of an application that echoes
 // the Remote-User header it gets, asking examples/forwardauth: Basic
-// credentials and a session from the login route reach the application
-// with the user's name, no or wrong credentials get 401 and never reach it,
+// credentials, an app token from authctl (as the password and as a Bearer
+// token) and a session from the login route reach the application with
+// the user's name and without the Authorization header, no, wrong or
+// revoked credentials get 401 and never reach it,
 // a client's own Remote-User never does either, and a browser is sent to
 // the login page and, signed in through nginx, comes back to the page it
 // asked for. It skips without nginx, but fails under CI (.ci/run installs
@@ -90,6 +92,31 @@ func TestForwardAuthNginx(t *testing.T) {
 			t.Errorf("%q: %d WWW-Authenticate=%q %q, want 401 with the challenge", h, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
 		}
 	}
+	// An app token from authctl, as demo's password and as a Bearer
+	// token: the application sees demo and not the token.
+	token := strings.TrimSuffix(authctl(t, authn.db, "token", "add", "demo", "ci"), "\n")
+	if !strings.HasPrefix(token, "mmt_") || strings.ContainsAny(token, " \n") {
+		t.Fatalf("authctl token add printed %q, want the token alone", token)
+	}
+	for _, auth := range []string{basic("demo", token), "Bearer " + token} {
+		if resp, body := do("GET", "/app/", "", nil, "Authorization", auth); resp.StatusCode != 200 || body != demoOnly {
+			t.Fatalf("token (%.6s): %d %q, want 200 %q\n%s", auth, resp.StatusCode, body, demoOnly, authn.logText())
+		}
+	}
+	if strings.Contains(authn.logText(), token[len("mmt_"):]) {
+		t.Errorf("the server logged the token:\n%s", authn.logText())
+	}
+	// Revoked: refused on the next request, with the challenge, and the
+	// application never runs.
+	authctl(t, authn.db, "token", "revoke", "demo", "ci")
+	for _, auth := range []string{basic("demo", token), "Bearer " + token} {
+		resp, body := do("GET", "/app/", "", nil, "Authorization", auth)
+		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") || strings.Contains(body, "app:") {
+			t.Errorf("revoked token (%.6s): %d WWW-Authenticate=%q %q, want 401 with the challenge",
+				auth, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+		}
+	}
+
 	// The question is not asked from outside.
 	if resp, _ := do("GET", "/_authn", "", nil); resp.StatusCode != 404 {
 		t.Errorf("/_authn from outside: %d, want 404", resp.StatusCode)
@@ -134,6 +161,20 @@ func TestForwardAuthNginx(t *testing.T) {
 	if resp, body := do("GET", page, "", resp.Cookies(), browser...); resp.StatusCode != 200 || body != demoOnly {
 		t.Fatalf("back at the page: %d %q, want 200 %q", resp.StatusCode, body, demoOnly)
 	}
+}
+
+// authctl runs examples/authctl on the database file db with args and
+// returns its standard output, or fails the test.
+func authctl(t *testing.T, db string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(buildExample(t, "authctl"), append([]string{"-db", db}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("authctl %q: %v\n%s", args, err, stderr.String())
+	}
+	return string(out)
 }
 
 // nginxBinary returns the path of nginx, or skips the test without it

@@ -19,6 +19,7 @@ import (
 // server is an example server running as its own process.
 type server struct {
 	base string
+	db   string // its SQLite database file, for authctl
 	pid  int
 	mu   sync.Mutex
 	log  strings.Builder
@@ -84,13 +85,14 @@ func startExample(t *testing.T, name string, args ...string) *server {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, append([]string{"-addr", addr, "-db", filepath.Join(dir, "auth.db")}, args...)...)
+	db := filepath.Join(dir, "auth.db")
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-db", db}, args...)...)
 	stderr, _ := cmd.StderrPipe()
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{base: "http://" + addr, pid: cmd.Process.Pid}
+	s := &server{base: "http://" + addr, db: db, pid: cmd.Process.Pid}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -3,6 +3,7 @@ package authn_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -330,5 +331,181 @@ func TestForwardAuthUserHeader(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "ForwardAuthUserHeader") {
 			t.Errorf("ForwardAuthUserHeader %q: New gave %v, want an error naming the field", bad, err)
 		}
+	}
+}
+
+// TestForwardAuthTokens: an app token, as demo's password and alone as a
+// Bearer token, gets 200 with demo in the user header, also with another
+// user's session cookie or a browser's headers (the Authorization header
+// decides). A wrong or revoked token gets exactly the 401 of a wrong
+// password and is a failure like one: as demo:TOKEN it counts toward
+// demo's lockout. The token keeps working during a lockout by failed
+// passwords (or tokens), and is refused after an administrator's Lock, on
+// the next request, until Unlock; RevokeToken stops it at once. Both
+// databases, over real HTTP.
+func TestForwardAuthTokens(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		const threshold = 3
+		clk := newClock()
+		events := &eventLog{}
+		cfg := forwardAuthConfig()
+		cfg.Now, cfg.LockoutThreshold, cfg.OnEvent = clk.Now, threshold, events.add
+		a := db.Open(t, cfg)
+		admin := db.Open(t, authn.Config{Now: clk.Now}) // authctl, say: another process
+		ctx := context.Background()
+		for _, name := range []string{"demo", "bob"} {
+			if err := a.Register(ctx, name, goodPassword); err != nil {
+				t.Fatal(err)
+			}
+		}
+		token := newToken(t, admin, "demo", "ci")
+		revoked := newToken(t, admin, "demo", "old")
+		if err := admin.RevokeToken(ctx, "demo", "old"); err != nil {
+			t.Fatal(err)
+		}
+		srv := forwardAuthServer(t, a)
+		get := func(header ...string) *http.Response {
+			t.Helper()
+			resp, _ := send(t, srv, "GET", "/auth", "", nil, header...)
+			return resp
+		}
+		works := func(what string) {
+			t.Helper()
+			for _, auth := range []string{basicHeader("demo", token), bearer(token)} {
+				resp := get("Authorization", auth)
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s, %.6s: %d, want 200", what, auth, resp.StatusCode)
+				}
+				checkAllowed(t, resp, "Remote-User", "demo")
+			}
+		}
+		refused := func(what, token string) {
+			t.Helper()
+			for _, auth := range []string{basicHeader("demo", token), bearer(token)} {
+				resp := get("Authorization", auth)
+				if resp.StatusCode != 401 {
+					t.Fatalf("%s, %.6s: %d, want 401", what, auth, resp.StatusCode)
+				}
+				checkChallenged(t, resp)
+			}
+		}
+
+		works("token")
+		checkAllowed(t, get("Authorization", "bearer  "+token), "Remote-User", "demo")
+		// With bob's session, or as a browser's page load: the token's user.
+		bobs := signIn(t, srv, credentialsJSON("bob", goodPassword))
+		resp, _ := send(t, srv, "GET", "/auth", "", []*http.Cookie{bobs}, "Authorization", bearer(token))
+		checkAllowed(t, resp, "Remote-User", "demo")
+		checkAllowed(t, get(append(pageLoad("/app/"), "Authorization", basicHeader("demo", token))...), "Remote-User", "demo")
+		// demo's token is no one else's password.
+		checkChallenged(t, get("Authorization", basicHeader("bob", token)))
+		if got := a.Stats().TokenAccepted; got != 5 {
+			t.Errorf("TokenAccepted = %d, want 5", got)
+		}
+		refused("revoked", revoked)
+
+		// A wrong token: the very answer of a wrong password, and a
+		// failure like one.
+		clk.Advance(time.Hour) // the failures above are forgotten
+		if err := admin.Unlock(ctx, "demo"); err != nil {
+			t.Fatal(err)
+		}
+		c := clientFrom("127.0.0.2")
+		auth := func(h string) answer {
+			t.Helper()
+			return call(t, c, "GET", srv.URL+"/auth", "", "", "Authorization", h)
+		}
+		wrongPassword := auth(basicHeader("demo", "not the password"))
+		failedBefore := a.Stats().LoginFailed
+		unknown := "mmt_" + strings.Repeat("A", 43)
+		sameRefusal(t, "unknown demo:token", auth(basicHeader("demo", unknown)), wrongPassword)
+		sameRefusal(t, "unknown Bearer", auth(bearer(unknown)), wrongPassword)
+		sameRefusal(t, "malformed Bearer", auth(bearer("not-a-token")), wrongPassword)
+		if got := a.Stats().LoginFailed - failedBefore; got != 3 {
+			t.Errorf("LoginFailed grew by %d for three wrong tokens, want 3", got)
+		}
+		if got := readUser(t, db.Raw, "demo").Failed.Int64; got != 2 {
+			t.Fatalf("failed_attempts = %d, want 2 (a wrong password, a wrong demo:token)", got)
+		}
+		if !strings.Contains(events.String(), "login_failed  unknown app token") {
+			t.Errorf("no unknown-token failure in the events:\n%s", events)
+		}
+		// The third failure, a revoked token, locks demo out; the
+		// right password is refused, the token is not.
+		sameRefusal(t, "revoked demo:token", auth(basicHeader("demo", revoked)), wrongPassword)
+		if acc, err := a.Account(ctx, "demo"); err != nil || acc.LockedUntil.IsZero() {
+			t.Fatalf("after %d failures, two of them tokens: %+v %v, want locked out", threshold, acc, err)
+		}
+		checkChallenged(t, get("Authorization", basicHeader("demo", goodPassword)))
+		works("during a lockout by wrong tokens")
+
+		// A lockout by T wrong passwords leaves the token working too.
+		clk.Advance(time.Hour)
+		for i := range threshold {
+			checkChallenged(t, get("Authorization", basicHeader("demo", fmt.Sprintf("guess %d", i))))
+		}
+		if acc, err := a.Account(ctx, "demo"); err != nil || acc.LockedUntil.IsZero() {
+			t.Fatalf("after %d wrong passwords: %+v %v, want locked out", threshold, acc, err)
+		}
+		checkChallenged(t, get("Authorization", basicHeader("demo", goodPassword)))
+		works("during a lockout by wrong passwords")
+
+		// An administrator's Lock stops it on the next request, with the
+		// answer of a wrong password; Unlock lets it through again.
+		if err := admin.Lock(ctx, "demo", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		refused("after Lock", token)
+		sameRefusal(t, "Bearer after Lock", auth(bearer(token)), wrongPassword)
+		if err := admin.Unlock(ctx, "demo"); err != nil {
+			t.Fatal(err)
+		}
+		works("after Unlock")
+
+		if err := admin.RevokeToken(ctx, "demo", "ci"); err != nil {
+			t.Fatal(err)
+		}
+		refused("revoked after use", token)
+	})
+}
+
+// TestForwardAuthTokenBudget: wrong tokens through forward auth and through
+// BasicAuth spend one failure budget of the client, after which even a good
+// token gets 429 and no user; another client's token still works.
+func TestForwardAuthTokenBudget(t *testing.T) {
+	cfg := forwardAuthConfig()
+	cfg.LockoutThreshold = 100
+	cfg.HTTP.Throttle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 3, Interval: time.Hour})
+	a, _ := openTest(t, cfg)
+	if err := a.Register(context.Background(), "demo", goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	token := newToken(t, a, "demo", "ci")
+	mux := http.NewServeMux()
+	mux.Handle("/auth", a.ForwardAuthHandler())
+	mux.Handle("/api/", a.BasicAuth(okHandler()))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c := clientFrom("127.0.0.2")
+	unknown := "mmt_" + strings.Repeat("B", 43)
+	for i, step := range []struct{ path, auth string }{
+		{"/auth", bearer(unknown)},
+		{"/api/", basicHeader("demo", unknown)},
+		{"/auth", basicHeader("demo", unknown)},
+	} {
+		if got := call(t, c, "GET", srv.URL+step.path, "", "", "Authorization", step.auth); got.code != 401 {
+			t.Fatalf("failure %d at %s: %d, want 401", i, step.path, got.code)
+		}
+	}
+	for _, path := range []string{"/auth", "/api/"} {
+		got := call(t, c, "GET", srv.URL+path, "", "", "Authorization", bearer(token))
+		if got.code != 429 || got.header.Get("Retry-After") == "" || got.header.Get("Remote-User") != "" {
+			t.Fatalf("good token at %s after the budget: %d Retry-After=%q Remote-User=%q, want 429 and no user",
+				path, got.code, got.header.Get("Retry-After"), got.header.Get("Remote-User"))
+		}
+	}
+	got := call(t, clientFrom("127.0.0.3"), "GET", srv.URL+"/auth", "", "", "Authorization", bearer(token))
+	if got.code != 200 || got.header.Get("Remote-User") != "demo" {
+		t.Fatalf("the token from another client: %d Remote-User=%q, want 200 demo", got.code, got.header.Get("Remote-User"))
 	}
 }
