@@ -118,24 +118,25 @@ func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bo
 }
 
 // bearerUser returns the user of a request whose Bearer credential is a
-// live app token, or ok false once it has answered the request. The budget
-// is reserved before the read, as for a password, and a failure is padded
-// to the time of one: a token names no account, so nothing is claimed, and
-// all a guess can learn is no.
+// live app token, or ok false once it has answered the request. basicUser
+// has checked the client's budget; a good token spends none, also while it
+// is checked, so that an API client's parallel requests are never refused
+// for the others in flight. A failure spends the budget after the read
+// (guessing 256 bits gains nothing from the few reads in flight past it)
+// and is padded to the time of a wrong password: a token names no account,
+// so nothing is claimed, and all a guess can learn is no.
 func (h *handlers) bearerUser(w http.ResponseWriter, r *http.Request, token string) (string, bool) {
 	ctx := r.Context()
-	res, ok := h.reserve(w, r, h.throttle, "")
-	if !ok {
-		tooManyFailures(w, r)
-		return "", false
-	}
 	start := time.Now()
 	username, err := h.a.tokenUser(ctx, token, "")
 	switch {
 	case err == nil:
-		res.Cancel()
 		return username, true
 	case errors.Is(err, errNoToken):
+		if _, ok := h.reserve(w, r, h.throttle, ""); !ok {
+			tooManyFailures(w, r)
+			return "", false
+		}
 		reason := ReasonUnknownToken
 		switch {
 		case !isAppToken(token):
@@ -147,7 +148,6 @@ func (h *handlers) bearerUser(w http.ResponseWriter, r *http.Request, token stri
 		h.a.failureTiming.pad(ctx, start)
 		h.challenge(w)
 	default:
-		res.Cancel()
 		h.unavailable(w, r, err)
 	}
 	return "", false

@@ -73,7 +73,9 @@ func userRecord(u model.User) UserRecord {
 // given: no password policy applies, since the password is not known. The
 // username must pass CheckUsername and the hash password.Check. A taken name
 // gives ErrUserExists, unless replace is true: then the row is replaced and
-// the user's sessions end, in one transaction. A lock with no end
+// the user's sessions end, in one transaction (its app tokens stay, as with
+// SetPassword). A user written where there was none never inherits the app
+// tokens a user of that name deleted behind the library's back left. A lock with no end
 // (LockedForever) is written as the value it was read with, except that
 // SQLite, which stores a NaN as NULL (unlocked), gets +Inf for it.
 func (a *Authenticator) ImportUser(ctx context.Context, rec UserRecord, replace bool) error {

@@ -83,13 +83,26 @@ func (s *store) addUser(ctx context.Context, username string, insert func(contex
 }
 
 // replaceRow writes u over any user of its name and ends that user's
-// sessions, in one transaction.
+// sessions, in one transaction. When there was no such user, it also
+// deletes the app tokens left under the name, as addUser does: a user
+// deleted behind the library's back leaves them, and the new owner of the
+// name must not inherit them. A user replaced keeps its tokens, as
+// SetPassword leaves them.
 func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		_, err := s.withLockout(tx.NewInsert().Model(u), u).
+		existed, err := tx.NewSelect().Model((*model.User)(nil)).Where("username = ?", u.Username).Exists(ctx)
+		if err != nil {
+			return err
+		}
+		if !existed {
+			if err := deleteTokens(ctx, tx, u.Username); err != nil {
+				return err
+			}
+		}
+		_, err = s.withLockout(tx.NewInsert().Model(u), u).
 			On("CONFLICT (username) DO UPDATE").
 			Set("password_hash = EXCLUDED.password_hash").
 			Set("failed_attempts = EXCLUDED.failed_attempts").
