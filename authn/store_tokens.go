@@ -152,6 +152,14 @@ func deleteTokens(ctx context.Context, db bun.IDB, username string) error {
 	if _, err := db.NewDelete().Model((*model.Token)(nil)).Where("username = ?", username).Exec(ctx); err != nil {
 		return err
 	}
+	return clearAdminLock(ctx, db, username)
+}
+
+// clearAdminLock forgets username's record of an administrator's lock, in
+// the transaction of what ends that lock (Unlock, SetPassword). A stale
+// record stops no token once the row's lock differs from it, but a failure
+// lockout that happened to write the same value would match it again.
+func clearAdminLock(ctx context.Context, db bun.IDB, username string) error {
 	_, err := db.NewDelete().Model((*model.AdminLock)(nil)).Where("username = ?", username).Exec(ctx)
 	return err
 }

@@ -138,11 +138,14 @@ func (s *store) withLockout(q *bun.InsertQuery, u *model.User) *bun.InsertQuery 
 	return q
 }
 
-// setPassword stores a new hash, clears the counter and any lock, and ends
-// the user's sessions, in one transaction.
+// setPassword stores a new hash, clears the counter and any lock (an
+// administrator's record of it too), and ends the user's sessions, in one
+// transaction.
 func (s *store) setPassword(ctx context.Context, username, encoded string) error {
 	return s.changeUser(ctx, "set password of", username, func(tx bun.Tx) *bun.UpdateQuery {
 		return clearLock(tx).Set("password_hash = ?", encoded)
+	}, func(ctx context.Context, tx bun.Tx) error {
+		return clearAdminLock(ctx, tx, username)
 	})
 }
 
@@ -182,13 +185,20 @@ func (s *store) changeUser(ctx context.Context, doing, username string, update f
 	return notFoundOr(err, doing, username)
 }
 
-// unlock clears a user's lock and failure counter.
+// unlock clears a user's lock and failure counter, and the record of an
+// administrator's lock, in one transaction.
 func (s *store) unlock(ctx context.Context, username string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	res, err := clearLock(s.db).Where("username = ?", username).Exec(ctx)
-	return notFoundOr(oneRow(res, err), "unlock", username)
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := clearLock(tx).Where("username = ?", username).Exec(ctx)
+		if err := oneRow(res, err); err != nil {
+			return err
+		}
+		return clearAdminLock(ctx, tx, username)
+	})
+	return notFoundOr(err, "unlock", username)
 }
 
 // deleteUser removes a user, the user's sessions and app tokens, in one

@@ -499,3 +499,42 @@ func TestTokensOnPythonDB(t *testing.T) {
 		t.Fatalf("users changed:\n%v\n%v", before, after)
 	}
 }
+
+// TestAdminLockRecordCleared: Unlock and SetPassword forget the record of
+// an administrator's Lock in the same transaction, so that no later
+// failure lockout can match a stale record and stop the user's tokens.
+func TestAdminLockRecordCleared(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		ctx := context.Background()
+		a := db.Open(t, authn.Config{Hasher: testdb.NewCountingHasher(nil)})
+		if err := a.Register(ctx, "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		records := func() int {
+			t.Helper()
+			var n int
+			if err := db.Raw.NewSelect().Table("admin_locks").ColumnExpr("count(*)").Where("username = 'alice'").Scan(ctx, &n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		for name, end := range map[string]func() error{
+			"Unlock":      func() error { return a.Unlock(ctx, "alice") },
+			"SetPassword": func() error { return a.SetPassword(ctx, "alice", "alice's other long passphrase") },
+		} {
+			if err := a.Lock(ctx, "alice", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if n := records(); n != 1 {
+				t.Fatalf("after Lock: %d records, want 1", n)
+			}
+			if err := end(); err != nil {
+				t.Fatal(err)
+			}
+			if n := records(); n != 0 {
+				t.Errorf("after %s: %d records of the admin lock, want 0", name, n)
+			}
+		}
+	})
+}
