@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -621,4 +622,44 @@ func TestTokenCommands(t *testing.T) {
 			t.Fatalf("token list after revoke:\n%s", r.stdout)
 		}
 	})
+}
+
+// TestListAcrossPages: list, which writes each page (1,000 users) as it
+// reads it, writes every user once, in name order, as a table and as JSON.
+func TestListAcrossPages(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "auth.db")
+	a := (&testdb.DB{Name: "sqlite", URL: db}).Open(t, authn.Config{Hasher: testdb.FastHasher})
+	const n = 2345
+	var want []string
+	for i := range n {
+		name := fmt.Sprintf("u%05d", i)
+		if err := a.ImportUser(context.Background(), authn.UserRecord{Username: name, PasswordHash: "pbkdf2:sha256:1$salt$" + strings.Repeat("0", 64)}, false); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, name)
+	}
+	a.Close()
+
+	r := authctl(t, "", "-db", db, "list")
+	r.want(t, 0, "")
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != n+1 || !strings.HasPrefix(lines[0], "NAME ") {
+		t.Fatalf("list: %d lines, want a header and %d rows", len(lines), n)
+	}
+	for i, line := range lines[1:] {
+		if f := strings.Fields(line); len(f) != 5 || f[0] != want[i] {
+			t.Fatalf("row %d: %q, want %s first of 5 fields", i, line, want[i])
+		}
+	}
+
+	r = authctl(t, "", "-db", db, "list", "-json")
+	r.want(t, 0, "")
+	var got []struct{ Username string }
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("list -json: %v", err)
+	}
+	if len(got) != n || got[0].Username != want[0] || got[n-1].Username != want[n-1] {
+		t.Fatalf("list -json: %d users, first %v, want %d", len(got), got[:1], n)
+	}
 }

@@ -160,20 +160,10 @@ Examples:
   authctl list -locked
   authctl list -json | jq -r '.[].username'`,
 			run: func(ctx context.Context, c *call) error {
-				accounts, err := allAccounts(ctx, c.a, c.flag("locked"))
-				if err != nil {
-					return err
-				}
 				if c.flag("json") {
-					return writeJSON(c.stdout, accountsJSON(accounts))
+					return listJSON(ctx, c)
 				}
-				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tFAILED\tLOCKED UNTIL\tSCHEME\tREHASH")
-				for _, acc := range accounts {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", displayName(acc.Username), acc.FailedAttempts,
-						or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), map[bool]string{true: "yes", false: "no"}[acc.NeedsRehash])
-				}
-				return tw.Flush()
+				return listTable(ctx, c)
 			},
 		},
 		"show": {
@@ -379,21 +369,73 @@ func (c *call) flag(name string) bool {
 	return f != nil && f.Value.String() == "true"
 }
 
-// allAccounts pages through every account.
-func allAccounts(ctx context.Context, a *authn.Authenticator, lockedOnly bool) ([]authn.Account, error) {
-	var all []authn.Account
+// eachPage pages through every account (or every locked one), in name
+// order, a page at a time, so that a list of a million users is written as
+// it is read rather than held in memory.
+func eachPage(ctx context.Context, a *authn.Authenticator, lockedOnly bool, f func([]authn.Account) error) error {
 	opts := authn.ListOptions{Limit: 1000, LockedOnly: lockedOnly}
 	for {
 		page, err := a.ListAccounts(ctx, opts)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		all = append(all, page...)
+		if err := f(page); err != nil {
+			return err
+		}
 		if len(page) < opts.Limit {
-			return all, nil
+			return nil
 		}
 		opts.After = page[len(page)-1].Username
 	}
+}
+
+// listTable writes the accounts as a table, streamed: the columns have
+// fixed widths (a valid name has at most authn.MaxUsernameLength
+// characters; a quoted invalid one may push its row), since a table whose
+// widths fit its longest cell could not be written before its last row.
+func listTable(ctx context.Context, c *call) error {
+	w := bufio.NewWriterSize(c.stdout, 64<<10)
+	const row = "%-*s  %-6v  %-20s  %-8s  %s\n"
+	fmt.Fprintf(w, row, authn.MaxUsernameLength, "NAME", "FAILED", "LOCKED UNTIL", "SCHEME", "REHASH")
+	err := eachPage(ctx, c.a, c.flag("locked"), func(page []authn.Account) error {
+		for _, acc := range page {
+			fmt.Fprintf(w, row, authn.MaxUsernameLength, displayName(acc.Username), acc.FailedAttempts,
+				or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), map[bool]string{true: "yes", false: "no"}[acc.NeedsRehash])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// listJSON writes the accounts as one JSON array, streamed, in the layout
+// of writeJSON.
+func listJSON(ctx context.Context, c *call) error {
+	w := bufio.NewWriterSize(c.stdout, 64<<10)
+	sep := "[\n  "
+	err := eachPage(ctx, c.a, c.flag("locked"), func(page []authn.Account) error {
+		for _, acc := range accountsJSON(page) {
+			b, err := json.MarshalIndent(acc, "  ", "  ")
+			if err != nil {
+				return err
+			}
+			w.WriteString(sep)
+			w.Write(b)
+			sep = ",\n  "
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if sep == "[\n  " {
+		w.WriteString("[]\n") // as writeJSON writes an empty list
+	} else {
+		w.WriteString("\n]\n")
+	}
+	return w.Flush()
 }
 
 type accountJSON struct {
