@@ -53,7 +53,7 @@ func Example_server() {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", a.BasicAuth(app))    // wrap an existing handler
-	mux.Handle("/auth/", a.Routes())           // /auth/login, /auth/logout, /auth/register: forms and JSON
+	mux.Handle("/auth/", a.Routes())           // /auth/login, /logout, /register, /password, /sessions
 	mux.Handle("/app/", a.RequireSession(app)) // pages behind the login session, else to /auth/login
 	srv := &http.Server{Addr: "localhost:8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	log.Print(srv.ListenAndServe()) // plain HTTP on localhost only; elsewhere HTTPS (the cookie is Secure)
