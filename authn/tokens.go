@@ -104,15 +104,15 @@ func (a *Authenticator) CreateToken(ctx context.Context, username, name string) 
 		return "", err
 	}
 	if !inserted {
-		return "", a.whyNotInserted(ctx, username, name)
+		return "", a.noUserOr(ctx, username, fmt.Errorf("%w: %s already has a token named %q", ErrTokenExists, username, name))
 	}
 	a.emit(ctx, Event{Type: EventTokenCreated, Username: username, TokenName: name})
 	return token, nil
 }
 
-// whyNotInserted tells an unknown user from a taken name, after an insert
-// of a token wrote nothing.
-func (a *Authenticator) whyNotInserted(ctx context.Context, username, name string) error {
+// noUserOr explains a token statement that touched no row: ErrNotFound
+// when username has no account, else otherwise (the name's own reason).
+func (a *Authenticator) noUserOr(ctx context.Context, username string, otherwise error) error {
 	exists, err := a.store.userExists(ctx, username)
 	switch {
 	case err != nil:
@@ -120,7 +120,7 @@ func (a *Authenticator) whyNotInserted(ctx context.Context, username, name strin
 	case !exists:
 		return notFoundOr(ErrNotFound, "", username)
 	}
-	return fmt.Errorf("%w: %s already has a token named %q", ErrTokenExists, username, name)
+	return otherwise
 }
 
 // Tokens returns username's app tokens, the oldest first; ErrNotFound for
@@ -166,14 +166,7 @@ func (a *Authenticator) RevokeToken(ctx context.Context, username, name string) 
 		return err
 	}
 	if !deleted {
-		exists, err := a.store.userExists(ctx, username)
-		switch {
-		case err != nil:
-			return err
-		case !exists:
-			return notFoundOr(ErrNotFound, "", username)
-		}
-		return fmt.Errorf("%w: %s has no token named %q", ErrTokenNotFound, username, name)
+		return a.noUserOr(ctx, username, fmt.Errorf("%w: %s has no token named %q", ErrTokenNotFound, username, name))
 	}
 	a.emit(ctx, Event{Type: EventTokenRevoked, Username: username, TokenName: name})
 	return nil
