@@ -109,8 +109,8 @@ type HTTPConfig struct {
 	// each one costs a hash and a row. nil means a burst of 10, then one
 	// a minute (middleware.ThrottleConfig{Burst: 10, Interval: time.Minute}).
 	RegisterThrottle *middleware.Throttle
-	// MaxBodyBytes bounds login, registration and password-change bodies.
-	// 0 means 8 KiB.
+	// MaxBodyBytes bounds every POST body of the handlers (login,
+	// registration, password change, sessions). 0 means 8 KiB.
 	MaxBodyBytes int64
 	// HashWait is how long a request waits for hashing capacity (a free
 	// hashing slot, of its client's and of the Authenticator's, and free
