@@ -79,6 +79,13 @@ type Stats struct {
 	// protection, logged or not: CSRF attempts, or a proxy that rewrites
 	// the Host header.
 	CrossOriginRefused int64 `json:"CrossOriginRefused"`
+	// ReadsSkipped counts the reads of a user's row behind a remembered
+	// Basic credential, of a session and of an app token that were
+	// answered from memory because nothing had been committed to the
+	// database since the same read was last made (SQLite in WAL mode: see
+	// BasicAuth). Each is a BasicCacheHits, a session request or a
+	// TokenAccepted that cost no statement.
+	ReadsSkipped int64 `json:"ReadsSkipped"`
 }
 
 // counters are the atomics behind Stats.
@@ -91,6 +98,7 @@ type counters struct {
 	sessionsExpired                               atomic.Int64
 	registered, passwordChanged                   atomic.Int64
 	crossOriginRefused                            atomic.Int64
+	readsSkipped                                  atomic.Int64
 }
 
 // Stats returns the counters as they are now. It is safe to call
@@ -115,6 +123,7 @@ func (a *Authenticator) Stats() Stats {
 		Registered:         c.registered.Load(),
 		PasswordChanged:    c.passwordChanged.Load(),
 		CrossOriginRefused: c.crossOriginRefused.Load(),
+		ReadsSkipped:       c.readsSkipped.Load(),
 	}
 }
 
