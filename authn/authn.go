@@ -329,6 +329,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if a.store, err = newStore(ctx, db); err != nil {
 		return nil, err
 	}
+	a.store.useFastReads(ctx, &a.stats.readsSkipped, a.logger)
 	// The dummy hash is made with the configured Hasher and parameters, so
 	// verifying it costs what verifying a user's current hash costs.
 	start := time.Now()
@@ -356,6 +357,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		a.every(a.handlers.cleanupEvery, a.cleanSessions)
 	}
 	a.every(throttleLogWindow, a.handlers.flushThrottleLog)
+	if a.store.fast != nil {
+		a.every(fileCheckInterval, a.store.fast.watch)
+	}
 	return a, nil
 }
 

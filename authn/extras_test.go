@@ -367,6 +367,9 @@ func TestStatsSequence(t *testing.T) {
 			BasicCacheHits: 2, BasicCacheMisses: 3, SessionsStarted: 4, SessionsEnded: 2, SessionsExpired: 1,
 			Registered: 3, PasswordChanged: 1, CrossOriginRefused: 1,
 		}
+		if db.Name == "sqlite" { // "Basic 2": nothing committed since "Basic 1" read bob's row
+			want.ReadsSkipped = 1
+		}
 		if got := a.Stats(); got != want {
 			t.Fatalf("Stats() =\n%+v\nwant\n%+v", got, want)
 		}
@@ -434,6 +437,12 @@ func TestStatsParallel(t *testing.T) {
 		want := authn.Stats{
 			LoginSucceeded: n + s.BasicCacheMisses, LoginFailed: n, SessionsStarted: n, Registered: users,
 			BasicCacheHits: s.BasicCacheHits, BasicCacheMisses: s.BasicCacheMisses,
+		}
+		// Logins commit all the time, so how many of the cached Basic
+		// requests found nothing committed since their last read varies;
+		// none on PostgreSQL, which reads every time.
+		if db.Name == "sqlite" && s.ReadsSkipped <= s.BasicCacheHits {
+			want.ReadsSkipped = s.ReadsSkipped
 		}
 		if s != want {
 			t.Fatalf("Stats() =\n%+v\nwant\n%+v", s, want)

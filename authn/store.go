@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/minimost/minimost/model"
@@ -29,6 +30,13 @@ type store struct {
 	db      *bun.DB
 	dialect dialect.Name
 	hot     *hotReads // the reads of every authenticated request, prepared once
+	// fast answers the hot reads from memory while nothing was committed
+	// (SQLite in WAL mode); nil, as are the memos, when every request
+	// reads. See fastReads.
+	fast     *fastReads
+	users    *memo[userHashRow]
+	sessions *memo[model.Session]
+	tokens   *memo[tokenRow]
 	// problem is set while Open's database file is missing or broken (see
 	// fileWatch): every statement fails closed with it until it is back.
 	problem atomic.Pointer[error]
@@ -49,9 +57,18 @@ func newStore(ctx context.Context, db *bun.DB) (*store, error) {
 	return s, nil
 }
 
-// close closes the prepared reads and, when closeDB is true, the database.
+// useFastReads sets up the fast reads of a SQLite database in WAL mode, if
+// this process can map its WAL-index; skipped counts the reads they answer.
+func (s *store) useFastReads(ctx context.Context, skipped *atomic.Int64, logger *slog.Logger) {
+	if s.fast = openFastReads(ctx, s.db, skipped, logger); s.fast != nil {
+		s.users, s.sessions, s.tokens = s.fast.users, s.fast.sessions, s.fast.tokens
+	}
+}
+
+// close closes the fast reads, the prepared reads and, when closeDB is
+// true, the database.
 func (s *store) close(closeDB bool) error {
-	err := s.hot.Close()
+	err := errors.Join(s.fast.close(), s.hot.Close())
 	if closeDB {
 		err = errors.Join(err, s.db.Close())
 	}

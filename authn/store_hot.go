@@ -84,11 +84,15 @@ func (h *hotReads) Close() error {
 
 // userHash reads username's hash and stored lock with a prepared
 // statement: one read by primary key, the whole cost of a request with a
-// cached Basic credential. sql.ErrNoRows means no such user.
+// cached Basic credential, unless it is answered from memory (see
+// fastReads). sql.ErrNoRows means no such user.
 func (s *store) userHash(ctx context.Context, username string) (stored string, until sql.NullFloat64, err error) {
 	if err := s.check(); err != nil {
 		return "", until, err
 	}
-	err = s.hot.user.QueryRowContext(s.hot.context(ctx), username).Scan(&stored, &until)
-	return stored, until, err
+	row, err := s.users.read(username, func() (row userHashRow, err error) {
+		err = s.hot.user.QueryRowContext(s.hot.context(ctx), username).Scan(&row.stored, &row.until)
+		return row, err
+	})
+	return row.stored, row.until, err
 }

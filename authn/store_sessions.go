@@ -108,15 +108,17 @@ func nullIfEmpty(s string) any {
 	return s
 }
 
-// session reads the session of tokenHash with a prepared statement, if its
-// user exists and is not locked with no end (see sessionRead); errNoSession
-// when there is none. Whether it is still live is the caller's to judge.
+// session reads the session of tokenHash with a prepared statement (or
+// from memory: see fastReads), if its user exists and is not locked with
+// no end (see sessionRead); errNoSession when there is none. Whether it is still live is the caller's to judge.
 func (s *store) session(ctx context.Context, tokenHash string) (model.Session, error) {
-	var sess model.Session
 	if err := s.check(); err != nil {
-		return sess, err
+		return model.Session{}, err
 	}
-	err := s.hot.session.QueryRowContext(s.hot.context(ctx), tokenHash).Scan(&sess.Username, &sess.LastSeen, &sess.ExpiresAt, &sess.Remembered)
+	sess, err := s.sessions.read(tokenHash, func() (sess model.Session, err error) {
+		err = s.hot.session.QueryRowContext(s.hot.context(ctx), tokenHash).Scan(&sess.Username, &sess.LastSeen, &sess.ExpiresAt, &sess.Remembered)
+		return sess, err
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return sess, errNoSession
 	}

@@ -109,15 +109,18 @@ AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d)
 }
 
 // token reads the token of tokenHash with a prepared statement: one read by
-// primary key, joined on two primary keys. errNoToken when there is none
+// primary key, joined on two primary keys, or from memory (see
+// fastReads). errNoToken when there is none
 // (or its user is gone or locked with no end).
 func (s *store) token(ctx context.Context, tokenHash string) (tokenRow, error) {
-	var row tokenRow
 	if err := s.check(); err != nil {
-		return row, err
+		return tokenRow{}, err
 	}
-	err := s.hot.token.QueryRowContext(s.hot.context(ctx), tokenHash).
-		Scan(&row.username, &row.lastUsed, &row.userLock, &row.adminLock)
+	row, err := s.tokens.read(tokenHash, func() (row tokenRow, err error) {
+		err = s.hot.token.QueryRowContext(s.hot.context(ctx), tokenHash).
+			Scan(&row.username, &row.lastUsed, &row.userLock, &row.adminLock)
+		return row, err
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return row, errNoToken
 	}

@@ -1,0 +1,284 @@
+package authn
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/minimost/minimost/model"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+)
+
+// memoEntries bounds each memo of the hot reads: rows of users behind
+// remembered credentials, of sessions and of app tokens.
+const memoEntries = 10_000
+
+// fastReads lets the hot reads (the user's row behind a remembered Basic
+// credential, a session, an app token) be answered from memory while
+// nothing has been committed to a SQLite database in WAL mode since the
+// same read was last made, by any process: the WAL-index header says so
+// (see walindex.go). It exists only for a local SQLite file whose -shm
+// could be mapped; otherwise, and for PostgreSQL, every request reads.
+type fastReads struct {
+	index   *walIndex
+	pin     *sql.DB   // a pool of one, apart from the application's
+	conn    *sql.Conn // held open for the index's life (see openFastReads)
+	logger  *slog.Logger
+	dbPath  string
+	shmPath string
+	// dbFile and shmFile are the files as the index was made: a file
+	// replaced under the same name turns the index off.
+	dbFile, shmFile os.FileInfo
+
+	users    *memo[userHashRow]
+	sessions *memo[model.Session]
+	tokens   *memo[tokenRow]
+
+	closing  sync.Once
+	closeErr error
+}
+
+// userHashRow is the part of a user's row that userHash reads.
+type userHashRow struct {
+	stored string
+	until  sql.NullFloat64
+}
+
+// openFastReads returns the fast reads of db, or nil, with the reason
+// logged at debug level, when db is not a SQLite file in WAL mode whose
+// WAL-index this process can map. skipped counts the reads answered from
+// memory.
+//
+// It opens a connection of its own, with db's driver, and holds it open
+// until close: SQLite removes the -shm file when the last connection of
+// every process closes, and rebuilds the WAL-index when a connection
+// finds none open, either of which would leave the mapping reading a file
+// nobody writes. An open connection in WAL mode also keeps its shared lock
+// on the database file, so that no process can leave WAL mode meanwhile.
+// The connection is its own pool's, so that it takes none from db's.
+func openFastReads(ctx context.Context, db *bun.DB, skipped *atomic.Int64, logger *slog.Logger) *fastReads {
+	if db.Dialect().Name() != dialect.SQLite {
+		return nil
+	}
+	f, err := tryFastReads(ctx, db)
+	if err != nil {
+		logger.DebugContext(ctx, "authn: every request reads the database: no WAL-index fast path", "reason", err)
+		return nil
+	}
+	f.logger = logger
+	f.users = newMemo[userHashRow](f.index, skipped)
+	f.sessions = newMemo[model.Session](f.index, skipped)
+	f.tokens = newMemo[tokenRow](f.index, skipped)
+	return f
+}
+
+func tryFastReads(ctx context.Context, db *bun.DB) (*fastReads, error) {
+	var path string
+	err := db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path)
+	if err != nil {
+		return nil, fmt.Errorf("finding the database file: %w", err)
+	}
+	if path == "" {
+		return nil, errors.New("not a database file")
+	}
+	dbFile, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &fastReads{dbPath: path, shmPath: path + "-shm", dbFile: dbFile}
+	if err := f.hold(ctx, db.DB.Driver()); err != nil {
+		return nil, err
+	}
+	f.index, f.shmFile, err = mapWALIndex(f.shmPath)
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	if _, ok := f.index.header(); !ok {
+		f.close()
+		return nil, errors.New("the WAL-index header is not valid")
+	}
+	return f, nil
+}
+
+// hold opens the connection that fastReads keeps, on the file that db
+// uses, with db's driver: a second SQLite library in the process would not
+// share SQLite's bookkeeping of the file's locks. It reads once, so that
+// the connection has opened the WAL-index and holds its locks, and makes
+// sure the database is in WAL mode.
+func (f *fastReads) hold(ctx context.Context, d driver.Driver) error {
+	r := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
+	dsn := "file:" + r.Replace(filepath.ToSlash(f.dbPath)) + "?" + url.Values{"mode": {"rw"}}.Encode()
+	var connector driver.Connector = dsnConnector{d, dsn}
+	if dc, ok := d.(driver.DriverContext); ok {
+		c, err := dc.OpenConnector(dsn)
+		if err != nil {
+			return err
+		}
+		connector = c
+	}
+	f.pin = sql.OpenDB(connector)
+	f.pin.SetMaxOpenConns(1)
+	conn, err := f.pin.Conn(ctx)
+	if err != nil {
+		f.pin.Close()
+		return err
+	}
+	f.conn = conn
+	var mode string
+	// Waits as the pool's connections wait, for a checkpoint or a recovery
+	// by another process.
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMillis)); err != nil {
+		f.close()
+		return err
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(new(int)); err != nil {
+		f.close()
+		return fmt.Errorf("reading the database: %w", err)
+	}
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		f.close()
+		return fmt.Errorf("journal mode %q, not WAL (%v)", mode, err)
+	}
+	return nil
+}
+
+// dsnConnector is the Connector of a driver that has none of its own.
+type dsnConnector struct {
+	d   driver.Driver
+	dsn string
+}
+
+func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.d.Open(c.dsn) }
+func (c dsnConnector) Driver() driver.Driver                        { return c.d }
+
+// watch turns the index off, for good, when the database file or its -shm
+// is no longer the one mapped: deleted, or replaced under the same name.
+// The connections of the pool would go on with the old file until they
+// are replaced, and a new mapping could pair one file's header with the
+// other's rows; the reads then tell what the file says, as without the
+// index.
+func (f *fastReads) watch(ctx context.Context) {
+	if f.index.off.Load() {
+		return
+	}
+	if sameFile(f.dbPath, f.dbFile) && sameFile(f.shmPath, f.shmFile) {
+		return
+	}
+	if err := f.index.disable(); err != nil {
+		f.logger.ErrorContext(ctx, "authn: unmapping the WAL-index", "error", err)
+	}
+	f.logger.WarnContext(ctx, "authn: database file or its -shm deleted or replaced; every request reads the database from now on",
+		"path", f.dbPath)
+}
+
+// sameFile reports whether path still names the file fi describes.
+func sameFile(path string, fi os.FileInfo) bool {
+	now, err := os.Stat(path)
+	return err == nil && os.SameFile(now, fi)
+}
+
+// close removes the mapping, then lets the connection go. Closing again
+// does nothing.
+func (f *fastReads) close() error {
+	if f == nil {
+		return nil
+	}
+	f.closing.Do(func() {
+		f.closeErr = f.index.disable()
+		if f.conn != nil {
+			f.closeErr = errors.Join(f.closeErr, f.conn.Close())
+		}
+		f.closeErr = errors.Join(f.closeErr, f.pin.Close())
+	})
+	return f.closeErr
+}
+
+// memo remembers rows of one hot read, each with the WAL-index header
+// taken before it was read. While the header is still that one, nothing
+// was committed since, and the row is answered from memory. Only rows that
+// exist are remembered: the keys of reads that find nothing are anybody's
+// to choose, and would push out the rows of real users.
+type memo[V any] struct {
+	index   *walIndex
+	skipped *atomic.Int64
+
+	mu   sync.Mutex
+	rows map[string]memoEntry[V]
+}
+
+type memoEntry[V any] struct {
+	row  V
+	seen walHeader // taken before row was read
+}
+
+func newMemo[V any](index *walIndex, skipped *atomic.Int64) *memo[V] {
+	return &memo[V]{index: index, skipped: skipped, rows: make(map[string]memoEntry[V])}
+}
+
+// read returns key's row from memory when nothing was committed since it
+// was read, or reads it (one statement) and remembers it. A nil memo
+// always reads.
+func (m *memo[V]) read(key string, read func() (V, error)) (V, error) {
+	if m == nil {
+		return read()
+	}
+	// Taken before the read: a header taken after could be newer than the
+	// row, and pair it with a commit the read did not see.
+	seen, ok := m.index.header()
+	if !ok {
+		return read()
+	}
+	if row, hit := m.lookup(key, seen); hit {
+		m.skipped.Add(1)
+		return row, nil
+	}
+	row, err := read()
+	if err == nil {
+		m.remember(key, row, seen)
+	}
+	return row, err
+}
+
+func (m *memo[V]) lookup(key string, now walHeader) (V, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.rows[key]
+	return e.row, ok && e.seen == now
+}
+
+func (m *memo[V]) remember(key string, row V, seen walHeader) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.rows) >= memoEntries {
+		m.evict(seen)
+	}
+	m.rows[key] = memoEntry[V]{row: row, seen: seen}
+}
+
+// evict makes room: first the rows read before the last commit, which
+// would be read again anyway, then, if the memo is still nearly full, an
+// eighth of it in random map order.
+func (m *memo[V]) evict(now walHeader) {
+	for k, e := range m.rows {
+		if e.seen != now {
+			delete(m.rows, k)
+		}
+	}
+	for k := range m.rows {
+		if len(m.rows) < memoEntries-memoEntries/8 {
+			break
+		}
+		delete(m.rows, k)
+	}
+}
