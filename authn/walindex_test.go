@@ -1,0 +1,263 @@
+package authn
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/driver/sqliteshim"
+)
+
+// openFast opens a fresh SQLite file with Open and returns it with its
+// path; it skips where the fast path is not built (not Linux).
+func openFast(t *testing.T) (*Authenticator, string) {
+	t.Helper()
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the WAL-index fast path is built for Linux only")
+	}
+	path := filepath.Join(t.TempDir(), "auth.db")
+	a, err := Open(context.Background(), path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if a.store.fast == nil {
+		t.Fatal("Open on a SQLite file made no fast reads")
+	}
+	return a, path
+}
+
+// rawSQLite is a pool of its own on the file at path, as another part of
+// the application could have.
+func rawSQLite(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(sqliteshim.ShimName, "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestWALHeaderOfRealFile: the header read through the mapping is the one
+// in the -shm file SQLite wrote, valid, and any damage makes it invalid.
+func TestWALHeaderOfRealFile(t *testing.T) {
+	a, path := openFast(t)
+	h, ok := a.store.fast.index.header()
+	if !ok {
+		t.Fatal("no valid header right after Open")
+	}
+	raw, err := os.ReadFile(path + "-shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromFile walHeader
+	for i := range fromFile {
+		fromFile[i] = binary.NativeEndian.Uint32(raw[4*i:])
+	}
+	if fromFile != h || !fromFile.valid() {
+		t.Fatalf("mapped header %v, file has %v (valid %v)", h, fromFile, fromFile.valid())
+	}
+	for word := range walHeaderWords {
+		damaged := h
+		damaged[word] ^= 1 << 8
+		if damaged.valid() {
+			t.Errorf("header with word %d changed still valid", word)
+		}
+	}
+	var zero walHeader
+	if zero.valid() {
+		t.Error("zero header valid")
+	}
+}
+
+// TestWALHeaderChangesOnEveryCommit: a commit through another pool of the
+// process changes the header; a read does not; neither does a
+// transaction rolled back. A checkpoint that restarts the WAL changes it
+// (a harmless read again).
+func TestWALHeaderChangesOnEveryCommit(t *testing.T) {
+	a, path := openFast(t)
+	raw := rawSQLite(t, path)
+	header := func() walHeader {
+		t.Helper()
+		h, ok := a.store.fast.index.header()
+		if !ok {
+			t.Fatal("no valid header")
+		}
+		return h
+	}
+	before := header()
+	if _, err := raw.Exec("SELECT count(*) FROM users"); err != nil {
+		t.Fatal(err)
+	}
+	if header() != before {
+		t.Error("a read changed the header")
+	}
+	tx, err := raw.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO users (username, password_hash) VALUES ('x', 'y')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if header() != before {
+		t.Error("a transaction rolled back changed the header")
+	}
+	seen := map[walHeader]bool{before: true}
+	for i := range 20 {
+		if _, err := raw.Exec("INSERT INTO users (username, password_hash) VALUES (?, 'y')", fmt.Sprint("u", i)); err != nil {
+			t.Fatal(err)
+		}
+		h := header()
+		if seen[h] {
+			t.Fatalf("commit %d left a header seen before", i)
+		}
+		seen[h] = true
+	}
+	if _, err := raw.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	last := header()
+	if _, err := raw.Exec("DELETE FROM users WHERE username = 'u1'"); err != nil {
+		t.Fatal(err)
+	}
+	if header() == last {
+		t.Error("a commit after a checkpoint left the header as it was")
+	}
+}
+
+// TestMemoIsBounded: however many rows are read, a memo keeps at most
+// memoEntries, and a commit makes the rows read before it the first to go.
+func TestMemoIsBounded(t *testing.T) {
+	a, path := openFast(t)
+	m := newMemo[int](a.store.fast.index, new(atomic.Int64))
+	one := func(int) func() (int, error) { return func() (int, error) { return 1, nil } }
+	for i := range memoEntries + 500 {
+		if _, err := m.read(fmt.Sprint(i), one(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(m.rows); n > memoEntries {
+		t.Fatalf("%d rows remembered, at most %d allowed", n, memoEntries)
+	}
+	if _, err := rawSQLite(t, path).Exec("INSERT INTO users (username, password_hash) VALUES ('x', 'y')"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range memoEntries { // fills it again after the commit
+		m.read(fmt.Sprint("new", i), one(i))
+	}
+	now, _ := a.store.fast.index.header()
+	for k, e := range m.rows { // evicting once, after the commit, drops them all
+		if e.seen != now {
+			t.Fatalf("row %q, read before the commit, kept", k)
+		}
+	}
+	if n := len(m.rows); n > memoEntries || n < memoEntries/2 {
+		t.Fatalf("%d rows remembered, want between %d and %d", n, memoEntries/2, memoEntries)
+	}
+}
+
+// TestMemoNeverAnswersAcrossACommit: a row read before a commit is read
+// again after it, however the two interleave; the failing read of a row
+// is not remembered.
+func TestMemoNeverAnswersAcrossACommit(t *testing.T) {
+	a, path := openFast(t)
+	raw := rawSQLite(t, path)
+	var skipped atomic.Int64
+	m := newMemo[string](a.store.fast.index, &skipped)
+	reads := 0
+	value := "v1"
+	read := func() (string, error) { reads++; return value, nil }
+	for range 3 {
+		if got, _ := m.read("k", read); got != "v1" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if reads != 1 || skipped.Load() != 2 {
+		t.Fatalf("%d reads, %d skipped; want 1 and 2", reads, skipped.Load())
+	}
+	value = "v2"
+	if _, err := raw.Exec("INSERT INTO users (username, password_hash) VALUES ('x', 'y')"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.read("k", read); got != "v2" || reads != 2 {
+		t.Fatalf("after a commit: %q after %d reads, want v2 after 2", got, reads)
+	}
+	failing := func() (string, error) { reads++; return "", sql.ErrNoRows }
+	m.read("gone", failing)
+	m.read("gone", failing)
+	if reads != 4 {
+		t.Errorf("a read that found nothing was remembered (%d reads)", reads)
+	}
+}
+
+// TestFastReadsOnlyWhereTheyHold: no fast reads for an in-memory database,
+// a database in another journal mode, or once closed; a second Close is
+// fine.
+func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
+	ctx := context.Background()
+	mem, err := sql.Open(sqliteshim.ShimName, "file::memory:?cache=shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	a, err := New(ctx, bun.NewDB(mem, sqlitedialect.New()), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.store.fast != nil {
+		t.Error("fast reads for an in-memory database")
+	}
+	a.Close()
+
+	b, _ := openFast(t)
+	index := b.store.fast.index
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, ok := index.header(); ok {
+		t.Error("a header read after Close")
+	}
+}
+
+// TestFastReadsOffWhenTheFileIsReplaced: a database file replaced under
+// its name (a restored backup) turns the fast reads off for good.
+func TestFastReadsOffWhenTheFileIsReplaced(t *testing.T) {
+	a, path := openFast(t)
+	if err := a.Register(context.Background(), "alice", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	copyPath := path + ".copy"
+	if _, err := rawSQLite(t, path).Exec("VACUUM INTO ?", copyPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(copyPath, path); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !a.store.fast.index.off.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("fast reads still on 30 s after the file was replaced")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, ok := a.store.fast.index.header(); ok {
+		t.Error("a header read once off")
+	}
+}
