@@ -63,10 +63,10 @@
 // An app token is 256 random bits with the prefix "mmt_", named per user,
 // shown once and stored only as its SHA-256. BasicAuth accepts it in place
 // of the password ("user:token") and alone as "Authorization: Bearer". A
-// token costs one indexed read and no hash. Password guessing never stops a
-// token: a lockout caused by failed passwords leaves tokens working, while
-// RevokeToken, Delete and an administrator's Lock stop them on the next
-// request. A wrong token is a failed attempt like a wrong password (same
+// token costs one indexed read (or none: see Reads from memory) and no
+// hash. Password guessing never stops a token: a lockout caused by failed
+// passwords leaves tokens working, while RevokeToken, Delete and an
+// administrator's Lock stop them on the next request. A wrong token is a failed attempt like a wrong password (same
 // answer, same time, the client's failure budget spent; as "user:token" it
 // counts toward the user's lockout).
 //
@@ -93,6 +93,24 @@
 //
 // Every response of these handlers carries Cache-Control: no-store. An error
 // never lets a request through.
+//
+// # Reads from memory
+//
+// Each authenticated request reads one row: the user's, behind a
+// remembered Basic credential; its session; its app token. On a SQLite
+// database file in WAL mode, on Linux, that read is answered from memory
+// while nothing has been committed to the database since the same read was
+// last made, by this process or by any other: SQLite rewrites the
+// WAL-index header at the start of the -shm file on every commit, and the
+// Authenticator compares it, mapped read-only, with the header it saw
+// before the read, at the cost of a few loads and no system call. A lock,
+// a new password, a deletion or an ended session, made through this
+// package, by authctl or by another application on the same file, thus
+// still applies on the very next request. The Authenticator keeps one
+// connection of its own open for its life, so that SQLite keeps the -shm
+// file. Anything unexpected (no -shm, a header being written or not
+// valid, the file deleted or replaced) falls back to the read; PostgreSQL
+// always reads. Stats.ReadsSkipped counts the reads answered from memory.
 package authn
 
 import (

@@ -41,8 +41,10 @@ const maxAuthorizationBytes = 2048
 //
 // A credential verified once is remembered, as an HMAC under a key of this
 // process, for BasicAuthCacheTTL: the next requests with it cost one indexed
-// read of the user's row and no hash. That read still sees a lock, a new
-// password or a deletion, so they take effect on the very next request.
+// read of the user's row and no hash, or no read at all while nothing was
+// committed since the last (see Reads from memory in the package
+// documentation). That read still sees a lock, a new password or a
+// deletion, so they take effect on the very next request.
 // Only full verifications are reported as EventLoginSucceeded.
 func (a *Authenticator) BasicAuth(next http.Handler) http.Handler { return a.handlers.basicAuth(next) }
 

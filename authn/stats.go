@@ -45,7 +45,8 @@ type Stats struct {
 	// database error, a database file missing or broken.
 	Unavailable int64 `json:"Unavailable"`
 	// BasicCacheHits counts Basic requests let through by a remembered
-	// credential, with one read of the user's row and no hash.
+	// credential, with one read of the user's row (or none: ReadsSkipped)
+	// and no hash.
 	BasicCacheHits int64 `json:"BasicCacheHits"`
 	// BasicCacheMisses counts well-formed Basic credentials that had to be
 	// checked in full: not remembered, expired, or remembered against a
@@ -53,8 +54,8 @@ type Stats struct {
 	// cache is disabled (BasicAuthCacheTTL < 0).
 	BasicCacheMisses int64 `json:"BasicCacheMisses"`
 	// TokenAccepted counts requests let through by an app token
-	// (user:token or Bearer), with one read and no hash. A wrong token is
-	// a LoginFailed.
+	// (user:token or Bearer), with one read (or none: ReadsSkipped) and no
+	// hash. A wrong token is a LoginFailed.
 	TokenAccepted int64 `json:"TokenAccepted"`
 	// SessionsStarted counts sessions created (a successful login of the
 	// login route, and any other new session row).
