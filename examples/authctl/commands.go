@@ -400,7 +400,7 @@ func listTable(ctx context.Context, c *call) error {
 	err := eachPage(ctx, c.a, c.flag("locked"), func(page []authn.Account) error {
 		for _, acc := range page {
 			fmt.Fprintf(w, row, authn.MaxUsernameLength, displayName(acc.Username), acc.FailedAttempts,
-				or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), map[bool]string{true: "yes", false: "no"}[acc.NeedsRehash])
+				or(lockedUntil(acc), "-"), or(acc.Scheme, "unknown"), yesNo(acc.NeedsRehash))
 		}
 		return nil
 	})
@@ -408,6 +408,13 @@ func listTable(ctx context.Context, c *call) error {
 		return err
 	}
 	return w.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // listJSON writes the accounts as one JSON array, streamed, in the layout
