@@ -175,8 +175,10 @@ func (f *fastReads) watch(ctx context.Context) {
 	if sameFile(f.dbPath, f.dbFile) && sameFile(f.shmPath, f.shmFile) {
 		return
 	}
-	if err := f.index.disable(); err != nil {
-		f.logger.ErrorContext(ctx, "authn: unmapping the WAL-index", "error", err)
+	// Nothing is answered from the old file's header any more: its
+	// connection, which kept that file open, can go too.
+	if err := f.close(); err != nil {
+		f.logger.ErrorContext(ctx, "authn: closing the WAL-index fast path", "error", err)
 	}
 	f.logger.WarnContext(ctx, "authn: database file or its -shm deleted or replaced; every request reads the database from now on",
 		"path", f.dbPath)
