@@ -100,7 +100,9 @@
 // remembered Basic credential; its session; its app token. On a SQLite
 // database file in WAL mode, on Linux, that read is answered from memory
 // while nothing has been committed to the database since the same read was
-// last made, by this process or by any other: SQLite rewrites the
+// last made, by this process or by any other (from the first commit after
+// SQLite rebuilt its WAL-index, as it does when the first process opens
+// the file: see walindex.go): SQLite rewrites the
 // WAL-index header at the start of the -shm file on every commit, and the
 // Authenticator compares it, mapped read-only, with the header it saw
 // before the read, at the cost of a few loads and no system call. A lock,
