@@ -612,6 +612,8 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
 // The stored lock times that are times: from the start of year 0 to the end
 // of year 9999, the range of RFC 3339 (and of time.Time's MarshalJSON).
+// Untyped, they would be an int in fmt's arguments, which they overflow on
+// 32-bit platforms: the SQL that embeds them passes them as int64.
 const (
 	minLockSeconds = -62167219200 // 0000-01-01T00:00:00Z
 	maxLockSeconds = 253402300800 // 10000-01-01T00:00:00Z, excluded
