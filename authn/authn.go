@@ -100,7 +100,9 @@
 // remembered Basic credential; its session; its app token. On a SQLite
 // database file in WAL mode, on Linux, that read is answered from memory
 // while nothing has been committed to the database since the same read was
-// last made, by this process or by any other: SQLite rewrites the
+// last made, by this process or by any other (from the first commit after
+// SQLite rebuilt its WAL-index, as it does when the first process opens
+// the file: see walindex.go): SQLite rewrites the
 // WAL-index header at the start of the -shm file on every commit, and the
 // Authenticator compares it, mapped read-only, with the header it saw
 // before the read, at the cost of a few loads and no system call. A lock,
@@ -610,6 +612,8 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
 // The stored lock times that are times: from the start of year 0 to the end
 // of year 9999, the range of RFC 3339 (and of time.Time's MarshalJSON).
+// Untyped, they would be an int in fmt's arguments, which they overflow on
+// 32-bit platforms: the SQL that embeds them passes them as int64.
 const (
 	minLockSeconds = -62167219200 // 0000-01-01T00:00:00Z
 	maxLockSeconds = 253402300800 // 10000-01-01T00:00:00Z, excluded

@@ -236,9 +236,10 @@ func (m *memo[V]) read(key string, read func() (V, error)) (V, error) {
 		return read()
 	}
 	// Taken before the read: a header taken after could be newer than the
-	// row, and pair it with a commit the read did not see.
+	// row, and pair it with a commit the read did not see. One written by a
+	// recovery can come back after commits: nothing is remembered under it.
 	seen, ok := m.index.header()
-	if !ok {
+	if !ok || seen.fromRecovery() {
 		return read()
 	}
 	if row, hit := m.lookup(key, seen); hit {

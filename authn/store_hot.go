@@ -34,7 +34,7 @@ func sessionRead() string {
 	return fmt.Sprintf(`SELECT s.username, s.last_seen, s.expires_at, s.remembered
 FROM sessions AS s JOIN users AS u ON u.username = s.username
 WHERE s.token_hash = ?
-AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, minLockSeconds, maxLockSeconds)
+AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, int64(minLockSeconds), int64(maxLockSeconds))
 }
 
 func prepareHotReads(ctx context.Context, db *bun.DB) (*hotReads, error) {

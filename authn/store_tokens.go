@@ -105,7 +105,7 @@ func tokenRead() string {
 FROM tokens AS t JOIN users AS u ON u.username = t.username
 LEFT JOIN admin_locks AS l ON l.username = t.username
 WHERE t.token_hash = ?
-AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, minLockSeconds, maxLockSeconds)
+AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, int64(minLockSeconds), int64(maxLockSeconds))
 }
 
 // token reads the token of tokenHash with a prepared statement: one read by

@@ -35,9 +35,22 @@ import (
 // before some row was read, nothing was committed, by any process, between
 // that read of H and now: the row is what a read made now would return.
 // The converse does not matter: a header that changed only costs a read.
-// An unchanged header after a change would need iChange to wrap around, 2³²
-// commits, and come back with the same frame, salts and checksums, while
-// the memo holding the row (see memo) lives: it cannot.
+//
+// One writer of the header does not count up: a recovery (wal.c:
+// walIndexRecover), which rebuilds the WAL-index from the -wal file when
+// the header is torn or not initialized, starts from a zeroed header and
+// writes it with iChange 0. Over an empty -wal it writes the same header
+// every time, whatever was committed in between: the header every process
+// start finds. A recovery that finds the -wal empty again later needs the
+// -shm or the -wal damaged from outside (a writer that dies between the
+// two copies leaves its frames in the -wal), but nothing is answered from
+// memory under a header with iChange 0 (fromRecovery): it costs reads from
+// a recovery to the next commit, usually a process start to its first
+// commit. The headers that commits write never come back: within one
+// generation of the WAL's salts mxFrame only grows, a restart of the WAL
+// draws new salts, and a repeat would need iChange to wrap around, 2³²
+// commits, with the same frame, salts and checksums, while the memo
+// holding the row (see memo) lives.
 //
 // The header is loaded with atomic 32-bit loads: each word is aligned, and
 // the loads keep their order, so the first copy is read before the second
@@ -71,6 +84,11 @@ func (h *walHeader) valid() bool {
 	}
 	return h[10] == s1 && h[11] == s2
 }
+
+// fromRecovery reports whether h was written by a recovery, not by a
+// commit: its iChange is 0 (see above). Such a header can come back after
+// commits, so it says nothing about them.
+func (h *walHeader) fromRecovery() bool { return h[2] == 0 }
 
 // walIndex reads the WAL-index header of one SQLite database from a
 // read-only mapping of the start of its -shm file. The mapping is made and
