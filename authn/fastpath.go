@@ -91,6 +91,12 @@ func tryFastReads(ctx context.Context, db *bun.DB) (*fastReads, error) {
 	if path == "" {
 		return nil, errors.New("not a database file")
 	}
+	// A connection that reads uncommitted rows (shared cache) could hand
+	// one to the memo that a rollback then takes back without a commit.
+	var dirty int
+	if err := db.QueryRowContext(ctx, "PRAGMA read_uncommitted").Scan(&dirty); err != nil || dirty != 0 {
+		return nil, fmt.Errorf("connections read uncommitted rows (%d, %v)", dirty, err)
+	}
 	dbFile, err := os.Stat(path)
 	if err != nil {
 		return nil, err

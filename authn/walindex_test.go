@@ -223,6 +223,23 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 	}
 	a.Close()
 
+	// Reading uncommitted rows, a row a rollback takes back could be
+	// remembered.
+	dirty, err := sql.Open(sqliteshim.ShimName, "file:"+filepath.Join(t.TempDir(), "dirty.db")+"?cache=shared&_pragma=read_uncommitted(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dirty.Close()
+	dirty.SetMaxOpenConns(1)
+	d, err := New(ctx, bun.NewDB(dirty, sqlitedialect.New()), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.store.fast != nil {
+		t.Error("fast reads over connections that read uncommitted rows")
+	}
+	d.Close()
+
 	b, _ := openFast(t)
 	index := b.store.fast.index
 	if err := b.Close(); err != nil {
