@@ -21,7 +21,9 @@ func Chain(mw ...func(http.Handler) http.Handler) func(http.Handler) http.Handle
 // as responses that carry credentials, sessions or personal pages must be.
 func NoStore(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
+		// The key is in canonical form already: Set would canonicalize it
+		// again on every request.
+		w.Header()["Cache-Control"] = []string{"no-store"}
 		next.ServeHTTP(w, r)
 	})
 }
