@@ -225,12 +225,15 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 
 	// Reading uncommitted rows, a row a rollback takes back could be
 	// remembered.
-	dirty, err := sql.Open(sqliteshim.ShimName, "file:"+filepath.Join(t.TempDir(), "dirty.db")+"?cache=shared&_pragma=read_uncommitted(1)")
+	dirty, err := sql.Open(sqliteshim.ShimName, "file:"+filepath.Join(t.TempDir(), "dirty.db")+"?cache=shared")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dirty.Close()
-	dirty.SetMaxOpenConns(1)
+	dirty.SetMaxOpenConns(1) // the pragma is the one connection's
+	if _, err := dirty.Exec("PRAGMA read_uncommitted = 1"); err != nil {
+		t.Fatal(err)
+	}
 	d, err := New(ctx, bun.NewDB(dirty, sqlitedialect.New()), Config{})
 	if err != nil {
 		t.Fatal(err)
