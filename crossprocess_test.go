@@ -743,3 +743,29 @@ func waitStatus(t *testing.T, x *crossSite, when string, kinds []string, done fu
 		}
 	}
 }
+
+// TestCrossProcessSecondOpen: a second Open of the same file in the same
+// process (another Authenticator, as an application with two could have)
+// leaves SQLite's locks of the first in place. Were they dropped, the next
+// process to close the file would take it for unused, checkpoint it and
+// remove its -wal and -shm under the first Authenticator's connections,
+// and a change made after that would be lost to it.
+func TestCrossProcessSecondOpen(t *testing.T) {
+	t.Parallel()
+	x := newCrossSite(t)
+	x.warmUp(t, aliceKinds...)
+	second, err := authn.Open(context.Background(), x.path, authn.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	runOther(t, sqliteCmd(t, x.path, "SELECT count(*) FROM users"))
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(x.path + suffix); err != nil {
+			t.Errorf("after another process closed the file: %v (it took the file for unused)", err)
+		}
+	}
+	x.expect(t, "before the lock", aliceKinds, every(200, aliceKinds...))
+	runOther(t, authctlCmd(t, x.path, "", "lock", "alice"))
+	x.expect(t, "after authctl lock", aliceKinds, every(401, aliceKinds...))
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -78,16 +79,37 @@ func checkDBFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("authn: open %s: %w", path, err)
 	}
-	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-		return "", fmt.Errorf("authn: open %s: is a directory, not a database file", path)
-	} else if err == nil && !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("authn: open %s: not a regular file", path)
-	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	if err := createDBFile(abs); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("authn: open %s: %w", path, err)
 	}
-	return abs, f.Close()
+	fi, err := os.Stat(abs)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("authn: open %s: %w", path, err)
+	case fi.IsDir():
+		return "", fmt.Errorf("authn: open %s: is a directory, not a database file", path)
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("authn: open %s: not a regular file", path)
+	}
+	if err := readWritable(abs); err != nil {
+		return "", fmt.Errorf("authn: open %s: %w", path, err)
+	}
+	return abs, nil
+}
+
+// createDBFile creates the file at path, mode 0600, if there is none
+// (fs.ErrExist otherwise). A file that exists is never opened here: this
+// process may have it open through SQLite already (another Open, the
+// application's own pool), and closing any descriptor of a file drops
+// every POSIX lock the process holds on it, SQLite's included; another
+// process could then take the file for unused and remove its -wal and -shm
+// under the connections still using them.
+func createDBFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // warnIfShared logs one warning when the database file gives its group or

@@ -18,3 +18,10 @@ func writable(path string) error {
 	const wOK = 2 // W_OK
 	return syscall.Access(path, wOK)
 }
+
+// readWritable reports whether this process may read and write the file at
+// path, without opening it (see writable).
+func readWritable(path string) error {
+	const rwOK = 4 | 2 // R_OK | W_OK
+	return syscall.Access(path, rwOK)
+}
