@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -201,6 +202,9 @@ func (x *crossSite) warmUp(t *testing.T, kinds ...string) {
 // still runs (and passes on the slow path) where the fast path is missing.
 func requireFastPath(t *testing.T, what string, skipped int64) {
 	t.Helper()
+	if runtime.GOOS != "linux" {
+		return // the fast path is built for Linux only; the changes must be seen all the same
+	}
 	if skipped <= 0 {
 		t.Errorf("%s: Stats().ReadsSkipped did not grow: every read was made, none answered from memory, so the fast path was not in use and this test proves nothing about it", what)
 	}

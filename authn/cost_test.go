@@ -37,7 +37,7 @@ func TestCostOfEachRequest(t *testing.T) {
 		// committed since is answered from memory (see Stats.ReadsSkipped);
 		// PostgreSQL reads every time.
 		again := ""
-		if db.Name == "postgres" {
+		if !readsFromMemory(db) {
 			again = "SELECT"
 		}
 		commit := func() { // a commit that changes nothing the requests read

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -116,4 +117,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// readsFromMemory reports whether the Authenticators of db answer reads
+// from memory while nothing is committed: SQLite files, on Linux, where the
+// WAL-index fast path is built (see walindex_linux.go).
+func readsFromMemory(db *testdb.DB) bool {
+	return db.Name == "sqlite" && runtime.GOOS == "linux"
 }
