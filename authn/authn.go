@@ -100,19 +100,26 @@
 // remembered Basic credential; its session; its app token. On a SQLite
 // database file in WAL mode, on Linux, that read is answered from memory
 // while nothing has been committed to the database since the same read was
-// last made, by this process or by any other (from the first commit after
-// SQLite rebuilt its WAL-index, as it does when the first process opens
-// the file: see walindex.go): SQLite rewrites the
-// WAL-index header at the start of the -shm file on every commit, and the
+// last made, by this process or by any other. SQLite rewrites the WAL-index
+// header at the start of the -shm file on every commit, and the
 // Authenticator compares it, mapped read-only, with the header it saw
 // before the read, at the cost of a few loads and no system call. A lock,
 // a new password, a deletion or an ended session, made through this
 // package, by authctl or by another application on the same file, thus
-// still applies on the very next request. The Authenticator keeps one
-// connection of its own open for its life, so that SQLite keeps the -shm
-// file. Anything unexpected (no -shm, a header being written or not
-// valid, the file deleted or replaced) falls back to the read; PostgreSQL
-// always reads. Stats.ReadsSkipped counts the reads answered from memory.
+// still applies on the very next request. Idle timeouts, lifetimes and the
+// end of a lock are judged at the time of each request, as after a read.
+//
+// The Authenticator holds one connection of its own open, so that SQLite
+// keeps the -shm file. Memory is used from the first commit after SQLite
+// rebuilt the WAL-index (as it does when the first process opens the
+// file); while a header is being written, or is not valid, requests read.
+// When the -shm cannot be mapped as the Authenticator starts (no -shm,
+// another journal mode, an in-memory database, connections that read
+// uncommitted rows), and from the moment the database file or its -shm is
+// found deleted or replaced (checked each second), every request reads,
+// until the Authenticator is made again. PostgreSQL always reads, and so
+// does Config.ReadEveryRequest. Stats.ReadsSkipped counts the reads
+// answered from memory.
 package authn
 
 import (
@@ -231,6 +238,15 @@ type Config struct {
 	// HashMemory runs alone. Negative means no bound.
 	HashMemory int64
 
+	// ReadEveryRequest makes every authenticated request read its row from
+	// the database, also where it could be answered from memory (see Reads
+	// from memory in the package documentation). Set it when the *bun.DB
+	// given to New is a SQLite pool in shared-cache mode ("cache=shared",
+	// which SQLite discourages): there, a read can join the older snapshot
+	// of another connection's open transaction, and a row older than the
+	// last commit could be remembered until the next one.
+	ReadEveryRequest bool
+
 	// HTTP settings: see HTTPConfig.
 	HTTP HTTPConfig
 }
@@ -293,11 +309,17 @@ type Authenticator struct {
 // and switches SQLite to WAL. An existing users table of the Python
 // application works as it is.
 //
-// Every statement goes through db, so its query hooks see them, with two
+// Every statement goes through db, so its query hooks see them, with these
 // exceptions: the reads made on every authenticated request (the user's row
-// behind a cached Basic credential, see [Authenticator.BasicAuth], and the
-// session behind a cookie) are statements prepared once on db.DB, and bun
-// does not run hooks for prepared statements.
+// behind a cached Basic credential, see [Authenticator.BasicAuth], the
+// session behind a cookie and an app token) are statements prepared once on
+// db.DB, and bun does not run hooks for prepared statements; and on a
+// SQLite file in WAL mode (on Linux), New opens one connection of its own,
+// with db's driver, which it holds until Close (see Reads from memory in
+// the package documentation: it keeps SQLite's -shm file, and runs only
+// the reads that set it up). Reads from memory assume that db's
+// connections each have a private cache, SQLite's default: for a pool in
+// shared-cache mode, set Config.ReadEveryRequest.
 //
 // New fails, before it touches db, for an HTTPConfig that cannot be served
 // as written (see HTTPConfig.Prefix and HTTPConfig.ContentSecurityPolicy).
@@ -349,7 +371,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if a.store, err = newStore(ctx, db); err != nil {
 		return nil, err
 	}
-	a.store.useFastReads(ctx, &a.stats.readsSkipped, a.logger)
+	if !cfg.ReadEveryRequest {
+		a.store.useFastReads(ctx, &a.stats.readsSkipped, a.logger)
+	}
 	// The dummy hash is made with the configured Hasher and parameters, so
 	// verifying it costs what verifying a user's current hash costs.
 	start := time.Now()

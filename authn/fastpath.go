@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,8 +70,11 @@ func openFastReads(ctx context.Context, db *bun.DB, skipped *atomic.Int64, logge
 		return nil
 	}
 	f, err := tryFastReads(ctx, db)
-	if err != nil {
-		logger.DebugContext(ctx, "authn: every request reads the database: no WAL-index fast path", "reason", err)
+	switch {
+	case errors.Is(err, errNotAFile):
+		return nil // an in-memory database: nothing to say
+	case err != nil:
+		logger.InfoContext(ctx, "authn: every request reads the database: no WAL-index fast path", "reason", err)
 		return nil
 	}
 	f.logger = logger
@@ -82,6 +84,13 @@ func openFastReads(ctx context.Context, db *bun.DB, skipped *atomic.Int64, logge
 	return f
 }
 
+// errNotAFile: the database is not a file (SQLite in memory).
+var errNotAFile = errors.New("not a database file")
+
+// tryFastReads sets up the fast reads of db, a SQLite pool, or says why
+// they cannot be: the file, its pinned connection, the mapping of its
+// -shm. A header not valid at this moment is no reason: each request
+// checks it.
 func tryFastReads(ctx context.Context, db *bun.DB) (*fastReads, error) {
 	var path string
 	err := db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path)
@@ -89,47 +98,43 @@ func tryFastReads(ctx context.Context, db *bun.DB) (*fastReads, error) {
 		return nil, fmt.Errorf("finding the database file: %w", err)
 	}
 	if path == "" {
-		return nil, errors.New("not a database file")
+		return nil, errNotAFile
 	}
 	// A connection that reads uncommitted rows (shared cache) could hand
 	// one to the memo that a rollback then takes back without a commit.
 	var dirty int
-	if err := db.QueryRowContext(ctx, "PRAGMA read_uncommitted").Scan(&dirty); err != nil || dirty != 0 {
-		return nil, fmt.Errorf("connections read uncommitted rows (%d, %v)", dirty, err)
+	if err := db.QueryRowContext(ctx, "PRAGMA read_uncommitted").Scan(&dirty); err != nil {
+		return nil, fmt.Errorf("reading read_uncommitted: %w", err)
+	}
+	if dirty != 0 {
+		return nil, errors.New("the connections read uncommitted rows")
 	}
 	dbFile, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	f := &fastReads{dbPath: path, shmPath: path + "-shm", dbFile: dbFile}
-	if err := f.hold(ctx, db.DB.Driver()); err != nil {
+	if err := f.pinConnection(ctx, db.DB.Driver()); err != nil {
 		return nil, err
 	}
-	f.index, f.shmFile, err = mapWALIndex(f.shmPath)
-	if err != nil {
-		f.close()
-		return nil, err
-	}
-	if _, ok := f.index.header(); !ok {
-		f.close()
-		return nil, errors.New("the WAL-index header is not valid")
+	if f.index, f.shmFile, err = mapWALIndex(f.shmPath); err != nil {
+		return nil, errors.Join(err, f.close())
 	}
 	return f, nil
 }
 
-// hold opens the connection that fastReads keeps, on the file that db
-// uses, with db's driver: a second SQLite library in the process would not
-// share SQLite's bookkeeping of the file's locks. It reads once, so that
-// the connection has opened the WAL-index and holds its locks, and makes
-// sure the database is in WAL mode.
-func (f *fastReads) hold(ctx context.Context, d driver.Driver) error {
-	r := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
-	dsn := "file:" + r.Replace(filepath.ToSlash(f.dbPath)) + "?" + url.Values{"mode": {"rw"}}.Encode()
+// pinConnection opens the connection that fastReads keeps, on the file
+// that db uses, with db's driver: a second SQLite library in the process
+// would not share SQLite's bookkeeping of the file's locks. It reads once,
+// so that the connection has opened the WAL-index and holds its locks, and
+// makes sure the database is in WAL mode.
+func (f *fastReads) pinConnection(ctx context.Context, d driver.Driver) error {
+	dsn := fileURI(f.dbPath) + "?" + url.Values{"mode": {"rw"}}.Encode()
 	var connector driver.Connector = dsnConnector{d, dsn}
 	if dc, ok := d.(driver.DriverContext); ok {
 		c, err := dc.OpenConnector(dsn)
 		if err != nil {
-			return err
+			return fmt.Errorf("opening a connection of its own: %w", err)
 		}
 		connector = c
 	}
@@ -137,24 +142,31 @@ func (f *fastReads) hold(ctx context.Context, d driver.Driver) error {
 	f.pin.SetMaxOpenConns(1)
 	conn, err := f.pin.Conn(ctx)
 	if err != nil {
-		f.pin.Close()
-		return err
+		return fmt.Errorf("opening a connection of its own: %w", errors.Join(err, f.pin.Close()))
 	}
 	f.conn = conn
-	var mode string
-	// Waits as the pool's connections wait, for a checkpoint or a recovery
-	// by another process.
+	if err := checkPinned(ctx, conn); err != nil {
+		return errors.Join(err, f.close())
+	}
+	return nil
+}
+
+// checkPinned makes the pinned connection wait for locks as the pool's
+// do (for a checkpoint or a recovery by another process), reads once, and
+// makes sure the database is in WAL mode.
+func checkPinned(ctx context.Context, conn *sql.Conn) error {
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMillis)); err != nil {
-		f.close()
-		return err
+		return fmt.Errorf("setting the busy timeout: %w", err)
 	}
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(new(int)); err != nil {
-		f.close()
 		return fmt.Errorf("reading the database: %w", err)
 	}
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
-		f.close()
-		return fmt.Errorf("journal mode %q, not WAL (%v)", mode, err)
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("reading the journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode %q, not WAL", mode)
 	}
 	return nil
 }

@@ -148,9 +148,14 @@ func sqliteDSN(abs, driver string) string {
 			q.Add("_pragma", p[0]+"("+p[1]+")")
 		}
 	}
-	// In a URI, SQLite decodes %XX; '?' and '#' would end the path.
+	return fileURI(abs) + "?" + q.Encode()
+}
+
+// fileURI returns the file: URI of the absolute path abs, as SQLite reads
+// one: it decodes %XX, and '?' and '#' would end the path.
+func fileURI(abs string) string {
 	r := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
-	return "file:" + r.Replace(filepath.ToSlash(abs)) + "?" + q.Encode()
+	return "file:" + r.Replace(filepath.ToSlash(abs))
 }
 
 // fileCheckInterval is how often Open's database file is checked.

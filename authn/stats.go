@@ -84,8 +84,10 @@ type Stats struct {
 	// Basic credential, of a session and of an app token that were
 	// answered from memory because nothing had been committed to the
 	// database since the same read was last made (SQLite in WAL mode: see
-	// BasicAuth). Each is a BasicCacheHits, a session request or a
-	// TokenAccepted that cost no statement.
+	// Reads from memory in the package documentation). The request is
+	// then judged on that row as on one read: let through or refused,
+	// counted as such, and a session's or token's last use written when
+	// due.
 	ReadsSkipped int64 `json:"ReadsSkipped"`
 }
 

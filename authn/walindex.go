@@ -2,6 +2,7 @@ package authn
 
 import (
 	"encoding/binary"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -104,12 +105,11 @@ type walIndex struct {
 
 // newWALIndex returns the index over mem, a mapping of the start of a
 // -shm file at least the size of the two header copies, that unmap removes.
-func newWALIndex(mem []byte, unmap func() error) *walIndex {
+func newWALIndex(mem []byte, unmap func() error) (*walIndex, error) {
 	if len(mem) < 2*walHeaderWords*4 || uintptr(unsafe.Pointer(&mem[0]))%4 != 0 {
-		unmap()
-		return nil
+		return nil, errors.Join(errors.New("mapping too small or misaligned"), unmap())
 	}
-	return &walIndex{words: (*[2 * walHeaderWords]uint32)(unsafe.Pointer(&mem[0])), unmap: unmap}
+	return &walIndex{words: (*[2 * walHeaderWords]uint32)(unsafe.Pointer(&mem[0])), unmap: unmap}, nil
 }
 
 // header returns the current header, or ok false when there is none to

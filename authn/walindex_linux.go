@@ -51,12 +51,11 @@ func mapWALIndex(shmPath string) (*walIndex, os.FileInfo, error) {
 	// The descriptor could have been closed and its number reused between
 	// the search and the mapping: make sure the mapping is of the file.
 	if !sameInode(fd, st) {
-		syscall.Munmap(mem)
-		return nil, nil, fmt.Errorf("%s: its descriptor changed while it was mapped", shmPath)
+		return nil, nil, errors.Join(fmt.Errorf("%s: its descriptor changed while it was mapped", shmPath), syscall.Munmap(mem))
 	}
-	w := newWALIndex(mem, func() error { return syscall.Munmap(mem) })
-	if w == nil {
-		return nil, nil, fmt.Errorf("%s: mapping too small or misaligned", shmPath)
+	w, err := newWALIndex(mem, func() error { return syscall.Munmap(mem) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", shmPath, err)
 	}
 	return w, fi, nil
 }

@@ -252,6 +252,16 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 	}
 	d.Close()
 
+	// Config.ReadEveryRequest turns them off: each cached request reads.
+	every, err := Open(ctx, filepath.Join(t.TempDir(), "every.db"), Config{ReadEveryRequest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if every.store.fast != nil || every.store.users != nil {
+		t.Error("fast reads despite ReadEveryRequest")
+	}
+	every.Close()
+
 	b, _ := openFast(t)
 	index := b.store.fast.index
 	if err := b.Close(); err != nil {
