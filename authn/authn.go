@@ -116,8 +116,9 @@
 // When the -shm cannot be mapped as the Authenticator starts (no -shm,
 // another journal mode, an in-memory database, connections that read
 // uncommitted rows), and from the moment the database file or its -shm is
-// found deleted or replaced (checked each second), every request reads,
-// until the Authenticator is made again. PostgreSQL always reads, and so
+// found deleted, replaced or unusable (checked each second, by Open's file
+// watch in the same check that makes the connections reopen the file),
+// every request reads, until the Authenticator is made again. PostgreSQL always reads, and so
 // does Config.ReadEveryRequest. Stats.ReadsSkipped counts the reads
 // answered from memory.
 package authn

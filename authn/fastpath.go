@@ -193,12 +193,24 @@ func (f *fastReads) watch(ctx context.Context) {
 	if sameFile(f.dbPath, f.dbFile) && sameFile(f.shmPath, f.shmFile) {
 		return
 	}
+	f.turnOff(ctx)
+}
+
+// turnOff turns the index off for good, as watch does; Open's file watch
+// calls it too, in the same check that notices a file deleted or replaced,
+// before any connection is replaced: a connection opened on a new file must
+// not have its rows remembered under the old file's header. Turning off
+// twice does nothing.
+func (f *fastReads) turnOff(ctx context.Context) {
+	if f == nil || f.index.off.Swap(true) {
+		return
+	}
 	// Nothing is answered from the old file's header any more: its
 	// connection, which kept that file open, can go too.
 	if err := f.close(); err != nil {
 		f.logger.ErrorContext(ctx, "authn: closing the WAL-index fast path", "error", err)
 	}
-	f.logger.WarnContext(ctx, "authn: database file or its -shm deleted or replaced; every request reads the database from now on",
+	f.logger.WarnContext(ctx, "authn: database file or its -shm deleted, replaced or unusable; every request reads the database from now on",
 		"path", f.dbPath)
 }
 

@@ -203,6 +203,7 @@ func (w *fileWatch) check(ctx context.Context) {
 		err = writable(w.path)
 	}
 	if err != nil {
+		w.a.store.fast.turnOff(ctx)
 		problem := fmt.Errorf("authn: database file: %w", err)
 		if w.a.store.problem.Swap(&problem) == nil {
 			w.a.logger.ErrorContext(ctx, "authn: database file unusable; failing closed until it is back", "error", problem)
@@ -210,6 +211,7 @@ func (w *fileWatch) check(ctx context.Context) {
 		return
 	}
 	if !os.SameFile(fi, w.opened) {
+		w.a.store.fast.turnOff(ctx)
 		// Restored or replaced: connections older than a nanosecond are
 		// closed as they are used, returned or found idle.
 		w.opened = fi

@@ -143,7 +143,7 @@ func (w *walIndex) disable() error {
 	if w == nil {
 		return nil
 	}
-	w.off.Store(true)
+	w.off.Store(true) // set already when turnOff calls
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.words == nil {
