@@ -60,8 +60,9 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 
 // checkDBFile makes sure path names a regular file this process can read and
 // write, creating it with mode 0600 (the users' hashes are nobody else's
-// business) when it is missing. SQLite itself would silently open an
-// unwritable file read-only, or create it world-readable.
+// business) when it is missing, but never through a symbolic link to a
+// missing file. SQLite itself would silently open an unwritable file
+// read-only, or create it world-readable.
 func checkDBFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("authn: open: empty database path")
@@ -84,6 +85,10 @@ func checkDBFile(path string) (string, error) {
 	}
 	fi, err := os.Stat(abs)
 	switch {
+	case errors.Is(err, fs.ErrNotExist) && isLink(abs):
+		// createDBFile found the name taken, by a link to nothing: a file
+		// created through it would land wherever the link points.
+		return "", fmt.Errorf("authn: open %s: a symbolic link to a missing file; Open creates no database file through a link: %w", path, err)
 	case err != nil:
 		return "", fmt.Errorf("authn: open %s: %w", path, err)
 	case fi.IsDir():
@@ -110,6 +115,12 @@ func createDBFile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// isLink reports whether path names a symbolic link.
+func isLink(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&fs.ModeSymlink != 0
 }
 
 // warnIfShared logs one warning when the database file gives its group or
