@@ -118,9 +118,9 @@
 // uncommitted rows), and from the moment the database file or its -shm is
 // found deleted, replaced or unusable (checked each second, by Open's file
 // watch in the same check that makes the connections reopen the file),
-// every request reads, until the Authenticator is made again. PostgreSQL always reads, and so
-// does Config.ReadEveryRequest. Stats.ReadsSkipped counts the reads
-// answered from memory.
+// every request reads, until the Authenticator is made again. PostgreSQL
+// always reads, and so does Config.ReadEveryRequest. Stats.ReadsSkipped
+// counts the reads answered from memory.
 package authn
 
 import (
