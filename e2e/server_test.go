@@ -100,10 +100,17 @@ func startLogin(ctx context.Context, t *testing.T, bin, pw string, args ...strin
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	// The demo user is created before the server listens, and its
-	// password printed once.
-	if want := fmt.Sprintf("Created user \"demo\" with password %s (shown only now).", pw); !strings.Contains(s.out.String(), want) {
-		t.Fatalf("examples/login did not print %q:\n%s", want, s.out)
+	// The demo user is created before the server serves, and its
+	// password printed once. os/exec copies the output through a pipe in a
+	// goroutine of its own, which can lag behind the answer to /healthz:
+	// wait for the line a while.
+	want := fmt.Sprintf("Created user \"demo\" with password %s (shown only now).", pw)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("examples/login did not print %q:\n%s", want, s.out)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return s
 }
