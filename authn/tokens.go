@@ -16,7 +16,8 @@ import (
 
 // App tokens: what API clients (scripts, CI, git over HTTP) send in place
 // of a password. Each is named per user, shown once, and stored only as
-// its SHA-256; checking one costs one indexed read and no password hash.
+// its SHA-256; checking one costs one indexed read (or none: see Reads
+// from memory in the package documentation) and no password hash.
 
 // Errors of the app token operations, matched with errors.Is.
 var (
