@@ -53,10 +53,10 @@ type userHashRow struct {
 	until  sql.NullFloat64
 }
 
-// openFastReads returns the fast reads of db, or nil, with the reason
-// logged at debug level, when db is not a SQLite file in WAL mode whose
-// WAL-index this process can map. skipped counts the reads answered from
-// memory.
+// openFastReads returns the fast reads of db, or nil when db is not a
+// SQLite file in WAL mode whose WAL-index this process can map (the reason
+// logged at info level, but for an in-memory database). skipped counts the
+// reads answered from memory.
 //
 // It opens a connection of its own, with db's driver, and holds it open
 // until close: SQLite removes the -shm file when the last connection of
