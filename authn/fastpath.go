@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 )
@@ -39,10 +38,6 @@ type fastReads struct {
 	// replaced under the same name turns the index off.
 	dbFile, shmFile os.FileInfo
 
-	users    *memo[userHashRow]
-	sessions *memo[model.Session]
-	tokens   *memo[tokenRow]
-
 	closing  sync.Once
 	closeErr error
 }
@@ -55,8 +50,7 @@ type userHashRow struct {
 
 // openFastReads returns the fast reads of db, or nil when db is not a
 // SQLite file in WAL mode whose WAL-index this process can map (the reason
-// logged at info level, but for an in-memory database). skipped counts the
-// reads answered from memory.
+// logged at info level, but for an in-memory database).
 //
 // It opens a connection of its own, with db's driver, and holds it open
 // until close: SQLite removes the -shm file when the last connection of
@@ -65,7 +59,7 @@ type userHashRow struct {
 // nobody writes. An open connection in WAL mode also keeps its shared lock
 // on the database file, so that no process can leave WAL mode meanwhile.
 // The connection is its own pool's, so that it takes none from db's.
-func openFastReads(ctx context.Context, db *bun.DB, skipped *atomic.Int64, logger *slog.Logger) *fastReads {
+func openFastReads(ctx context.Context, db *bun.DB, logger *slog.Logger) *fastReads {
 	if db.Dialect().Name() != dialect.SQLite {
 		return nil
 	}
@@ -78,9 +72,6 @@ func openFastReads(ctx context.Context, db *bun.DB, skipped *atomic.Int64, logge
 		return nil
 	}
 	f.logger = logger
-	f.users = newMemo[userHashRow](f.index, skipped)
-	f.sessions = newMemo[model.Session](f.index, skipped)
-	f.tokens = newMemo[tokenRow](f.index, skipped)
 	return f
 }
 

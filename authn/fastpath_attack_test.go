@@ -74,7 +74,7 @@ func tearWALIndexHeader(t *testing.T, shm string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd, err := openDescriptorOf(fi.Sys().(*syscall.Stat_t))
+	fd, err := descriptorOf(fi.Sys().(*syscall.Stat_t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestGarbageFillsNoMemory(t *testing.T) {
 			}
 		}
 	}
-	f := a.store.fast
+	f := a.store
 	if n := len(f.sessions.rows) + len(f.tokens.rows) + len(f.users.rows); n != 0 {
 		t.Fatalf("%d rows remembered for garbage (sessions %d, tokens %d, users %d)",
 			n, len(f.sessions.rows), len(f.tokens.rows), len(f.users.rows))
@@ -347,7 +347,7 @@ func TestManyLiveSessionsStayBounded(t *testing.T) {
 			t.Fatalf("session %d, again: %q, %v", n-100+i, user, err)
 		}
 	}
-	if got := len(a.store.fast.sessions.rows); got > memoEntries {
+	if got := len(a.store.sessions.rows); got > memoEntries {
 		t.Fatalf("%d sessions remembered, at most %d allowed", got, memoEntries)
 	}
 	if a.Stats().ReadsSkipped == 0 {

@@ -60,8 +60,10 @@ func newStore(ctx context.Context, db *bun.DB) (*store, error) {
 // useFastReads sets up the fast reads of a SQLite database in WAL mode, if
 // this process can map its WAL-index; skipped counts the reads they answer.
 func (s *store) useFastReads(ctx context.Context, skipped *atomic.Int64, logger *slog.Logger) {
-	if s.fast = openFastReads(ctx, s.db, skipped, logger); s.fast != nil {
-		s.users, s.sessions, s.tokens = s.fast.users, s.fast.sessions, s.fast.tokens
+	if s.fast = openFastReads(ctx, s.db, logger); s.fast != nil {
+		s.users = newMemo[userHashRow](s.fast.index, skipped)
+		s.sessions = newMemo[model.Session](s.fast.index, skipped)
+		s.tokens = newMemo[tokenRow](s.fast.index, skipped)
 	}
 }
 

@@ -40,7 +40,7 @@ func mapWALIndex(shmPath string) (*walIndex, os.FileInfo, error) {
 	if fi.Size() < int64(size) {
 		return nil, nil, fmt.Errorf("%s is %d bytes, not yet a WAL-index", shmPath, fi.Size())
 	}
-	fd, err := openDescriptorOf(st)
+	fd, err := descriptorOf(st)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -60,9 +60,9 @@ func mapWALIndex(shmPath string) (*walIndex, os.FileInfo, error) {
 	return w, fi, nil
 }
 
-// openDescriptorOf returns a descriptor of this process open on the file
+// descriptorOf returns a descriptor of this process open on the file
 // of st, as /proc/self/fd lists them.
-func openDescriptorOf(st *syscall.Stat_t) (int, error) {
+func descriptorOf(st *syscall.Stat_t) (int, error) {
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return -1, err

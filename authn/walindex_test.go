@@ -62,7 +62,7 @@ func TestWALHeaderOfRealFile(t *testing.T) {
 	if err := syscall.Stat(path+"-shm", &st); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := openDescriptorOf(&st)
+	fd, err := descriptorOf(&st)
 	if err != nil {
 		t.Fatal(err)
 	}
