@@ -11,6 +11,7 @@ import (
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
+	"github.com/uptrace/bun/schema"
 )
 
 // store runs every SQL statement of this package: the claim and the reset of
@@ -104,6 +105,35 @@ func deleteSessions(ctx context.Context, db bun.IDB, username string) error {
 	return err
 }
 
+// scanWritten runs q, a write with RETURNING, on conn (the store's *sql.DB,
+// or a transaction's *sql.Tx) and scans the one row it returns into dest;
+// sql.ErrNoRows when it wrote no row. It succeeds only once the write is
+// done: a returned row is not yet a stored one. SQLite runs a statement with
+// RETURNING to its end, and commits it outside a transaction, when the
+// statement is reset after its last row; PostgreSQL reports a failed
+// implicit commit after the row too. database/sql's Row.Scan returns the
+// error of that end (it closes the rows and reports Close's error); bun's
+// Scan does not (v1.3.0 defers rows.Close() and drops its error), so a full
+// disk once let every claim of the lockout count nothing and still check
+// the password. No write with RETURNING may run through bun's Scan or Exec.
+//
+// The statement runs on database/sql directly, as the prepared hot reads
+// do, so bun's query hooks do not see it.
+func scanWritten(ctx context.Context, conn bun.IConn, gen schema.QueryGen, q schema.QueryAppender, dest ...any) error {
+	query, err := q.AppendQuery(gen, nil)
+	if err != nil {
+		return err
+	}
+	return conn.QueryRowContext(ctx, string(query)).Scan(dest...)
+}
+
+// notWritten is the error of a write that the database did not make, or
+// could not confirm: what was being done, and that nothing of it can be
+// counted on.
+func notWritten(doing string, err error) error {
+	return fmt.Errorf("authn: %s: the database could not write: %w", doing, err)
+}
+
 // oneRow turns the result of a statement on one user into ErrNotFound when
 // it touched no row.
 func oneRow(res sql.Result, err error) error {
@@ -120,8 +150,8 @@ func oneRow(res sql.Result, err error) error {
 	return nil
 }
 
-// notFoundOr is the error of a statement on one user: ErrNotFound naming
-// the user, or err wrapped with what was being done.
+// notFoundOr is the error of a write on one user: ErrNotFound naming the
+// user, or err wrapped with what was being done.
 func notFoundOr(err error, doing, username string) error {
 	switch {
 	case err == nil:
@@ -129,5 +159,5 @@ func notFoundOr(err error, doing, username string) error {
 	case errors.Is(err, ErrNotFound):
 		return fmt.Errorf("%w: %s", ErrNotFound, quoteName(username))
 	}
-	return fmt.Errorf("authn: %s %s: %w", doing, quoteName(username), err)
+	return notWritten(doing+" "+quoteName(username), err)
 }

@@ -35,14 +35,19 @@ func (s *store) claim(ctx context.Context, username string, now time.Time, thres
 	}
 	t := unixSeconds(now)
 	// Every SET expression reads the row as it was before the UPDATE.
-	err = s.db.NewUpdate().Model((*model.User)(nil)).
+	q := s.db.NewUpdate().Model((*model.User)(nil)).
 		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", threshold).
 		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", threshold, t+lockFor.Seconds()).
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(t)...).
-		Returning("password_hash, lockout_until").
-		Scan(ctx, &stored, &ownLock)
-	return stored, ownLock, claimError(err)
+		Returning("password_hash, lockout_until")
+	// The hash comes back before the count is committed: only a claim
+	// known written may check it (see scanWritten).
+	err = scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &stored, &ownLock)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", ownLock, notWritten("claiming a login attempt", err)
+	}
+	return stored, ownLock, err
 }
 
 // unlockedHash is claim with lockout disabled: it counts nothing and only
@@ -55,14 +60,10 @@ func (s *store) unlockedHash(ctx context.Context, username string, now time.Time
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(unixSeconds(now))...).
 		Scan(ctx, &stored)
-	return stored, claimError(err)
-}
-
-func claimError(err error) error {
-	if err == nil || errors.Is(err, sql.ErrNoRows) {
-		return err
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("authn: reading a user to log in: %w", err)
 	}
-	return fmt.Errorf("authn: claiming a login attempt: %w", err)
+	return stored, err
 }
 
 // lockoutUntil reads username's stored lock (NULL: none). sql.ErrNoRows
@@ -126,7 +127,7 @@ func (s *store) resetAfterLogin(ctx context.Context, username string, change pas
 		n, err = res.RowsAffected()
 	}
 	if err != nil {
-		return false, fmt.Errorf("authn: resetting failed attempts: %w", err)
+		return false, notWritten("resetting failed attempts", err)
 	}
 	return n == 1, nil
 }

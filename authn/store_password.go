@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/minimost/minimost/model"
@@ -47,10 +46,11 @@ func (s *store) changePassword(ctx context.Context, username, verified, encoded 
 		if keep == "" {
 			return nil
 		}
-		err = tx.NewUpdate().Model((*model.Session)(nil)).
+		rename := tx.NewUpdate().Model((*model.Session)(nil)).
 			Set("token_hash = ?", renamed).Set("last_seen = ?", t).
 			Where("token_hash = ?", keep).Where("username = ?", username).Where("expires_at > ?", t).
-			Returning("expires_at, remembered").Scan(ctx, &kept.ExpiresAt, &kept.Remembered)
+			Returning("expires_at, remembered")
+		err = scanWritten(ctx, tx.Tx, s.db.QueryGen(), rename, &kept.ExpiresAt, &kept.Remembered)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errNoSession
 		}
@@ -62,5 +62,5 @@ func (s *store) changePassword(ctx context.Context, username, verified, encoded 
 	case errors.Is(err, errSessionRefused), errors.Is(err, errNoSession):
 		return kept, err
 	}
-	return kept, fmt.Errorf("authn: changing the password of %s: %w", quoteName(username), err)
+	return kept, notWritten("changing the password of "+quoteName(username), err)
 }

@@ -52,7 +52,7 @@ WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 	if errors.Is(err, ErrNotFound) {
 		return 0, errSessionRefused
 	} else if err != nil {
-		return 0, fmt.Errorf("authn: creating a session: %w", err)
+		return 0, notWritten("creating a session", err)
 	}
 	return ended, nil
 }
@@ -136,7 +136,7 @@ func (s *store) touchSession(ctx context.Context, tokenHash string, now time.Tim
 	_, err := s.db.NewUpdate().Model((*model.Session)(nil)).Set("last_seen = ?", unixSeconds(now)).
 		Where("token_hash = ?", tokenHash).Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("authn: recording a session's use: %w", err)
+		return notWritten("recording a session's use", err)
 	}
 	return nil
 }
@@ -148,10 +148,12 @@ func (s *store) endSession(ctx context.Context, tokenHash string) (string, error
 		return "", err
 	}
 	var username string
-	err := s.db.NewDelete().Model((*model.Session)(nil)).Where("token_hash = ?", tokenHash).
-		Returning("username").Scan(ctx, &username)
+	q := s.db.NewDelete().Model((*model.Session)(nil)).Where("token_hash = ?", tokenHash).Returning("username")
+	// A sign-out answered before its deletion is known written would leave
+	// the session working on a computer its user believes signed out.
+	err := scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &username)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("authn: ending a session: %w", err)
+		return "", notWritten("ending a session", err)
 	}
 	return username, nil
 }
@@ -172,7 +174,7 @@ func (s *store) deleteExpiredSessions(ctx context.Context, now time.Time, idle, 
 	}
 	res, err := q.Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("authn: deleting expired sessions: %w", err)
+		return 0, notWritten("deleting expired sessions", err)
 	}
 	return res.RowsAffected()
 }
@@ -222,7 +224,7 @@ func (s *store) endSessionOf(ctx context.Context, username, tokenHash string) (b
 	if err := oneRow(res, err); errors.Is(err, ErrNotFound) {
 		return false, nil
 	} else if err != nil {
-		return false, fmt.Errorf("authn: ending a session of %s: %w", quoteName(username), err)
+		return false, notWritten("ending a session of "+quoteName(username), err)
 	}
 	return true, nil
 }
@@ -239,7 +241,7 @@ func (s *store) endSessionsOf(ctx context.Context, username, except string) (int
 	}
 	res, err := q.Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("authn: ending the sessions of %s: %w", quoteName(username), err)
+		return 0, notWritten("ending the sessions of "+quoteName(username), err)
 	}
 	return res.RowsAffected()
 }

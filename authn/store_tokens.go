@@ -38,7 +38,7 @@ ON CONFLICT (username, name) DO NOTHING`
 		n, err = res.RowsAffected()
 	}
 	if err != nil {
-		return false, fmt.Errorf("authn: creating a token of %s: %w", quoteName(t.Username), err)
+		return false, notWritten("creating a token of "+quoteName(t.Username), err)
 	}
 	return n == 1, nil
 }
@@ -81,7 +81,7 @@ func (s *store) deleteToken(ctx context.Context, username, name string) (bool, e
 	case errors.Is(err, ErrNotFound):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("authn: revoking a token of %s: %w", quoteName(username), err)
+		return false, notWritten("revoking a token of "+quoteName(username), err)
 	}
 	return true, nil
 }
@@ -141,7 +141,7 @@ func (s *store) touchToken(ctx context.Context, tokenHash string, now, since tim
 		Where("token_hash = ?", tokenHash).
 		Where("last_used IS NULL OR last_used <= ?", unixSeconds(since)).Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("authn: recording a token's use: %w", err)
+		return notWritten("recording a token's use", err)
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ ON CONFLICT (username) DO NOTHING`
 // insertRow writes a new user row as it is, or fails with ErrUserExists.
 func (s *store) insertRow(ctx context.Context, u *model.User) error {
 	return s.addUser(ctx, u.Username, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
-		return s.withLockout(tx.NewInsert().Model(u), u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
+		return s.withLockout(insertUserRow(tx, u), u).On("CONFLICT (username) DO NOTHING").Exec(ctx)
 	})
 }
 
@@ -77,7 +77,7 @@ func (s *store) addUser(ctx context.Context, username string, insert func(contex
 		return fmt.Errorf("%w: %s", ErrUserExists, username)
 	}
 	if err != nil {
-		return fmt.Errorf("authn: add %s: %w", username, err)
+		return notWritten("add "+username, err)
 	}
 	return nil
 }
@@ -102,7 +102,7 @@ func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 				return err
 			}
 		}
-		_, err = s.withLockout(tx.NewInsert().Model(u), u).
+		_, err = s.withLockout(insertUserRow(tx, u), u).
 			On("CONFLICT (username) DO UPDATE").
 			Set("password_hash = EXCLUDED.password_hash").
 			Set("failed_attempts = EXCLUDED.failed_attempts").
@@ -114,9 +114,17 @@ func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 		return deleteSessions(ctx, tx, u.Username)
 	})
 	if err != nil {
-		return fmt.Errorf("authn: import %s: %w", u.Username, err)
+		return notWritten("import "+u.Username, err)
 	}
 	return nil
+}
+
+// insertUserRow starts the INSERT of u. Bun would add RETURNING for the
+// columns u leaves to their defaults and run the statement through its
+// Scan (see scanWritten): nothing here reads them, and RETURNING NULL turns
+// that off, so that the statement's error is Exec's own.
+func insertUserRow(tx bun.Tx, u *model.User) *bun.InsertQuery {
+	return tx.NewInsert().Model(u).Returning("NULL")
 }
 
 // withLockout makes an INSERT of u write a lockout_until that is not finite
