@@ -314,8 +314,12 @@ type Authenticator struct {
 // exceptions: the reads made on every authenticated request (the user's row
 // behind a cached Basic credential, see [Authenticator.BasicAuth], the
 // session behind a cookie and an app token) are statements prepared once on
-// db.DB, and bun does not run hooks for prepared statements; and on a
-// SQLite file in WAL mode (on Linux), New opens one connection of its own,
+// db.DB, and bun does not run hooks for prepared statements; the writes
+// that return a row (the lockout's claim, a logout's deletion, the session
+// a password change keeps) are built by bun and run on db.DB, or the
+// transaction's *sql.Tx, with database/sql's QueryRowContext, whose Scan
+// reports the statement's commit where bun's drops it (see
+// docs/bun-returning.md in the repository); and on a SQLite file in WAL mode (on Linux), New opens one connection of its own,
 // with db's driver, which it holds until Close (see Reads from memory in
 // the package documentation: it keeps SQLite's -shm file, and runs only
 // the reads that set it up). Reads from memory assume that db's
