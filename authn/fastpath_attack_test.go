@@ -321,13 +321,17 @@ func TestManyLiveSessionsStayBounded(t *testing.T) {
 	if err := a.Register(ctx, "alice", attackPassword); err != nil {
 		t.Fatal(err)
 	}
+	u, err := a.store.user(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := memoEntries + memoEntries/10
 	tokens := make([]string, n)
 	now := unixSeconds(time.Now())
 	rows := make([]model.Session, n)
 	for i := range tokens {
 		tokens[i] = newSessionToken()
-		rows[i] = model.Session{TokenHash: tokenHash(tokens[i]), Username: "alice", CreatedAt: now, LastSeen: now, ExpiresAt: now + 3600}
+		rows[i] = model.Session{TokenHash: tokenHash(tokens[i]), Username: "alice", CreatedAt: now, LastSeen: now, ExpiresAt: now + 3600, UserHash: u.PasswordHash}
 	}
 	// Inserted in one statement, as another process could: a login each
 	// would take long for nothing.

@@ -120,7 +120,7 @@ func TestSessionInfoFromForeignRows(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := float64(time.Now().Unix())
-		_, err := db.Raw.Exec("INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, remembered, client_net, user_agent) VALUES (?, 'alice', ?, ?, ?, FALSE, ?, ?)",
+		_, err := db.Raw.Exec("INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, remembered, client_net, user_agent, user_hash) VALUES (?, 'alice', ?, ?, ?, FALSE, ?, ?, (SELECT password_hash FROM users WHERE username = 'alice'))",
 			strings.Repeat("0", 64), now, now, now+600, "\x1b[2J10.0.0.0/24", "agent\x1b[31m\u202eevil\n")
 		if err != nil {
 			t.Fatal(err)

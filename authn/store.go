@@ -134,6 +134,31 @@ func notWritten(doing string, err error) error {
 	return fmt.Errorf("authn: %s: the database could not write: %w", doing, err)
 }
 
+// lockedHash reads username's hash in the transaction tx of a change that
+// will replace it, locking the row on PostgreSQL (SQLite's transactions
+// take the write lock as they begin), so that the hash read is the one
+// replaced; ErrNotFound when there is no such user.
+func (s *store) lockedHash(ctx context.Context, tx bun.Tx, username string) (string, error) {
+	query := "SELECT password_hash FROM users WHERE username = ?"
+	if s.postgres() {
+		query += " FOR UPDATE"
+	}
+	var hash string
+	err := tx.QueryRowContext(ctx, query, username).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return hash, err
+}
+
+// rebind carries the rows of table ("sessions" or "tokens") of username
+// bound to the hash old over to the hash new, in the transaction of a
+// change of hash that keeps them (see model.Session.UserHash).
+func rebind(ctx context.Context, tx bun.Tx, table, username, old, new string) error {
+	_, err := tx.ExecContext(ctx, "UPDATE "+table+" SET user_hash = ? WHERE username = ? AND user_hash = ?", new, username, old)
+	return err
+}
+
 // oneRow turns the result of a statement on one user into ErrNotFound when
 // it touched no row.
 func oneRow(res sql.Result, err error) error {

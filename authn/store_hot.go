@@ -33,7 +33,7 @@ type hotReads struct {
 func sessionRead() string {
 	return fmt.Sprintf(`SELECT s.username, s.last_seen, s.expires_at, s.remembered
 FROM sessions AS s JOIN users AS u ON u.username = s.username
-WHERE s.token_hash = ?
+WHERE s.token_hash = ? AND s.user_hash = u.password_hash
 AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, int64(minLockSeconds), int64(maxLockSeconds))
 }
 

@@ -121,13 +121,37 @@ func (s *store) resetAfterLogin(ctx context.Context, username string, change pas
 	} else {
 		q = q.Where(unlockedSQL, unlockedArgs(t)...)
 	}
-	res, err := q.Exec(ctx)
-	var n int64
-	if err == nil {
-		n, err = res.RowsAffected()
+	if change.new == "" {
+		n, err := rowsAffected(q.Exec(ctx))
+		if err != nil {
+			return false, notWritten("resetting failed attempts", err)
+		}
+		return n == 1, nil
 	}
+	// A re-hash: the user's sessions and tokens bound to the old hash are
+	// carried over to the new one in the same transaction, so that no
+	// request sees them bound to a hash the user no longer has.
+	var n int64
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if n, err = rowsAffected(q.Conn(tx).Exec(ctx)); err != nil || n != 1 {
+			return err
+		}
+		if err := rebind(ctx, tx, "sessions", username, change.old, change.new); err != nil {
+			return err
+		}
+		return rebind(ctx, tx, "tokens", username, change.old, change.new)
+	})
 	if err != nil {
-		return false, notWritten("resetting failed attempts", err)
+		return false, notWritten("resetting failed attempts and storing a re-hash", err)
 	}
 	return n == 1, nil
+}
+
+// rowsAffected is the number of rows of the result of an Exec.
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

@@ -14,9 +14,10 @@ import (
 // it stores encoded as username's hash and clears the counter and the lock,
 // provided the row still has the hash verified and is not locked at now
 // (errSessionRefused otherwise: a SetPassword, Lock or Delete that came in
-// between wins); then it ends the user's sessions. When keep is not "", the
-// session of that token hash is kept under the token hash renamed, its last
-// use set to now, and its row returned (its end and whether it is
+// between wins); then it carries the user's tokens over to the new hash
+// and ends the user's sessions. When keep is not "", the session of that
+// token hash is kept under the token hash renamed, bound to the new hash,
+// its last use set to now, and its row returned (its end and whether it is
 // remembered); errNoSession when it is no longer a live session of the
 // user, and nothing is written then. On PostgreSQL the UPDATE locks the
 // user's row, so a concurrent change waits for this one and then finds the
@@ -36,6 +37,9 @@ func (s *store) changePassword(ctx context.Context, username, verified, encoded 
 		} else if err != nil {
 			return err
 		}
+		if err := rebind(ctx, tx, "tokens", username, verified, encoded); err != nil {
+			return err
+		}
 		end := tx.NewDelete().Model((*model.Session)(nil)).Where("username = ?", username)
 		if keep != "" {
 			end = end.Where("token_hash <> ?", keep)
@@ -47,8 +51,8 @@ func (s *store) changePassword(ctx context.Context, username, verified, encoded 
 			return nil
 		}
 		rename := tx.NewUpdate().Model((*model.Session)(nil)).
-			Set("token_hash = ?", renamed).Set("last_seen = ?", t).
-			Where("token_hash = ?", keep).Where("username = ?", username).Where("expires_at > ?", t).
+			Set("token_hash = ?", renamed).Set("last_seen = ?", t).Set("user_hash = ?", encoded).
+			Where("token_hash = ?", keep).Where("username = ?", username).Where("user_hash = ?", verified).Where("expires_at > ?", t).
 			Returning("expires_at, remembered")
 		err = scanWritten(ctx, tx.Tx, s.db.QueryGen(), rename, &kept.ExpiresAt, &kept.Remembered)
 		if errors.Is(err, sql.ErrNoRows) {

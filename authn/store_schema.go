@@ -53,16 +53,19 @@ func (s *store) createSchema(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("authn: creating tables: %w", err)
 	}
-	if err := s.addColumns(ctx, "sessions", addedSessionColumns); err != nil {
-		return err
-	}
 	var users []model.User
 	err = db.NewSelect().Model(&users).Column("username", "password_hash", "failed_attempts", "lockout_until").
 		Limit(1).Scan(ctx)
 	if err != nil {
 		return fmt.Errorf("authn: the users table is not the one this package expects: %w", err)
 	}
-	return nil
+	if err := s.addColumns(ctx, "sessions", addedSessionColumns); err != nil {
+		return err
+	}
+	if err := s.addColumns(ctx, "tokens", addedTokenColumns); err != nil {
+		return err
+	}
+	return s.bindUnbound(ctx)
 }
 
 // enableWAL switches a SQLite database to write-ahead logging, which lets
@@ -93,6 +96,29 @@ var addedSessionColumns = []addedColumn{
 	{"client_net", "TEXT", "TEXT"}, // SessionInfo.ClientNetwork
 	{"user_agent", "TEXT", "TEXT"}, // SessionInfo.UserAgent
 	{"remembered", "BOOLEAN NOT NULL DEFAULT 0", "BOOLEAN NOT NULL DEFAULT FALSE"}, // "remember me"
+	{"user_hash", "TEXT", "TEXT"}, // Session.UserHash
+}
+
+// addedTokenColumns are the columns of model.Token that came after the
+// first release.
+var addedTokenColumns = []addedColumn{
+	{"user_hash", "TEXT", "TEXT"}, // Token.UserHash
+}
+
+// bindUnbound binds the sessions and tokens that have no user_hash, made
+// before the column (or by an older version of this package running
+// beside this one), to their user's hash as it is now: an unbound row is
+// refused, and binding it now keeps the users of an upgrade signed in.
+// A hash the Python application wrote before the upgrade cannot be told
+// from one this package wrote; every later one ends them.
+func (s *store) bindUnbound(ctx context.Context) error {
+	for _, table := range []string{"sessions", "tokens"} {
+		_, err := s.db.ExecContext(ctx, "UPDATE "+table+" SET user_hash = (SELECT password_hash FROM users WHERE users.username = "+table+".username) WHERE user_hash IS NULL")
+		if err != nil {
+			return notWritten("binding the "+table+" of an earlier version to their users' hashes", err)
+		}
+	}
+	return nil
 }
 
 // addColumns adds to table the columns it lacks. It alters nothing when

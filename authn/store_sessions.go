@@ -15,8 +15,8 @@ import (
 // of their token (see tokenHash), never by the token.
 
 // createSession stores a session of username, made at now and ending after
-// lifetime (remembered: a "remember me" session), provided the user's row
-// still has the hash verified and is not locked: the check and the insert
+// lifetime (remembered: a "remember me" session) and bound to the hash
+// verified, provided the user's row still has that hash and is not locked: the check and the insert
 // are one statement, so a password change, a Lock or a deletion that lands
 // after the password check leaves no live session behind. On PostgreSQL the
 // row is read FOR SHARE, so that such a change in flight is waited for and
@@ -30,8 +30,8 @@ func (s *store) createSession(ctx context.Context, tokenHash, username, verified
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, remembered, client_net, user_agent)
-SELECT ?, username, ?, ?, ?, ?, ?, ? FROM users
+	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, remembered, client_net, user_agent, user_hash)
+SELECT ?, username, ?, ?, ?, ?, ?, ?, password_hash FROM users
 WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 	if s.postgres() {
 		query += " FOR SHARE"
@@ -180,8 +180,8 @@ func (s *store) deleteExpiredSessions(ctx context.Context, now time.Time, idle, 
 }
 
 // listSessions reads the sessions of username live at now (before their
-// absolute end, used within their idle timeout, see idleTimeouts), the
-// last used first.
+// absolute end, used within their idle timeout, see idleTimeouts, and
+// bound to the user's hash), the last used first.
 func (s *store) listSessions(ctx context.Context, username string, now time.Time, idle idleTimeouts) ([]model.Session, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -189,13 +189,18 @@ func (s *store) listSessions(ctx context.Context, username string, now time.Time
 	live, args := idle.live(unixSeconds(now))
 	var sessions []model.Session
 	err := s.db.NewSelect().Model(&sessions).
-		Where("username = ?", username).Where(live, args...).
+		Where("username = ?", username).Where(live, args...).Where(boundSQL, username).
 		OrderExpr("last_seen DESC, created_at DESC, token_hash DESC").Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("authn: listing the sessions of %s: %w", quoteName(username), err)
 	}
 	return sessions, nil
 }
+
+// boundSQL is the condition of a session or token of the user named by its
+// argument that is bound to the user's hash as it is now: the others, left
+// by a hash written outside this package, no longer work.
+const boundSQL = "user_hash = (SELECT password_hash FROM users WHERE users.username = ?)"
 
 // idleTimeouts are the idle timeouts of sessions: normal ones end after
 // normal unused (HTTPConfig.SessionIdleTimeout, never 0), remembered ones

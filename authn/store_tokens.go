@@ -14,8 +14,11 @@ import (
 // The statements of app tokens (see CreateToken) and of the administrator's
 // lock that stops them (see model.AdminLock).
 
-// insertToken writes t if its user exists and has no token of its name. It
-// reports whether it wrote the row: when not, the caller finds out why.
+// insertToken writes t, bound to its user's hash as it is now, if the user
+// exists and has no working token of its name: a token of that name left
+// by a hash written outside this package (see model.Token.UserHash) is
+// replaced. It reports whether it wrote the row: when not, the caller
+// finds out why.
 // On SQLite the statement is atomic, writers running one at a time. On
 // PostgreSQL, FOR KEY SHARE locks the user's row until the insert commits,
 // so that a Delete running at the same time either removes the user first
@@ -29,10 +32,13 @@ func (s *store) insertToken(ctx context.Context, t *model.Token) (bool, error) {
 	if s.postgres() {
 		lock = " FOR KEY SHARE"
 	}
-	query := `INSERT INTO tokens (token_hash, username, name, created_at)
-SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE username = ?` + lock + `)
-ON CONFLICT (username, name) DO NOTHING`
-	res, err := s.db.ExecContext(ctx, query, t.TokenHash, t.Username, t.Name, t.CreatedAt, t.Username)
+	// The token is bound to the user's hash as it is now.
+	query := `INSERT INTO tokens (token_hash, username, name, created_at, user_hash)
+SELECT ?, username, ?, ?, password_hash FROM users WHERE username = ?` + lock + `
+ON CONFLICT (username, name) DO UPDATE SET token_hash = EXCLUDED.token_hash, created_at = EXCLUDED.created_at,
+last_used = NULL, user_hash = EXCLUDED.user_hash
+WHERE tokens.user_hash IS DISTINCT FROM EXCLUDED.user_hash`
+	res, err := s.db.ExecContext(ctx, query, t.TokenHash, t.Name, t.CreatedAt, t.Username)
 	var n int64
 	if err == nil {
 		n, err = res.RowsAffected()
@@ -55,14 +61,15 @@ func (s *store) userExists(ctx context.Context, username string) (bool, error) {
 	return exists, nil
 }
 
-// listTokens reads username's tokens, the oldest first.
+// listTokens reads username's tokens that still work (bound to the user's
+// hash), the oldest first.
 func (s *store) listTokens(ctx context.Context, username string) ([]model.Token, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
 	var tokens []model.Token
 	err := s.db.NewSelect().Model(&tokens).Column("name", "created_at", "last_used").
-		Where("username = ?", username).OrderExpr("created_at ASC, name ASC").Scan(ctx)
+		Where("username = ?", username).Where(boundSQL, username).OrderExpr("created_at ASC, name ASC").Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("authn: listing the tokens of %s: %w", quoteName(username), err)
 	}
@@ -96,7 +103,8 @@ type tokenRow struct {
 }
 
 // tokenRead reads a token with its user's lock and the administrator's, if
-// the user exists and is not locked with no end (as sessionRead: how an
+// the user exists, still has the hash the token is bound to (see
+// model.Token.UserHash), and is not locked with no end (as sessionRead: how an
 // administrator of the Python application disables an account). Whether a
 // lock in time stops the token is the caller's to judge: one of failed
 // passwords does not, one of Lock does.
@@ -104,7 +112,7 @@ func tokenRead() string {
 	return fmt.Sprintf(`SELECT t.username, t.last_used, u.lockout_until, l.lockout_until
 FROM tokens AS t JOIN users AS u ON u.username = t.username
 LEFT JOIN admin_locks AS l ON l.username = t.username
-WHERE t.token_hash = ?
+WHERE t.token_hash = ? AND t.user_hash = u.password_hash
 AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, int64(minLockSeconds), int64(maxLockSeconds))
 }
 

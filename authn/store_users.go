@@ -86,21 +86,22 @@ func (s *store) addUser(ctx context.Context, username string, insert func(contex
 // sessions, in one transaction. When there was no such user, it also
 // deletes the app tokens left under the name, as addUser does: a user
 // deleted behind the library's back leaves them, and the new owner of the
-// name must not inherit them. A user replaced keeps its tokens, as
-// SetPassword leaves them.
+// name must not inherit them. A user replaced keeps its tokens, carried
+// over to the new hash, as SetPassword keeps them.
 func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		existed, err := tx.NewSelect().Model((*model.User)(nil)).Where("username = ?", u.Username).Exists(ctx)
-		if err != nil {
-			return err
-		}
-		if !existed {
+		old, err := s.lockedHash(ctx, tx, u.Username)
+		existed := err == nil
+		switch {
+		case errors.Is(err, ErrNotFound):
 			if err := deleteTokens(ctx, tx, u.Username); err != nil {
 				return err
 			}
+		case err != nil:
+			return err
 		}
 		_, err = s.withLockout(insertUserRow(tx, u), u).
 			On("CONFLICT (username) DO UPDATE").
@@ -110,6 +111,11 @@ func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 			Exec(ctx)
 		if err != nil {
 			return err
+		}
+		if existed {
+			if err := rebind(ctx, tx, "tokens", u.Username, old, u.PasswordHash); err != nil {
+				return err
+			}
 		}
 		return deleteSessions(ctx, tx, u.Username)
 	})
@@ -147,12 +153,19 @@ func (s *store) withLockout(q *bun.InsertQuery, u *model.User) *bun.InsertQuery 
 }
 
 // setPassword stores a new hash, clears the counter and any lock (an
-// administrator's record of it too), and ends the user's sessions, in one
-// transaction.
+// administrator's record of it too), carries the user's tokens over to the
+// new hash and ends the user's sessions, in one transaction.
 func (s *store) setPassword(ctx context.Context, username, encoded string) error {
+	var old string
 	return s.changeUser(ctx, "set password of", username, func(tx bun.Tx) *bun.UpdateQuery {
 		return clearLock(tx).Set("password_hash = ?", encoded)
+	}, func(ctx context.Context, tx bun.Tx) (err error) {
+		old, err = s.lockedHash(ctx, tx, username)
+		return err
 	}, func(ctx context.Context, tx bun.Tx) error {
+		if err := rebind(ctx, tx, "tokens", username, old, encoded); err != nil {
+			return err
+		}
 		return clearAdminLock(ctx, tx, username)
 	})
 }
@@ -167,19 +180,24 @@ func (s *store) lock(ctx context.Context, username string, until time.Time) erro
 		return tx.NewUpdate().Model((*model.User)(nil)).
 			Set("failed_attempts = 0").
 			Set("lockout_until = ?", t)
-	}, func(ctx context.Context, tx bun.Tx) error {
+	}, nil, func(ctx context.Context, tx bun.Tx) error {
 		return recordAdminLock(ctx, tx, username, t)
 	})
 }
 
-// changeUser runs the UPDATE that update starts on username's row, then
-// each of also, and deletes the user's sessions, in one transaction;
-// ErrNotFound when there is no such user.
-func (s *store) changeUser(ctx context.Context, doing, username string, update func(bun.Tx) *bun.UpdateQuery, also ...func(context.Context, bun.Tx) error) error {
+// changeUser runs before (when not nil), the UPDATE that update starts on
+// username's row, then each of also, and deletes the user's sessions, in
+// one transaction; ErrNotFound when there is no such user.
+func (s *store) changeUser(ctx context.Context, doing, username string, update func(bun.Tx) *bun.UpdateQuery, before func(context.Context, bun.Tx) error, also ...func(context.Context, bun.Tx) error) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if before != nil {
+			if err := before(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if err := oneRow(update(tx).Where("username = ?", username).Exec(ctx)); err != nil {
 			return err
 		}

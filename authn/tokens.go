@@ -79,18 +79,24 @@ type TokenInfo struct {
 // CreateToken makes a new app token for username, called name, and
 // returns it. The token is shown this once: only its SHA-256 is stored.
 // It is "mmt_" and the unpadded base64url of 32 random bytes (47
-// characters), and it stays valid until RevokeToken, Delete, or an
-// administrator's Lock while that lock lasts.
+// characters), and it stays valid until RevokeToken, Delete, an
+// administrator's Lock while that lock lasts, or a password hash written
+// outside this package.
 //
 // BasicAuth accepts it in place of the user's password ("user:token"), or
-// alone as "Authorization: Bearer TOKEN". A token is unaffected by the
-// user's password: SetPassword and ChangePassword leave it working, and so
-// does a lockout caused by failed passwords, so that nobody can stop a
-// user's API clients by guessing the password.
+// alone as "Authorization: Bearer TOKEN". A token survives this package's
+// changes of password: SetPassword, ChangePassword, ImportUser and the
+// re-hash of a login carry it over to the new hash, and a lockout caused
+// by failed passwords leaves it working, so that nobody can stop a user's
+// API clients by guessing the password. It is bound to the user's hash as
+// it is now, though: a hash written outside this package (by the Python
+// application, or SQL) stops it, and a user of the same name deleted and
+// created again outside inherits none of the old owner's tokens.
 //
 // name must be 1 to 64 printable characters, no space at either end (else
-// ErrInvalidTokenName), and not the name of another token of the user
-// (ErrTokenExists); an unknown user gives ErrNotFound.
+// ErrInvalidTokenName), and not the name of another working token of the
+// user (ErrTokenExists; a token stopped by a hash written outside is
+// replaced); an unknown user gives ErrNotFound.
 func (a *Authenticator) CreateToken(ctx context.Context, username, name string) (token string, err error) {
 	if err := CheckUsername(username); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrNotFound, nested(err))

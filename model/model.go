@@ -61,6 +61,15 @@ type Session struct {
 	// another. Added after the first release: authn adds the column to an
 	// older table when it opens it, false for the sessions already there.
 	Remembered bool `bun:"remembered,notnull,default:false"`
+
+	// UserHash is the user's password_hash when the session was made: the
+	// session is valid only while the user's row still has it, so a hash
+	// written outside authn (the Python application, SQL) ends it, and a
+	// name deleted and created again inherits none of it. authn's own
+	// changes carry it over where they keep the session. Added after the
+	// first release: NULL (no session) in an older row until authn binds
+	// it to the user's hash as it opens the table.
+	UserHash string `bun:"user_hash,type:text,nullzero"`
 }
 
 // Token is one row of the tokens table: an app token of a user, which
@@ -81,6 +90,11 @@ type Token struct {
 	// until the first use, and written at most once a minute.
 	CreatedAt float64  `bun:"created_at,notnull"`
 	LastUsed  *float64 `bun:"last_used"`
+
+	// UserHash is the user's password_hash the token is bound to, as
+	// Session.UserHash: a hash written outside authn stops the token,
+	// while authn's own SetPassword and ChangePassword carry it over.
+	UserHash string `bun:"user_hash,type:text,nullzero"`
 }
 
 // AdminLock is one row of the admin_locks table: the lock that
