@@ -37,8 +37,8 @@
 // SessionIdleTimeout unused, or SessionLifetime after the login; a login
 // with "remember me" (the form's remember box, "remember": true in JSON)
 // lasts RememberFor instead (30 days), and only its cookie has a Max-Age,
-// so that it outlives the browser; the idle timeout applies to it too
-// unless RememberIdleTimeout says otherwise. A change of password
+// so that it outlives the browser, and no idle timeout ends it unless
+// RememberIdleTimeout sets one. A change of password
 // ([Authenticator.ChangePassword], or the password route of the signed-in
 // user, which checks the current password exactly as a login and counts a
 // wrong one toward the lockout) ends every other session of the user and

@@ -30,8 +30,11 @@ import (
 // forever.
 func Example_server() {
 	ctx := context.Background()
-	cfg := authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth"}} // where Routes serves its pages
-	a, err := authn.Open(ctx, "auth.db", cfg)                    // embedded SQLite, created if missing, WAL mode
+	cfg := authn.Config{HTTP: authn.HTTPConfig{
+		Prefix:         "/auth", // where Routes serves its pages
+		AfterLoginPath: "/app/", // where a login lands
+	}}
+	a, err := authn.Open(ctx, "auth.db", cfg) // embedded SQLite, created if missing, WAL mode
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -53,7 +56,7 @@ func Example_server() {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", a.BasicAuth(app))    // wrap an existing handler
-	mux.Handle("/auth/", a.Routes())           // /auth/login, /logout, /register, /password, /sessions
+	mux.Handle("/auth/", a.Routes())           // /auth/login, /logout, /password, /sessions
 	mux.Handle("/app/", a.RequireSession(app)) // pages behind the login session, else to /auth/login
 	srv := &http.Server{Addr: "localhost:8080", Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	log.Print(srv.ListenAndServe()) // plain HTTP on localhost only; elsewhere HTTPS (the cookie is Secure)

@@ -22,7 +22,10 @@ func ExampleAuthenticator_Routes() {
 	ctx := context.Background()
 	a, err := authn.Open(ctx, filepath.Join(dir, "auth.db"), authn.Config{
 		Logger: slog.New(slog.DiscardHandler),
-		HTTP:   authn.HTTPConfig{Prefix: "/auth"}, // login, logout and register under /auth/
+		HTTP: authn.HTTPConfig{
+			Prefix:            "/auth", // login, logout and register under /auth/
+			AllowRegistration: true,    // strangers may create accounts
+		},
 	})
 	if err != nil {
 		log.Fatal(err)

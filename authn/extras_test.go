@@ -273,7 +273,7 @@ func TestStatsSequence(t *testing.T) {
 		a := db.Open(t, authn.Config{
 			Hasher: hasher, Now: clk.Now, LockoutThreshold: 3, HashConcurrency: 1,
 			HTTP: authn.HTTPConfig{
-				InsecureCookies: true, HashWait: 200 * time.Millisecond, SessionCleanupInterval: -1,
+				InsecureCookies: true, HashWait: 200 * time.Millisecond, SessionCleanupInterval: -1, AllowRegistration: true,
 				Throttle: middleware.NewThrottle(middleware.ThrottleConfig{Burst: 4, Interval: time.Hour, Now: clk.Now}),
 			},
 		})

@@ -86,7 +86,8 @@ func badRequestMessage(status int) string {
 // (remember a boolean). A correct login starts a new session (cookie; with
 // remember, a cookie with a Max-Age and a session that lasts
 // HTTPConfig.RememberFor) and, for a form, redirects (303) to next when it
-// is a local path, else to "/" (an htmx request: 200 with HX-Redirect);
+// is a local path, else to HTTPConfig.AfterLoginPath (an htmx request: 200
+// with HX-Redirect);
 // JSON gets 200 {"username":…}. Every
 // failed login (unknown user, malformed name, wrong password, locked
 // account) gets the same 401 answer for the same request: the form shown
@@ -157,7 +158,7 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	case isJSON:
 		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
 	default:
-		h.redirect(w, r, localRedirect(in.Next, "/"))
+		h.redirect(w, r, localRedirect(in.Next, h.afterLoginPath))
 	}
 }
 

@@ -39,13 +39,19 @@ type HTTPConfig struct {
 	LoginPath string
 	// RegisterPath, when set, is linked from the login form. When it is
 	// "", LoginHandler's form links no registration page, and the form of
-	// Routes links Prefix+"/register" (none with DisableRegistration).
+	// Routes links Prefix+"/register" when AllowRegistration is set.
 	RegisterPath string
-	// DisableRegistration leaves the registration route out of Routes
-	// (its path answers 404 there) and out of the login form's default
-	// link, for applications whose accounts are made by an administrator.
-	// RegisterHandler still serves whoever mounts it.
-	DisableRegistration bool
+	// AllowRegistration lets strangers create accounts: Routes serves
+	// {Prefix}/register and its login form links it. It is off by
+	// default, so that routes mounted on an internal tool let nobody in
+	// who has no account: accounts are then made by an administrator
+	// (Register, ImportUser, authctl add). RegisterHandler serves
+	// whoever mounts it, whatever this says.
+	AllowRegistration bool
+	// AfterLoginPath is where a form login without a next (or with one
+	// that is not a local path) lands: a local path such as "/app/". ""
+	// means "/". New fails for a value that is not a local path.
+	AfterLoginPath string
 
 	// SessionIdleTimeout ends a session not used for this long. 0 means
 	// 30 minutes.
@@ -62,8 +68,8 @@ type HTTPConfig struct {
 	// is ignored.
 	RememberFor time.Duration
 	// RememberIdleTimeout ends a remembered session not used for this
-	// long. 0 means SessionIdleTimeout, as for every other session;
-	// negative means none, so that only RememberFor ends it.
+	// long. 0 (or negative) means none: a session the user asked to be
+	// remembered ends only at RememberFor, as its cookie does.
 	RememberIdleTimeout time.Duration
 	// SessionCleanupInterval is how often a background goroutine deletes
 	// expired sessions. 0 means 10 minutes; negative disables it.
@@ -182,6 +188,9 @@ func (c HTTPConfig) validate() error {
 	if err := checkUserHeader(c.ForwardAuthUserHeader); err != nil {
 		return fmt.Errorf("authn: HTTPConfig.ForwardAuthUserHeader %q: %w", c.ForwardAuthUserHeader, err)
 	}
+	if c.AfterLoginPath != "" && localRedirect(c.AfterLoginPath, "") == "" {
+		return fmt.Errorf("authn: HTTPConfig.AfterLoginPath %q: not a local path (one that starts with a single \"/\")", c.AfterLoginPath)
+	}
 	return nil
 }
 
@@ -224,7 +233,8 @@ func isPathChar(r rune) bool {
 type web struct {
 	realm, prefix                   string
 	loginPath, registerPath         string
-	disableRegistration             bool
+	afterLoginPath                  string
+	allowRegistration               bool
 	csp                             string // HTTPConfig.ContentSecurityPolicy
 	wwwAuthenticate                 string // the challenge of BasicAuth
 	idle, lifetime, cleanupEvery    time.Duration
@@ -251,6 +261,7 @@ func newWeb(c HTTPConfig) web {
 		prefix:             c.Prefix,
 		loginPath:          or(c.LoginPath, c.Prefix+"/login"),
 		registerPath:       c.RegisterPath,
+		afterLoginPath:     or(c.AfterLoginPath, "/"),
 		csp:                c.ContentSecurityPolicy,
 		idle:               orDuration(c.SessionIdleTimeout, 30*time.Minute),
 		lifetime:           orDuration(c.SessionLifetime, 12*time.Hour),
@@ -270,8 +281,8 @@ func newWeb(c HTTPConfig) web {
 		crossOrigin:        http.NewCrossOriginProtection(),
 	}
 	w.wwwAuthenticate = basicChallenge(w.realm)
-	w.rememberFor, w.rememberIdle, w.offerRemember = rememberSettings(c, w.idle)
-	w.disableRegistration = c.DisableRegistration
+	w.rememberFor, w.rememberIdle, w.offerRemember = rememberSettings(c)
+	w.allowRegistration = c.AllowRegistration
 	w.maxSessions = c.MaxSessionsPerUser
 	if w.maxSessions == 0 {
 		w.maxSessions = 50
@@ -314,16 +325,12 @@ func newWeb(c HTTPConfig) web {
 }
 
 // rememberSettings applies the defaults of RememberFor and
-// RememberIdleTimeout (idle is SessionIdleTimeout's): the lifetime and the
-// idle timeout of a remembered session (0: none), and whether logins may
-// ask for one.
-func rememberSettings(c HTTPConfig, idle time.Duration) (lifetime, rememberIdle time.Duration, offer bool) {
+// RememberIdleTimeout: the lifetime and the idle timeout of a remembered
+// session (0: none), and whether logins may ask for one.
+func rememberSettings(c HTTPConfig) (lifetime, rememberIdle time.Duration, offer bool) {
 	lifetime = orDuration(c.RememberFor, 30*24*time.Hour)
-	switch {
-	case c.RememberIdleTimeout > 0:
+	if c.RememberIdleTimeout > 0 {
 		rememberIdle = c.RememberIdleTimeout
-	case c.RememberIdleTimeout == 0:
-		rememberIdle = idle
 	}
 	return lifetime, rememberIdle, c.RememberFor >= 0
 }
@@ -346,10 +353,15 @@ type handlers struct {
 	// so that no client can flood the log with it. A pointer, since Routes
 	// serves from a copy of the handlers that must share it.
 	insecureCookieWarned *atomic.Bool
+	// misplacedWarned is set once Routes has reported a request for one
+	// of its routes under a path it was not told about (see
+	// warnMisplaced), once per Authenticator as insecureCookieWarned.
+	misplacedWarned *atomic.Bool
 }
 
 func newHandlers(a *Authenticator, c HTTPConfig) *handlers {
-	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog(), crossOriginLog: newThrottleLog(), insecureCookieWarned: new(atomic.Bool)}
+	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog(), crossOriginLog: newThrottleLog(),
+		insecureCookieWarned: new(atomic.Bool), misplacedWarned: new(atomic.Bool)}
 	h.cache = newCredentialCache(h.basicAuthCacheSize, h.basicAuthCacheTTL, a.now)
 	h.crossOrigin.SetDenyHandler(http.HandlerFunc(h.crossOriginDenied))
 	return h

@@ -193,19 +193,28 @@ func TestRememberMeLifetime(t *testing.T) {
 		if err != nil || n != 1 || countSessions(t, db.Raw, "alice") != 1 {
 			t.Fatalf("DeleteExpiredSessions after 5 hours: %d %v, want the normal session only", n, err)
 		}
-		clk.Advance(31 * time.Minute)
+		// Remember me means it: no idle timeout shorter than the cookie's
+		// life ends a remembered session by default; RememberFor does.
+		clk.Advance(3 * 24 * time.Hour)
+		if n, err := a.DeleteExpiredSessions(context.Background()); err != nil || n != 0 {
+			t.Fatalf("DeleteExpiredSessions after 3 idle days: %d %v, want none (a remembered session has no idle timeout)", n, err)
+		}
+		if got := appStatus(t, srv, kept); got != 200 {
+			t.Fatalf("remembered session idle for 3 days: %d, want 200 (no idle timeout by default)", got)
+		}
+		clk.Advance(30 * 24 * time.Hour)
 		if got := appStatus(t, srv, kept); got != 401 {
-			t.Fatalf("remembered session idle for 31 minutes: %d, want 401 (the idle timeout applies)", got)
+			t.Fatalf("remembered session after 30 days: %d, want 401 (RememberFor)", got)
 		}
 		if n, err := a.DeleteExpiredSessions(context.Background()); err != nil || n != 1 {
-			t.Fatalf("DeleteExpiredSessions of the idle remembered session: %d %v", n, err)
+			t.Fatalf("DeleteExpiredSessions of the remembered session past RememberFor: %d %v", n, err)
 		}
 	})
 }
 
 // TestRememberIdleTimeout: RememberIdleTimeout gives remembered sessions
 // an idle timeout of their own (normal ones keep SessionIdleTimeout), or
-// none when negative, so that only RememberFor ends them.
+// none when negative (as when 0), so that only RememberFor ends them.
 func TestRememberIdleTimeout(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {

@@ -10,7 +10,7 @@ import (
 //
 //	GET, POST  {Prefix}/login     LoginHandler
 //	POST       {Prefix}/logout    LogoutHandler
-//	GET, POST  {Prefix}/register  RegisterHandler (not with DisableRegistration)
+//	GET, POST  {Prefix}/register  RegisterHandler (with AllowRegistration only)
 //	GET, POST  {Prefix}/sessions  SessionsHandler
 //	GET, POST  {Prefix}/password  ChangePasswordHandler
 //
@@ -30,7 +30,7 @@ import (
 //
 // Either way each form posts back to the URL it was served from. The login
 // form links the registration page: RegisterPath when set, else
-// Prefix+"/register" unless DisableRegistration.
+// Prefix+"/register" with AllowRegistration.
 func (a *Authenticator) Routes() http.Handler { return a.handlers.routes() }
 
 // routes is Routes.
@@ -39,7 +39,7 @@ func (h *handlers) routes() http.Handler {
 	// handlers of a copy of h serve it so, since LoginHandler alone links
 	// none by default. The copy shares every throttle, cache and template.
 	in := *h
-	if in.registerPath == "" && !in.disableRegistration {
+	if in.registerPath == "" && in.allowRegistration {
 		in.registerPath = in.prefix + "/register"
 	}
 	// One line per route: the path under Prefix and its handler.
@@ -49,7 +49,7 @@ func (h *handlers) routes() http.Handler {
 		"/password": in.passwordHandler(),
 	}
 	table["/sessions"] = in.sessionsHandler()
-	if !in.disableRegistration {
+	if in.allowRegistration {
 		table["/register"] = in.registerHandler()
 	}
 	prefix := h.prefix
@@ -57,9 +57,30 @@ func (h *handlers) routes() http.Handler {
 		rest, ok := strings.CutPrefix(r.URL.Path, prefix)
 		route := table[rest]
 		if !ok || route == nil {
+			h.warnMisplaced(r)
 			writeError(w, r, http.StatusNotFound, "not found")
 			return
 		}
 		route.ServeHTTP(w, r)
 	})
+}
+
+// routeNames are the last segments of the paths Routes serves.
+var routeNames = []string{"/login", "/logout", "/register", "/password", "/sessions"}
+
+// warnMisplaced logs, once per Authenticator, a request that Routes does
+// not serve for one of its own route names under another path than
+// Prefix: most likely Routes is mounted under a path (say /account/) that
+// HTTPConfig.Prefix does not name, and every page answers 404. Once, so
+// that no client can flood the log with it.
+func (h *handlers) warnMisplaced(r *http.Request) {
+	for _, name := range routeNames {
+		mount, found := strings.CutSuffix(r.URL.Path, name)
+		if !found || mount == h.prefix || h.misplacedWarned.Load() || h.misplacedWarned.Swap(true) {
+			continue
+		}
+		h.a.logger.WarnContext(r.Context(), "authn: Routes got a request for one of its routes under a path it was not told about, and answered 404; set HTTPConfig.Prefix to the path Routes is mounted at (or mount it under http.StripPrefix)",
+			"path", r.URL.Path, "prefix", h.prefix, "mount", mount)
+		return
+	}
 }

@@ -160,7 +160,7 @@ func checkMountedRoutes(t *testing.T, a *authn.Authenticator, h http.Handler) {
 // TestRoutesServeMux: Routes under the standard library's mux at Prefix.
 func TestRoutesServeMux(t *testing.T) {
 	t.Parallel()
-	a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth", InsecureCookies: true}})
+	a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth", InsecureCookies: true, AllowRegistration: true}})
 	mux := http.NewServeMux()
 	mux.Handle("/auth/", a.Routes())
 	mux.Handle("/app/", a.RequireSession(whoAmI()))
@@ -170,7 +170,7 @@ func TestRoutesServeMux(t *testing.T) {
 // TestRoutesChi: Routes mounted by chi, which leaves r.URL.Path whole.
 func TestRoutesChi(t *testing.T) {
 	t.Parallel()
-	a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth", InsecureCookies: true}})
+	a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth", InsecureCookies: true, AllowRegistration: true}})
 	r := chi.NewRouter()
 	r.Mount("/auth", a.Routes())
 	r.Handle("/app/*", a.RequireSession(whoAmI()))
@@ -202,7 +202,7 @@ func TestRoutesMatchPrefixExactly(t *testing.T) {
 // defaults are the old ones.
 func TestRoutesAtRoot(t *testing.T) {
 	t.Parallel()
-	a, _ := openTest(t, authn.Config{})
+	a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{AllowRegistration: true}})
 	h := a.Routes()
 	w := do(h, "GET", "/login", nil)
 	if w.Code != 200 || formOf(t, w) != "/login" {
@@ -215,11 +215,13 @@ func TestRoutesAtRoot(t *testing.T) {
 	wantRedirect(t, do(a.RequireSession(okHandler()), "GET", "/app/", nil), "/login?next=%2Fapp%2F")
 }
 
-// TestRoutesDisableRegistration: no registration route, and no link to it
-// unless RegisterPath names one elsewhere.
-func TestRoutesDisableRegistration(t *testing.T) {
+// TestRoutesRegistrationOffByDefault: with a zero HTTPConfig, no
+// registration route, and no link to it unless RegisterPath names one
+// elsewhere: Routes mounted on an internal tool lets no stranger make an
+// account.
+func TestRoutesRegistrationOffByDefault(t *testing.T) {
 	t.Parallel()
-	a, path := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth", DisableRegistration: true}})
+	a, path := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth"}})
 	h := a.Routes()
 	if w := do(h, "GET", "/auth/register", nil); w.Code != http.StatusNotFound {
 		t.Errorf("GET /auth/register: %d, want 404", w.Code)
@@ -235,7 +237,7 @@ func TestRoutesDisableRegistration(t *testing.T) {
 		t.Errorf("login form: %d, links %q, want none", w.Code, hrefs(w.Body.String()))
 	}
 
-	b, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth", DisableRegistration: true, RegisterPath: "/signup"}})
+	b, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{Prefix: "/auth", RegisterPath: "/signup"}})
 	w = do(b.Routes(), "GET", "/auth/login", nil)
 	if got := hrefs(w.Body.String()); len(got) != 1 || got[0] != "/signup" {
 		t.Errorf("links %q, want [/signup]", got)
@@ -271,7 +273,7 @@ func TestHandlersAloneKeepTheirLinks(t *testing.T) {
 func TestRoutesStripPrefix(t *testing.T) {
 	t.Parallel()
 	a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{
-		LoginPath: "/outer/login", RegisterPath: "/outer/register", InsecureCookies: true,
+		LoginPath: "/outer/login", RegisterPath: "/outer/register", InsecureCookies: true, AllowRegistration: true,
 	}})
 	if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
 		t.Fatal(err)
@@ -446,6 +448,7 @@ func TestContentSecurityPolicy(t *testing.T) {
 		{"override built-in", authn.HTTPConfig{ContentSecurityPolicy: own}, own, own},
 		{"override custom", authn.HTTPConfig{ContentSecurityPolicy: own, RegisterTemplate: custom}, own, own},
 	} {
+		tc.http.AllowRegistration = true // the registration page is checked too
 		t.Run(tc.name, func(t *testing.T) {
 			a, _ := openTest(t, authn.Config{HTTP: tc.http})
 			if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
@@ -491,5 +494,68 @@ func TestContentSecurityPolicyValidation(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "HTTPConfig.ContentSecurityPolicy") {
 			t.Errorf("the error %q does not name the setting", err)
 		}
+	}
+}
+
+// TestAfterLoginPath: a form login without a local next lands on
+// AfterLoginPath ("/" unless set); a next that is a local path still wins;
+// New refuses an AfterLoginPath that is not a local path.
+func TestAfterLoginPath(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ set, want string }{{"", "/"}, {"/app/", "/app/"}} {
+		a, _ := openTest(t, authn.Config{HTTP: authn.HTTPConfig{AfterLoginPath: tc.set, InsecureCookies: true}})
+		if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		h := a.Routes()
+		wantRedirect(t, do(h, "POST", "/login", url.Values{"username": {"alice"}, "password": {goodPassword}}), tc.want)
+		wantRedirect(t, do(h, "POST", "/login", url.Values{"username": {"alice"}, "password": {goodPassword}, "next": {"//evil.example/"}}), tc.want)
+		wantRedirect(t, do(h, "POST", "/login", url.Values{"username": {"alice"}, "password": {goodPassword}, "next": {"/elsewhere"}}), "/elsewhere")
+	}
+	for _, bad := range []string{"//evil.example/", "https://evil.example/", "app", "/\\evil"} {
+		_, err := authn.Open(context.Background(), filepath.Join(t.TempDir(), "auth.db"), authn.Config{HTTP: authn.HTTPConfig{AfterLoginPath: bad}})
+		if err == nil || !strings.Contains(err.Error(), "AfterLoginPath") {
+			t.Errorf("AfterLoginPath %q: %v, want an error naming the field", bad, err)
+		}
+	}
+}
+
+// TestRoutesMountedWithoutPrefix: Routes mounted at /account/ with no
+// Prefix answers 404 to /account/login, and says why in one WARN line that
+// names HTTPConfig.Prefix, once per Authenticator however many requests
+// come; requests for paths that are none of its routes say nothing.
+func TestRoutesMountedWithoutPrefix(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	a, _ := openTest(t, authn.Config{Logger: newTextLogger(&logs)})
+	mux := http.NewServeMux()
+	mux.Handle("/account/", a.Routes())
+	for _, target := range []string{"/account/nothing", "/account/", "/account/login.php"} {
+		do(mux, "GET", target, nil)
+	}
+	if strings.Contains(logs.String(), "Prefix") {
+		t.Fatalf("a warning for paths that are none of the routes:\n%s", logs.String())
+	}
+	for range 5 {
+		if w := do(mux, "GET", "/account/login", nil); w.Code != http.StatusNotFound {
+			t.Fatalf("GET /account/login with no Prefix: %d, want 404", w.Code)
+		}
+		do(mux, "POST", "/account/sessions", url.Values{})
+	}
+	out := logs.String()
+	if n := strings.Count(out, "HTTPConfig.Prefix"); n != 1 || !strings.Contains(out, "level=WARN") || !strings.Contains(out, `mount=/account`) {
+		t.Fatalf("want one WARN line naming HTTPConfig.Prefix and the mount point, got %d:\n%s", n, out)
+	}
+	// Mounted right, nothing is said.
+	logs.Reset()
+	b, _ := openTest(t, authn.Config{Logger: newTextLogger(&logs), HTTP: authn.HTTPConfig{Prefix: "/account"}})
+	mux = http.NewServeMux()
+	mux.Handle("/account/", b.Routes())
+	if w := do(mux, "GET", "/account/login", nil); w.Code != 200 {
+		t.Fatalf("GET /account/login with Prefix /account: %d", w.Code)
+	}
+	do(mux, "GET", "/account/register", nil) // off: 404, but where it belongs
+	if strings.Contains(logs.String(), "Prefix") {
+		t.Fatalf("a warning with Prefix right:\n%s", logs.String())
 	}
 }

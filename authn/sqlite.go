@@ -40,7 +40,7 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 	// writers queue anyway: a small bounded pool serves best.
 	sqldb.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	sqldb.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	if err := sqldb.PingContext(ctx); err != nil {
+	if err := pingUnlocked(ctx, sqldb); err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
@@ -56,6 +56,26 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
 	return a, nil
+}
+
+// pingUnlocked opens a first connection, trying again for up to the busy
+// timeout while the file is locked: a connection's journal_mode=WAL, on a
+// file that another process or Open is switching to WAL at the same
+// moment, can answer "database is locked" at once, without waiting in
+// SQLite's busy handler (seen with six Opens racing on a new file).
+func pingUnlocked(ctx context.Context, sqldb *sql.DB) error {
+	deadline := time.Now().Add(busyTimeoutMillis * time.Millisecond)
+	for {
+		err := sqldb.PingContext(ctx)
+		if err == nil || !strings.Contains(err.Error(), "database is locked") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // checkDBFile makes sure path names a regular file this process can read and

@@ -41,8 +41,8 @@ import (
 )
 
 // prefix is where the login pages are served, on the protected site as
-// the proxy routes them: /authn/login, /authn/logout, /authn/register,
-// /authn/password and /authn/sessions.
+// the proxy routes them: /authn/login, /authn/logout, /authn/password and
+// /authn/sessions (no registration: accounts are made with authctl).
 const prefix = "/authn"
 
 func main() {

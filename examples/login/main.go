@@ -49,6 +49,9 @@ func main() {
 			HTTP: authn.HTTPConfig{
 				InsecureCookies: *insecure,
 				HashWait:        *hashWait,
+				// The Python application this stands in for let anyone
+				// sign up; registration is off unless asked for.
+				AllowRegistration: true,
 			},
 		}
 		return run(ctx, os.Stdout, *addr, *db, *demoPassword, cfg)
