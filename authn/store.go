@@ -152,10 +152,10 @@ func (s *store) lockedHash(ctx context.Context, tx bun.Tx, username string) (str
 }
 
 // rebind carries the rows of table ("sessions" or "tokens") of username
-// bound to the hash old over to the hash new, in the transaction of a
+// bound to the hash from over to the hash to, in the transaction of a
 // change of hash that keeps them (see model.Session.UserHash).
-func rebind(ctx context.Context, tx bun.Tx, table, username, old, new string) error {
-	_, err := tx.ExecContext(ctx, "UPDATE "+table+" SET user_hash = ? WHERE username = ? AND user_hash = ?", new, username, old)
+func rebind(ctx context.Context, tx bun.Tx, table, username, from, to string) error {
+	_, err := tx.ExecContext(ctx, "UPDATE "+table+" SET user_hash = ? WHERE username = ? AND user_hash = ?", to, username, from)
 	return err
 }
 
