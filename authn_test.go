@@ -549,7 +549,7 @@ func TestLogoutEndsSessionServerSide(t *testing.T) {
 			t.Fatalf("before logout: %d", r.status)
 		}
 		r = s.do(c, "POST", "/logout", "", "")
-		if r.status != 303 || r.header.Get("Location") != "/login" {
+		if r.status != 303 || r.header.Get("Location") != "/login?notice=signed_out" {
 			t.Fatalf("logout: %d %v", r.status, r.header)
 		}
 		if cleared := (&http.Response{Header: r.header}).Cookies(); len(cleared) != 1 || cleared[0].MaxAge >= 0 {

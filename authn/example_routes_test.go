@@ -69,5 +69,5 @@ func ExampleAuthenticator_Routes() {
 	// 200 /auth/login?next=%2Fapp%2F
 	// 201 /auth/register
 	// 200 /app/ alice's page
-	// 200 /auth/login
+	// 200 /auth/login?notice=signed_out
 }

@@ -249,7 +249,7 @@ func TestHTMXRedirects(t *testing.T) {
 			t.Fatalf("htmx page signed in: %d %q", got.code, got.body)
 		}
 		out := call(t, c, "POST", srv.URL+"/logout", "", "", htmx, "true")
-		if out.code != 200 || out.header.Get("HX-Redirect") != "/login" || out.header.Get("Location") != "" {
+		if out.code != 200 || out.header.Get("HX-Redirect") != "/login?notice=signed_out" || out.header.Get("Location") != "" {
 			t.Fatalf("htmx logout: %d %v", out.code, out.header)
 		}
 		if got := call(t, c, "GET", srv.URL+"/app/page", "", "", htmx, "true"); got.code != 401 {

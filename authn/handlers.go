@@ -20,7 +20,8 @@ var templateFiles embed.FS
 var defaultTemplates = template.Must(template.ParseFS(templateFiles, "templates/*.html"))
 
 // FormData is what the login, registration and password templates are
-// executed with.
+// executed with. Its strings are text, never HTML: html/template escapes
+// them.
 type FormData struct {
 	Action       string // the path the form posts to: the one the client asked for, before any http.StripPrefix
 	Error        string // a message for the user, or ""
@@ -56,6 +57,73 @@ type FormData struct {
 	// is shown again.
 	OfferRemember bool
 	Remember      bool
+
+	// AppName is HTTPConfig.AppName, for the title and heading, or "".
+	AppName string
+	// HomePath is the link back to the application (HTTPConfig.HomePath,
+	// its default applied): a local path.
+	HomePath string
+	// Notice says that what the user asked for was done, in the library's
+	// own words, or is "". NoticeCode names it, one of the Notice
+	// constants, so that a template may show its own words. The login
+	// form has NoticeSignedOut after a logout.
+	Notice     string
+	NoticeCode string
+}
+
+// Notices name, in FormData.NoticeCode and SessionsData.NoticeCode, what a
+// page confirms was done. Like the Code constants, they are stable. A page
+// after a redirect learns which one to show from its URL's notice
+// parameter, whose value is one of these codes: only a code the page
+// knows shows anything, and always in the library's fixed words (see
+// noticeMessage), so that a link cannot put words of its own on the page.
+const (
+	// NoticeSignedOut: the login form after a logout, or after the user
+	// ended their own session on the sessions page. It is not shown to a
+	// request that carries a session cookie (the browser clears it at
+	// logout), so that a link cannot tell a signed-in user otherwise.
+	NoticeSignedOut = "signed_out"
+	// NoticeSessionEnded: the sessions page, after the user ended one of
+	// their other sessions.
+	NoticeSessionEnded = "session_ended"
+	// NoticeOtherSessionsEnded: the sessions page, after the user ended
+	// all their other sessions.
+	NoticeOtherSessionsEnded = "other_sessions_ended"
+)
+
+// noticeMessage is the text of a notice code, or "" for any other value.
+func noticeMessage(code string) string {
+	switch code {
+	case NoticeSignedOut:
+		return "You are signed out."
+	case NoticeSessionEnded:
+		return "The session was ended. It is signed out."
+	case NoticeOtherSessionsEnded:
+		return "All your other sessions were ended. They are signed out."
+	}
+	return ""
+}
+
+// noticeURL is target with the notice code set as its notice parameter:
+// where a redirect sends the browser to see the page confirm it.
+func noticeURL(target, code string) string {
+	sep := "?"
+	if strings.Contains(target, "?") {
+		sep = "&"
+	}
+	return target + sep + url.Values{"notice": {code}}.Encode()
+}
+
+// noticeOf returns the notice that r's URL asks for, when it is one of
+// codes: its code and its fixed message; otherwise "" and "".
+func noticeOf(r *http.Request, codes ...string) (code, msg string) {
+	q := r.URL.Query().Get("notice")
+	for _, c := range codes {
+		if q == c {
+			return c, noticeMessage(c)
+		}
+	}
+	return "", ""
 }
 
 // Messages shown to users. Every failed login shows the same one.
@@ -78,7 +146,8 @@ func badRequestMessage(status int) string {
 	return msgMissing
 }
 
-// LoginHandler serves the login route. GET shows an HTML form; POST takes
+// LoginHandler serves the login route. GET shows an HTML form (saying "You
+// are signed out." after a logout: see NoticeSignedOut); POST takes
 // the fields username, password, an optional next and an optional remember
 // (a checkbox: "on", "true" or "1"), as application/x-www-form-urlencoded
 // or multipart/form-data (what fetch sends with new FormData(form); no
@@ -98,7 +167,13 @@ func (a *Authenticator) LoginHandler() http.Handler { return a.handlers.loginHan
 // loginHandler is LoginHandler.
 func (h *handlers) loginHandler() http.Handler {
 	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.render(w, http.StatusOK, h.loginTemplate, h.loginForm(r, "", "", r.URL.Query().Get("next")))
+		f := h.loginForm(r, "", "", r.URL.Query().Get("next"))
+		// After a logout the browser holds no session cookie: a request
+		// that sends one is still signed in, whatever its URL says.
+		if len(r.CookiesNamed(h.cookieName)) == 0 {
+			f.NoticeCode, f.Notice = noticeOf(r, NoticeSignedOut)
+		}
+		h.render(w, http.StatusOK, h.loginTemplate, f)
 	})
 	post := h.protectPOST(http.HandlerFunc(h.postLogin))
 	return h.guard(methods(get, post))
@@ -111,6 +186,7 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 	return FormData{
 		Action: formAction(r), Error: msg, Username: username, Next: localRedirect(next, ""),
 		LoginPath: h.loginPath, RegisterPath: h.registerPath, OfferRemember: h.offerRemember,
+		AppName: h.appName, HomePath: h.homePath,
 	}
 }
 
@@ -193,8 +269,9 @@ func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username
 
 // LogoutHandler serves the logout route: POST ends the request's session in
 // the database and clears its cookie, then redirects (303) to the login
-// page (an htmx request: 200 with HX-Redirect), or answers 204 to an API
-// client. Other methods get 405.
+// page with the query notice=signed_out (an htmx request: 200 with
+// HX-Redirect), where the built-in form says "You are signed out." (see
+// NoticeSignedOut), or answers 204 to an API client. Other methods get 405.
 func (a *Authenticator) LogoutHandler() http.Handler { return a.handlers.logoutHandler() }
 
 // logoutHandler is LogoutHandler.
@@ -215,7 +292,7 @@ func (h *handlers) logoutHandler() http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		h.redirect(w, r, h.loginPath)
+		h.redirect(w, r, noticeURL(h.loginPath, NoticeSignedOut))
 	}))
 	return h.guard(methods(nil, post))
 }

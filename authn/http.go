@@ -52,6 +52,18 @@ type HTTPConfig struct {
 	// that is not a local path) lands: a local path such as "/app/". ""
 	// means "/". New fails for a value that is not a local path.
 	AfterLoginPath string
+	// AppName is the application's name, which the built-in pages show
+	// in their title and heading ("Sign in · Example"), so that users see
+	// which site asks for their password. "" shows none. It is text, not
+	// HTML: the pages escape it. Custom templates get it as
+	// FormData.AppName and SessionsData.AppName.
+	AppName string
+	// HomePath is the link back to the application from the password and
+	// sessions pages: a local path such as "/app/". "" means
+	// AfterLoginPath (itself "/" by default), where a login lands. New
+	// fails for a value that is not a local path, so that the link never
+	// leads to another site.
+	HomePath string
 
 	// SessionIdleTimeout ends a session not used for this long. 0 means
 	// 30 minutes.
@@ -148,13 +160,17 @@ type HTTPConfig struct {
 	LoginTemplate    *template.Template
 	RegisterTemplate *template.Template
 	PasswordTemplate *template.Template
+	// SessionsTemplate replaces the built-in page of SessionsHandler, under
+	// the same rules as the forms' templates. It is executed with a
+	// SessionsData.
+	SessionsTemplate *template.Template
 
 	// ContentSecurityPolicy, when set, is sent as is as the
 	// Content-Security-Policy of every page the handlers render (the
-	// login and registration forms, built-in or custom). "" means
-	// DefaultContentSecurityPolicy for a built-in form, which loads
-	// nothing from anywhere, and CustomContentSecurityPolicy for a
-	// LoginTemplate or RegisterTemplate. New fails for a value with a
+	// login, registration, password and sessions pages, built-in or
+	// custom). "" means DefaultContentSecurityPolicy for a built-in page,
+	// which loads nothing from anywhere, and CustomContentSecurityPolicy
+	// for a page of a custom template. New fails for a value with a
 	// control character.
 	ContentSecurityPolicy string
 }
@@ -167,8 +183,9 @@ const (
 	// DefaultContentSecurityPolicy is the policy of the built-in forms:
 	// their inline style and nothing else.
 	DefaultContentSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-	// CustomContentSecurityPolicy is the policy of a custom LoginTemplate
-	// or RegisterTemplate: anything from the application's own origin,
+	// CustomContentSecurityPolicy is the policy of a custom template
+	// (LoginTemplate, RegisterTemplate, PasswordTemplate,
+	// SessionsTemplate): anything from the application's own origin,
 	// inline styles and data: images, but no inline script, plugin or
 	// other origin.
 	CustomContentSecurityPolicy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'"
@@ -190,6 +207,9 @@ func (c HTTPConfig) validate() error {
 	}
 	if c.AfterLoginPath != "" && localRedirect(c.AfterLoginPath, "") == "" {
 		return fmt.Errorf("authn: HTTPConfig.AfterLoginPath %q: not a local path (one that starts with a single \"/\")", c.AfterLoginPath)
+	}
+	if c.HomePath != "" && localRedirect(c.HomePath, "") == "" {
+		return fmt.Errorf("authn: HTTPConfig.HomePath %q: not a local path (one that starts with a single \"/\")", c.HomePath)
 	}
 	return nil
 }
@@ -234,6 +254,7 @@ type web struct {
 	realm, prefix                   string
 	loginPath, registerPath         string
 	afterLoginPath                  string
+	appName, homePath               string
 	allowRegistration               bool
 	csp                             string // HTTPConfig.ContentSecurityPolicy
 	wwwAuthenticate                 string // the challenge of BasicAuth
@@ -252,6 +273,7 @@ type web struct {
 	userHeader                      string // HTTPConfig.ForwardAuthUserHeader, canonical
 	loginTemplate, registerTemplate *template.Template
 	passwordTemplate                *template.Template
+	sessionsTemplate                *template.Template
 	crossOrigin                     *http.CrossOriginProtection
 }
 
@@ -262,6 +284,8 @@ func newWeb(c HTTPConfig) web {
 		loginPath:          or(c.LoginPath, c.Prefix+"/login"),
 		registerPath:       c.RegisterPath,
 		afterLoginPath:     or(c.AfterLoginPath, "/"),
+		appName:            c.AppName,
+		homePath:           or(c.HomePath, or(c.AfterLoginPath, "/")),
 		csp:                c.ContentSecurityPolicy,
 		idle:               orDuration(c.SessionIdleTimeout, 30*time.Minute),
 		lifetime:           orDuration(c.SessionLifetime, 12*time.Hour),
@@ -278,6 +302,7 @@ func newWeb(c HTTPConfig) web {
 		loginTemplate:      c.LoginTemplate,
 		registerTemplate:   c.RegisterTemplate,
 		passwordTemplate:   c.PasswordTemplate,
+		sessionsTemplate:   c.SessionsTemplate,
 		crossOrigin:        http.NewCrossOriginProtection(),
 	}
 	w.wwwAuthenticate = basicChallenge(w.realm)
@@ -320,6 +345,9 @@ func newWeb(c HTTPConfig) web {
 	}
 	if w.passwordTemplate == nil {
 		w.passwordTemplate = builtinPassword
+	}
+	if w.sessionsTemplate == nil {
+		w.sessionsTemplate = builtinSessions
 	}
 	return w
 }

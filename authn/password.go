@@ -120,7 +120,10 @@ func (h *handlers) passwordHandler() http.Handler {
 // password managers) and the policy's limits.
 func (h *handlers) passwordForm(r *http.Request, msg, code string) FormData {
 	username, _ := Username(r.Context())
-	return h.withPolicy(FormData{Action: formAction(r), Error: msg, ErrorCode: code, Username: username, LoginPath: h.loginPath})
+	return h.withPolicy(FormData{
+		Action: formAction(r), Error: msg, ErrorCode: code, Username: username, LoginPath: h.loginPath,
+		AppName: h.appName, HomePath: h.homePath,
+	})
 }
 
 // withPolicy sets the password policy's limits in f, for a form that sets

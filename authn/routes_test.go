@@ -119,7 +119,7 @@ func checkMountedRoutes(t *testing.T, a *authn.Authenticator, h http.Handler) {
 		t.Fatalf("app with the session: %d %q", w.Code, w.Body)
 	}
 
-	wantRedirect(t, do(h, "POST", "/auth/logout", url.Values{}, cookie), "/auth/login")
+	wantRedirect(t, do(h, "POST", "/auth/logout", url.Values{}, cookie), "/auth/login?notice=signed_out")
 	wantRedirect(t, do(h, "GET", "/app/page", nil, cookie), "/auth/login?next=%2Fapp%2Fpage")
 
 	w = do(h, "GET", "/auth/register", nil)
@@ -211,7 +211,7 @@ func TestRoutesAtRoot(t *testing.T) {
 	if got := hrefs(w.Body.String()); len(got) != 1 || got[0] != "/register" {
 		t.Errorf("links %q, want [/register]", got)
 	}
-	wantRedirect(t, do(h, "POST", "/logout", url.Values{}), "/login")
+	wantRedirect(t, do(h, "POST", "/logout", url.Values{}), "/login?notice=signed_out")
 	wantRedirect(t, do(a.RequireSession(okHandler()), "GET", "/app/", nil), "/login?next=%2Fapp%2F")
 }
 
@@ -254,7 +254,7 @@ func TestHandlersAloneKeepTheirLinks(t *testing.T) {
 	if w.Code != 200 || len(hrefs(w.Body.String())) != 0 {
 		t.Errorf("LoginHandler: %d, links %q, want none", w.Code, hrefs(w.Body.String()))
 	}
-	wantRedirect(t, do(a.LogoutHandler(), "POST", "/auth/logout", url.Values{}), "/auth/login")
+	wantRedirect(t, do(a.LogoutHandler(), "POST", "/auth/logout", url.Values{}), "/auth/login?notice=signed_out")
 	if got := hrefs(do(a.RegisterHandler(), "GET", "/auth/register", nil).Body.String()); len(got) != 1 || got[0] != "/auth/login" {
 		t.Errorf("RegisterHandler links %q, want [/auth/login]", got)
 	}
@@ -264,7 +264,7 @@ func TestHandlersAloneKeepTheirLinks(t *testing.T) {
 		t.Errorf("LoginHandler links %q, want [/signup]", got)
 	}
 	wantRedirect(t, do(b.RequireSession(okHandler()), "GET", "/app/", nil), "/signin?next=%2Fapp%2F")
-	wantRedirect(t, do(b.Routes(), "POST", "/auth/logout", url.Values{}), "/signin")
+	wantRedirect(t, do(b.Routes(), "POST", "/auth/logout", url.Values{}), "/signin?notice=signed_out")
 }
 
 // TestRoutesStripPrefix: under http.StripPrefix the forms post to the
@@ -314,7 +314,7 @@ func TestRoutesStripPrefix(t *testing.T) {
 	if w := do(mux, "GET", "/app/", nil, sessionCookie(t, w)); w.Body.String() != "user=alice" {
 		t.Errorf("app: %d %q", w.Code, w.Body)
 	}
-	wantRedirect(t, do(mux, "POST", "/outer/logout", url.Values{}), "/outer/login")
+	wantRedirect(t, do(mux, "POST", "/outer/logout", url.Values{}), "/outer/login?notice=signed_out")
 }
 
 // TestFormActionStaysOnSite: whatever request-URI a client sends, the

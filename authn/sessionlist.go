@@ -52,6 +52,16 @@ type SessionInfo struct {
 	// invalid UTF-8. It is what the client said: anyone may send
 	// anything. "" when unknown.
 	UserAgent string `json:"user_agent,omitempty"`
+	// Device is a readable name of the client, read from UserAgent:
+	// "Firefox on Linux", "Safari on iPhone", "Chrome on Android", "curl".
+	// It names the common browsers (Chrome, Edge, Firefox, Safari, Opera,
+	// Samsung Internet, ...) and systems (Windows, macOS, Linux, Android,
+	// iPhone, iPad, ChromeOS, ...); a client that is none of them is named
+	// by the first product of its User-Agent ("curl", "python-requests"),
+	// when that is a plain name. It is at most 64 bytes of letters,
+	// digits, spaces and "-_.+", "" when nothing could be read, and, like
+	// UserAgent, only what the client claimed to be.
+	Device string `json:"device,omitempty"`
 }
 
 // maxUserAgentBytes bounds the User-Agent a session stores.
@@ -103,6 +113,7 @@ func (a *Authenticator) sessionInfos(rows []model.Session, current string) []Ses
 	out := make([]SessionInfo, len(rows))
 	for i, s := range rows {
 		lastSeen := fromUnixSeconds(s.LastSeen)
+		ua := cleanUserAgent(s.UserAgent)
 		out[i] = SessionInfo{
 			ID:            sessionID(s.TokenHash),
 			Created:       fromUnixSeconds(s.CreatedAt),
@@ -110,7 +121,8 @@ func (a *Authenticator) sessionInfos(rows []model.Session, current string) []Ses
 			Expires:       a.sessionEnd(s),
 			Current:       current != "" && s.TokenHash == current,
 			ClientNetwork: storedNetwork(s.ClientNet),
-			UserAgent:     cleanUserAgent(s.UserAgent),
+			UserAgent:     ua,
+			Device:        deviceName(ua),
 		}
 	}
 	return out

@@ -322,7 +322,7 @@ func TestSessionsRoute(t *testing.T) {
 		// "End all other sessions" from the form: back to the page; the
 		// tablet is refused, the laptop and bob go on.
 		r = s.do("POST", "/auth/sessions", "application/x-www-form-urlencoded", url.Values{"end": {"others"}}.Encode(), laptop)
-		if r.status != 303 || r.header.Get("Location") != "/auth/sessions" {
+		if r.status != 303 || r.header.Get("Location") != "/auth/sessions?notice=other_sessions_ended" {
 			t.Fatalf("end=others: %d to %q", r.status, r.header.Get("Location"))
 		}
 		if got := s.app(tablet); got != 401 {
@@ -350,7 +350,7 @@ func TestSessionsRoute(t *testing.T) {
 		desk := s.login("alice", "Desk/1.0")
 		r = s.do("POST", "/auth/sessions", "multipart/form-data; boundary=XyZ", "--XyZ\r\nContent-Disposition: form-data; name=\"end\"\r\n\r\n"+
 			currentOf(t, s.list(desk)).ID+"\r\n--XyZ--\r\n", desk)
-		if r.status != 303 || r.header.Get("Location") != "/auth/login" || len(r.resp.Cookies()) != 1 || r.resp.Cookies()[0].MaxAge >= 0 {
+		if r.status != 303 || r.header.Get("Location") != "/auth/login?notice=signed_out" || len(r.resp.Cookies()) != 1 || r.resp.Cookies()[0].MaxAge >= 0 {
 			t.Fatalf("ending the current session from a multipart form: %d to %q %v", r.status, r.header.Get("Location"), r.resp.Cookies())
 		}
 		if got := s.app(desk); got != 401 {

@@ -10,12 +10,14 @@ import (
 // set to come back) and an API client gets 401.
 //
 // GET shows an HTML page listing the user's live sessions, the last used
-// first, the request's own marked, with a button to end each and one to end
-// all the others; a client asking for JSON (Accept: application/json) gets
-// an array of SessionInfo:
+// first, each named by its device ("Firefox on Linux"), the request's own
+// marked, with a button to end each, one to end all the others and a link
+// back to the application (HTTPConfig.HomePath); HTTPConfig.SessionsTemplate
+// replaces the page, executed with a SessionsData. A client asking for JSON
+// (Accept: application/json) gets an array of SessionInfo:
 //
 //	[{"id":"…","created":"…","last_seen":"…","expires":"…","current":true,
-//	  "client_network":"203.0.113.0/24","user_agent":"…"}]
+//	  "client_network":"203.0.113.0/24","user_agent":"…","device":"…"}]
 //
 // POST takes one field, end: "others" ends every session of the user but
 // the request's own; a session's ID ends that session. It is read from a
@@ -23,8 +25,11 @@ import (
 // LoginHandler reads its body. A session that is not the user's, or no
 // longer live, is 404, exactly as an unknown ID is; an ID of the wrong
 // shape is 400. Ending the request's own session signs out: its cookie is
-// cleared, and a form is redirected (303) to the login page. Otherwise a
-// JSON client gets 204 and a form is redirected (303) back to the page.
+// cleared, and a form is redirected (303) to the login page, which says so
+// (as after a logout: NoticeSignedOut). Otherwise a JSON client gets 204
+// and a form is redirected (303) back to the page with the query
+// notice=session_ended or notice=other_sessions_ended, where the page
+// confirms it (NoticeSessionEnded, NoticeOtherSessionsEnded).
 // POST is behind the same cross-origin protection (403) and body limit as
 // the login. Each session ended is reported as an EventLogout with
 // ReasonEndedByUser.
@@ -36,13 +41,23 @@ func (h *handlers) sessionsHandler() http.Handler {
 	return h.requireSession(methods(http.HandlerFunc(h.getSessions), post))
 }
 
-// sessionsPage is what the sessions template is executed with.
-type sessionsPage struct {
-	Action   string // the path the forms post to
-	Username string
-	Sessions []SessionInfo
-	Others   bool   // whether there is a session besides the current one
-	Error    string // a message for the user, or ""
+// SessionsData is what the sessions page (SessionsHandler, or
+// HTTPConfig.SessionsTemplate) is executed with. Its strings are text,
+// never HTML: html/template escapes them.
+type SessionsData struct {
+	Action   string        // the path the forms post to: the one the client asked for
+	Username string        // the signed-in user
+	Sessions []SessionInfo // the user's live sessions, the last used first, the request's own Current
+	Others   bool          // whether there is a session besides the current one
+	Error    string        // a message for the user, or ""
+	// Notice confirms, in the library's own words, what the user just
+	// did, or is "": NoticeCode names it, NoticeSessionEnded or
+	// NoticeOtherSessionsEnded (see FormData.Notice).
+	Notice     string
+	NoticeCode string
+	AppName    string // HTTPConfig.AppName, for the title and heading, or ""
+	HomePath   string // the link back to the application (HTTPConfig.HomePath, its default applied)
+	LoginPath  string // the login page, where signing out of this session leads
 }
 
 func (h *handlers) getSessions(w http.ResponseWriter, r *http.Request) {
@@ -68,11 +83,17 @@ func (h *handlers) showSessions(w http.ResponseWriter, r *http.Request, status i
 		writeJSON(w, status, list)
 		return
 	}
-	page := sessionsPage{Action: formAction(r), Username: username, Sessions: list, Error: msg}
+	page := SessionsData{
+		Action: formAction(r), Username: username, Sessions: list, Error: msg,
+		AppName: h.appName, HomePath: h.homePath, LoginPath: h.loginPath,
+	}
+	if msg == "" {
+		page.NoticeCode, page.Notice = noticeOf(r, NoticeSessionEnded, NoticeOtherSessionsEnded)
+	}
 	for _, s := range list {
 		page.Others = page.Others || !s.Current
 	}
-	h.render(w, status, builtinSessions, page)
+	h.render(w, status, h.sessionsTemplate, page)
 }
 
 func (h *handlers) postSessions(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +105,7 @@ func (h *handlers) postSessions(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	username, _ := Username(ctx)
 	current := tokenHash(h.sessionToken(r))
-	signedOut := false
+	signedOut, notice := false, NoticeOtherSessionsEnded
 	switch {
 	case end == "others":
 		if _, err := h.a.endOtherSessions(ctx, username, current); err != nil {
@@ -104,7 +125,7 @@ func (h *handlers) postSessions(w http.ResponseWriter, r *http.Request) {
 			h.showSessions(w, r, http.StatusNotFound, "No such session: it may have ended already.")
 			return
 		}
-		signedOut = wasCurrent
+		signedOut, notice = wasCurrent, NoticeSessionEnded
 	}
 	if signedOut {
 		h.clearTossedCookies(w, r)
@@ -114,9 +135,9 @@ func (h *handlers) postSessions(w http.ResponseWriter, r *http.Request) {
 	case wantsJSON(r):
 		w.WriteHeader(http.StatusNoContent)
 	case signedOut:
-		h.redirect(w, r, h.loginPath)
+		h.redirect(w, r, noticeURL(h.loginPath, NoticeSignedOut))
 	default:
-		h.redirect(w, r, formAction(r))
+		h.redirect(w, r, noticeURL(formAction(r), notice))
 	}
 }
 

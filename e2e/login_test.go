@@ -107,11 +107,14 @@ func walkthrough(ctx context.Context, t *testing.T, b *browser, bin string) {
 	b.screenshot("reloaded")
 	b.expectPage(base+"/", "Hello, demo")
 
-	// 4. Sign out: back on the login form, the cookie gone, and / sends
-	// the visitor to the form again.
+	// 4. Sign out: back on the login form, which says so, the cookie
+	// gone, and / sends the visitor to the form again.
 	b.submit("signing out", chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)))
 	b.screenshot("signed-out")
-	b.expectPage(base+"/login", "Sign in")
+	b.expectPage(base+"/login?notice=signed_out", "Sign in")
+	if got := b.text(`[role="status"]`); got != "You are signed out." {
+		t.Errorf("notice after signing out = %q, want %q", got, "You are signed out.")
+	}
 	if c := sessionCookie(b.cookies(base + "/")); c != nil {
 		t.Errorf("signed out, but the browser still holds %+v", c)
 	}
