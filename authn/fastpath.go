@@ -212,7 +212,7 @@ func (f *fastReads) turnOff(ctx context.Context) {
 	if err := f.close(); err != nil {
 		f.logger.ErrorContext(ctx, "authn: closing the WAL-index fast path", "error", err)
 	}
-	f.logger.WarnContext(ctx, "authn: database file or its -shm deleted, replaced or unusable; every request reads the database from now on",
+	f.logger.WarnContext(ctx, "authn: database file, its -wal or its -shm deleted, replaced, damaged or unusable; every request reads the database from now on",
 		"path", f.dbPath)
 }
 
