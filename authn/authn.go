@@ -119,9 +119,9 @@
 // found deleted, replaced or unusable, or its -wal deleted, replaced or
 // damaged (checked each second, by Open's file watch in the same check
 // that makes the connections reopen the file), every request reads, until
-// the Authenticator is made again. PostgreSQL
-// always reads, and so does Config.ReadEveryRequest. Stats.ReadsSkipped
-// counts the reads answered from memory.
+// the Authenticator is made again. PostgreSQL always reads, and so does
+// Config.ReadEveryRequest. Stats.ReadsSkipped counts the reads answered
+// from memory.
 package authn
 
 import (
