@@ -116,11 +116,12 @@
 // When the -shm cannot be mapped as the Authenticator starts (no -shm,
 // another journal mode, an in-memory database, connections that read
 // uncommitted rows), and from the moment the database file or its -shm is
-// found deleted, replaced or unusable (checked each second, by Open's file
-// watch in the same check that makes the connections reopen the file),
-// every request reads, until the Authenticator is made again. PostgreSQL
-// always reads, and so does Config.ReadEveryRequest. Stats.ReadsSkipped
-// counts the reads answered from memory.
+// found deleted, replaced or unusable, or its -wal deleted, replaced or
+// damaged (checked each second, by Open's file watch in the same check
+// that makes the connections reopen the file), every request reads, until
+// the Authenticator is made again. PostgreSQL always reads, and so does
+// Config.ReadEveryRequest. Stats.ReadsSkipped counts the reads answered
+// from memory.
 package authn
 
 import (
@@ -255,8 +256,9 @@ type Config struct {
 // Authenticator checks passwords and manages accounts. It is safe for
 // concurrent use.
 type Authenticator struct {
-	store     *store // every SQL statement
-	ownsDB    bool   // Open or NewOwned: Close closes the database
+	store     *store     // every SQL statement
+	ownsDB    bool       // Open or NewOwned: Close closes the database
+	file      *fileWatch // Open's watch of its file; nil for New
 	hasher    password.Hasher
 	threshold int // < 0: lockout disabled
 	duration  time.Duration
@@ -433,13 +435,26 @@ func NewOwned(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, erro
 // Close closes the database of Open, NewOwned and the postgres package's
 // Open; a *bun.DB given to New stays open. It is safe to call more than
 // once.
+//
+// When Open's watch found the database's -wal file damaged (see Open), or
+// finds it so now, Close leaves one connection open, for the life of the
+// process, and returns an error that says so: SQLite checkpoints when the
+// last connection to a database closes, and that checkpoint would copy the
+// damaged -wal over the database file. The process should then end; the
+// next start ignores the damaged -wal.
 func (a *Authenticator) Close() error {
 	a.stop()
 	a.bg.Wait()
-	if err := a.store.close(a.ownsDB); err != nil {
-		return fmt.Errorf("authn: close: %w", err)
+	err := a.store.close(a.ownsDB)
+	if err != nil {
+		err = fmt.Errorf("authn: close: %w", err)
 	}
-	return nil
+	// Last: the file watch's connection may be the database's last one,
+	// whose close checkpoints.
+	if a.file != nil {
+		err = errors.Join(err, a.file.close())
+	}
+	return err
 }
 
 // every runs f every d in a goroutine until Close, which waits for it.

@@ -115,31 +115,42 @@ func tryFastReads(ctx context.Context, db *bun.DB) (*fastReads, error) {
 }
 
 // pinConnection opens the connection that fastReads keeps, on the file
-// that db uses, with db's driver: a second SQLite library in the process
-// would not share SQLite's bookkeeping of the file's locks. It reads once,
-// so that the connection has opened the WAL-index and holds its locks, and
-// makes sure the database is in WAL mode.
+// that db uses, with db's driver (see openPinned).
 func (f *fastReads) pinConnection(ctx context.Context, d driver.Driver) error {
-	dsn := fileURI(f.dbPath) + "?" + url.Values{"mode": {"rw"}}.Encode()
+	pin, conn, err := openPinned(ctx, d, f.dbPath)
+	if err != nil {
+		return err
+	}
+	f.pin, f.conn = pin, conn
+	return nil
+}
+
+// openPinned opens one connection to the SQLite file at path, which must
+// exist, in a pool of its own, with the driver d of the application's
+// pool: a second SQLite library in the process would not share SQLite's
+// bookkeeping of the file's locks. It reads once, so that the connection
+// has opened the -wal and the WAL-index and holds its locks, and makes
+// sure the database is in WAL mode.
+func openPinned(ctx context.Context, d driver.Driver, path string) (*sql.DB, *sql.Conn, error) {
+	dsn := fileURI(path) + "?" + url.Values{"mode": {"rw"}}.Encode()
 	var connector driver.Connector = dsnConnector{d, dsn}
 	if dc, ok := d.(driver.DriverContext); ok {
 		c, err := dc.OpenConnector(dsn)
 		if err != nil {
-			return fmt.Errorf("opening a connection of its own: %w", err)
+			return nil, nil, fmt.Errorf("opening a connection of its own: %w", err)
 		}
 		connector = c
 	}
-	f.pin = sql.OpenDB(connector)
-	f.pin.SetMaxOpenConns(1)
-	conn, err := f.pin.Conn(ctx)
+	pool := sql.OpenDB(connector)
+	pool.SetMaxOpenConns(1)
+	conn, err := pool.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("opening a connection of its own: %w", errors.Join(err, f.pin.Close()))
+		return nil, nil, fmt.Errorf("opening a connection of its own: %w", errors.Join(err, pool.Close()))
 	}
-	f.conn = conn
 	if err := checkPinned(ctx, conn); err != nil {
-		return errors.Join(err, f.close())
+		return nil, nil, errors.Join(err, conn.Close(), pool.Close())
 	}
-	return nil
+	return pool, conn, nil
 }
 
 // checkPinned makes the pinned connection wait for locks as the pool's
@@ -201,7 +212,7 @@ func (f *fastReads) turnOff(ctx context.Context) {
 	if err := f.close(); err != nil {
 		f.logger.ErrorContext(ctx, "authn: closing the WAL-index fast path", "error", err)
 	}
-	f.logger.WarnContext(ctx, "authn: database file or its -shm deleted, replaced or unusable; every request reads the database from now on",
+	f.logger.WarnContext(ctx, "authn: database file, its -wal or its -shm deleted, replaced, damaged or unusable; every request reads the database from now on",
 		"path", f.dbPath)
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -27,6 +28,19 @@ const busyTimeoutMillis = 10_000
 // file. Every pooled connection has a busy timeout, WAL and immediate
 // transactions, set in the DSN; path is a file path, never a URI: a path
 // starting with "file:" is refused (write "./file:…" for such a file name).
+//
+// Open watches the file each second: while it is missing, unusable, or
+// replaced under the path, every request fails closed (503, and the Go API
+// returns the error), with one log line at level ERROR; a file replaced is
+// reopened. On Linux it watches the database's -wal file too, through a
+// connection of its own held open until Close. A -wal deleted or replaced
+// under the server has its commits copied into the database file through
+// the connections that still hold it, and requests fail closed until every
+// connection has reopened the -wal at the path. A -wal truncated or
+// overwritten in place has lost commits not yet checkpointed: requests fail
+// closed until a restart, and no checkpoint runs, so that none copies the
+// damaged -wal into the database file (see Close). See walwatch.go for how
+// legitimate checkpoints, by any process, are told from damage.
 func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) {
 	abs, err := checkDBFile(path)
 	if err != nil {
@@ -36,10 +50,8 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 	if err != nil {
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
-	// WAL readers run in parallel, but every connection costs memory and
-	// writers queue anyway: a small bounded pool serves best.
-	sqldb.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	sqldb.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	sqldb.SetMaxOpenConns(poolSize())
+	sqldb.SetMaxIdleConns(poolSize())
 	if err := pingUnlocked(ctx, sqldb); err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
@@ -51,7 +63,7 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 	}
 	a.ownsDB = true
 	a.warnIfShared(ctx, abs)
-	if err := a.watchFile(abs, sqldb); err != nil {
+	if err := a.watchFile(ctx, abs, sqldb); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
@@ -192,15 +204,20 @@ func fileURI(abs string) string {
 // fileCheckInterval is how often Open's database file is checked.
 const fileCheckInterval = time.Second
 
-// fileWatch keeps an eye on the database file that Open opened. SQLite's
-// open connections go on with a deleted file (writing to an inode nobody
-// will read again), and with a file made read-only (their descriptors stay
-// writable) while new connections could not write. The watch notices, each
-// second, and the Authenticator fails closed, with a log line, until the
-// file is back. A file restored under the same path (a new inode), or
-// replaced by another, is reopened: every pooled connection is replaced,
-// and a file that is not a database then fails each request with SQLite's
-// own error.
+// poolSize is the number of connections of Open's pool, open and idle alike.
+// WAL readers run in parallel, but every connection costs memory and
+// writers queue anyway: a small bounded pool serves best.
+func poolSize() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// fileWatch keeps an eye on the database file that Open opened, and on its
+// -wal (see walwatch.go). SQLite's open connections go on with a deleted
+// file (writing to an inode nobody will read again), and with a file made
+// read-only (their descriptors stay writable) while new connections could
+// not write. The watch notices, each second, and the Authenticator fails
+// closed, with a log line, until the file is back. A file restored under
+// the same path (a new inode), or replaced by another, is reopened: every
+// pooled connection is replaced, and a file that is not a database then
+// fails each request with SQLite's own error.
 //
 // The watch only stats the file: opening and closing it from outside
 // SQLite would drop the POSIX locks SQLite holds on it. Garbage written in
@@ -212,14 +229,36 @@ type fileWatch struct {
 	sqldb     *sql.DB
 	opened    os.FileInfo
 	reopening bool // connections are being replaced
+	failing   bool // the database file is missing or unusable (logged)
+
+	// The -wal watch (walwatch.go): its own connection, nil where the -wal
+	// is not watched or until it can be opened; where it stands; the
+	// -wal's problem, nil when there is none; old -wal files that
+	// connections of this process may still hold.
+	keeper        *walKeeper
+	walState      walState
+	walErr        error
+	stale         []*sqliteFile
+	walBusyLogged bool
+	walBlind      int // checks in a row that could not tell
+
+	closing  sync.Once
+	closeErr error
 }
 
-func (a *Authenticator) watchFile(path string, sqldb *sql.DB) error {
+func (a *Authenticator) watchFile(ctx context.Context, path string, sqldb *sql.DB) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
 	w := &fileWatch{a: a, path: path, sqldb: sqldb, opened: fi}
+	if walWatchSupported {
+		if err := w.openKeeper(ctx); err != nil {
+			a.logger.WarnContext(ctx, "authn: the database's -wal file is not watched yet: a -wal deleted or truncated under the server would go unnoticed; trying again each second",
+				"path", path, "error", err)
+		}
+	}
+	a.file = w
 	a.every(fileCheckInterval, w.check)
 	return nil
 }
@@ -229,6 +268,24 @@ func (w *fileWatch) check(ctx context.Context) {
 		w.sqldb.SetConnMaxLifetime(0)
 		w.reopening = false
 	}
+	fileErr := w.checkFile(ctx)
+	walErr := w.walErr
+	if fileErr == nil {
+		walErr = w.watchWAL(ctx)
+	}
+	switch {
+	case fileErr != nil:
+		w.a.store.problem.Store(&fileErr)
+	case walErr != nil:
+		w.a.store.problem.Store(&walErr)
+	default:
+		w.a.store.problem.Store(nil)
+	}
+}
+
+// checkFile checks the database file, reopening connections on a file
+// replaced, and returns its problem: nil when there is none.
+func (w *fileWatch) checkFile(ctx context.Context) error {
 	fi, err := os.Stat(w.path)
 	if err == nil {
 		err = writable(w.path)
@@ -236,21 +293,39 @@ func (w *fileWatch) check(ctx context.Context) {
 	if err != nil {
 		w.a.store.fast.turnOff(ctx)
 		problem := fmt.Errorf("authn: database file: %w", err)
-		if w.a.store.problem.Swap(&problem) == nil {
+		if !w.failing {
+			w.failing = true
 			w.a.logger.ErrorContext(ctx, "authn: database file unusable; failing closed until it is back", "error", problem)
 		}
-		return
+		return problem
 	}
 	if !os.SameFile(fi, w.opened) {
 		w.a.store.fast.turnOff(ctx)
-		// Restored or replaced: connections older than a nanosecond are
-		// closed as they are used, returned or found idle.
 		w.opened = fi
-		w.sqldb.SetConnMaxLifetime(time.Nanosecond)
-		w.reopening = true
+		w.reopenPool()
+		w.replaceKeeper(ctx)
 		w.a.logger.WarnContext(ctx, "authn: database file replaced; reopening connections", "path", w.path)
 	}
-	if w.a.store.problem.Swap(nil) != nil {
+	if w.failing {
+		w.failing = false
 		w.a.logger.WarnContext(ctx, "authn: database file is back", "path", w.path)
 	}
+	return nil
+}
+
+// reopenPool replaces every connection of the pool: idle ones are closed
+// now, those in use when they are returned (older than a nanosecond), and
+// the next ones open the files now at the path.
+func (w *fileWatch) reopenPool() {
+	w.sqldb.SetConnMaxLifetime(time.Nanosecond)
+	w.sqldb.SetMaxIdleConns(-1)
+	w.sqldb.SetMaxIdleConns(poolSize())
+	w.reopening = true
+}
+
+// close ends the watch's own connection at Close, once the pool is closed
+// (see closeKeeper). Closing again returns the same.
+func (w *fileWatch) close() error {
+	w.closing.Do(func() { w.closeErr = w.closeKeeper() })
+	return w.closeErr
 }

@@ -42,7 +42,7 @@ func mapWALIndex(shmPath string) (*walIndex, os.FileInfo, error) {
 	}
 	fd, err := descriptorOf(st)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w: SQLite does not use it", shmPath, err)
 	}
 	mem, err := syscall.Mmap(fd, 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
@@ -73,7 +73,7 @@ func descriptorOf(st *syscall.Stat_t) (int, error) {
 			return fd, nil
 		}
 	}
-	return -1, errors.New("no descriptor of this process is open on the -shm file: SQLite does not use it")
+	return -1, errors.New("no descriptor of this process is open on the file")
 }
 
 // sameInode reports whether descriptor fd is open on the file of st.
