@@ -51,7 +51,7 @@ func TestWALChild(t *testing.T) {
 	a, err := authn.Open(ctx, path, authn.Config{
 		Hasher: testdb.FastHasher,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		HTTP:   authn.HTTPConfig{InsecureCookies: true, Throttle: generous, RegisterThrottle: generous},
+		HTTP:   authn.HTTPConfig{InsecureCookies: true, Throttle: generous, RegisterThrottle: generous, AllowRegistration: true},
 	})
 	if err != nil {
 		fmt.Println("open:", err)
