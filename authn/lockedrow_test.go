@@ -556,8 +556,11 @@ func TestClaimedAttemptWithoutSlot(t *testing.T) {
 			t.Errorf("%d verifications ran with no slot free", n-verifies)
 		}
 		unlock()
-		waitLocked(t, db, "u") // the claim is done, and counted
-		cancelU()
+		waitLocked(t, db, "u") // the claim is committed, and counted
+		// Its context ends once the claim has surely returned too (its
+		// commit is seen before its answer is read: ended then, the claim
+		// would fail as not known written), while it waits for a slot.
+		time.AfterFunc(2*time.Second, cancelU)
 		err := <-done
 		if !errors.Is(err, authn.ErrBusy) {
 			t.Fatalf("the right password whose claim waited, with no slot free after: %v, want ErrBusy", err)
@@ -593,7 +596,7 @@ func TestCountedBusySpendsBudget(t *testing.T) {
 		HashConcurrency: 1,
 		HTTP: authn.HTTPConfig{
 			InsecureCookies: true,
-			HashWait:        time.Second,
+			HashWait:        2 * time.Second, // the claim's wait: the lock ends within it
 			Throttle:        middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1, Interval: time.Hour}),
 		},
 	})
