@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -26,6 +27,18 @@ import (
 // ErrInvalidCredentials after a verification against a dummy hash, so that
 // every failure costs about the same time. A database error or a context
 // that ends is returned as it is: never nil, never a success.
+//
+// A login takes its hashing slot (Config.HashConcurrency) first: one that
+// finds no capacity before ctx ends fails with ErrBusy, and nothing is
+// counted. A claim that waits for a lock another transaction holds, on
+// the account's row (PostgreSQL) or on the database (SQLite, which has one
+// writer), gives its slot back meanwhile, and only one claim per account
+// (per database on SQLite) waits in the database at a time, so that a held
+// row delays the logins of its own account and leaves the others their
+// slots and pooled connections. Such a wait ends with ErrBusy when ctx
+// ends. A login whose claim waited must then take a slot again: if it
+// gets none before ctx ends, it fails with ErrBusy too, its attempt
+// counted and its password not checked.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) error {
 	if _, err := a.authenticate(ctx, username, password, noWait); err != nil {
 		return err
@@ -34,9 +47,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	return nil
 }
 
-// authenticate is Authenticate, waiting for hashing capacity within wait,
-// and returning the user's hash as it is stored after the login (the
-// re-hash, if there was one). It reports failures; the caller reports the
+// authenticate is Authenticate, waiting for hashing capacity within wait
+// (and for its claim within one more: see checkPassword), and returning
+// the user's hash as it is stored after the login (the re-hash, if there
+// was one). It reports failures; the caller reports the
 // success once the login is complete (a session started, for the login
 // route).
 func (a *Authenticator) authenticate(ctx context.Context, username, password string, wait hashWait) (stored string, err error) {
@@ -49,6 +63,8 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonBusy})
 		return "", err
 	}
+	// The padding of a failure counts from here: the wait for the slot is
+	// the server's load, not the account's doing, and must not shorten it.
 	start := time.Now()
 	change, err := a.checkPasswordInSlot(ctx, username, password, wait)
 	if err == nil {
@@ -64,11 +80,13 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 }
 
 // checkPasswordInSlot runs checkPassword and releases the hashing slot the
-// caller acquired, also when a Hasher, an OnEvent hook or a log handler
-// panics: a slot lost that way would be lost for good.
+// caller acquired, if the login still holds it, also when a Hasher, an
+// OnEvent hook or a log handler panics: a slot lost that way would be lost
+// for good.
 func (a *Authenticator) checkPasswordInSlot(ctx context.Context, username, password string, wait hashWait) (passwordChange, error) {
-	defer a.release(ctx)
-	return a.checkPassword(ctx, username, password, wait)
+	slot := a.newLoginSlot(ctx)
+	defer slot.release()
+	return a.checkPassword(ctx, slot, username, password, wait)
 }
 
 // passwordChange is a verified hash and, when it needs one, its re-hash.
@@ -81,8 +99,11 @@ type passwordChange struct {
 }
 
 // checkPassword runs steps 1, 2 and 4 of Authenticate, and the hashing of
-// step 3, holding a hashing slot; the re-hash waits for memory within wait.
-func (a *Authenticator) checkPassword(ctx context.Context, username, password string, wait hashWait) (passwordChange, error) {
+// step 3, holding slot, which it lends back while the claim waits. The
+// claim waits within a HashWait of its own (see hashWait.again), the slot
+// taken again after it within two (hashWait.retakeWait); the re-hash waits
+// for memory within wait.
+func (a *Authenticator) checkPassword(ctx context.Context, slot *loginSlot, username, password string, wait hashWait) (passwordChange, error) {
 	fail := func(reason Reason, err error) (passwordChange, error) {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: reason})
 		return passwordChange{}, err
@@ -95,14 +116,29 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 		a.dummyVerify()
 		return fail(ReasonMalformedPassword, ErrInvalidCredentials)
 	}
-	stored, ownLock, err := a.claim(ctx, username)
+	claimWait := wait.again()
+	loan := slot.lendAfter(claimWait.loanAfter())
+	stored, ownLock, err := a.claim(ctx, username, claimWait, loan)
+	lent := loan.stop()
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		if lent {
+			if err := slot.retake(claimWait.retakeWait()); err != nil {
+				return fail(ReasonBusy, err)
+			}
+		}
 		change, err := a.refused(ctx, username)
 		a.dummyVerify() // after the read, which the time of the hash then hides
 		return change, err
+	case errors.Is(err, ErrBusy):
+		return fail(ReasonDatabaseBusy, err)
 	case err != nil:
 		return fail(ReasonError, err)
+	}
+	if lent {
+		if err := slot.retake(claimWait.retakeWait()); err != nil {
+			return passwordChange{}, a.countedBusy(ctx, username, ownLock, err)
+		}
 	}
 	ok, err := a.verify(stored, password)
 	if ownLock.Valid && (err != nil || !ok) {
@@ -138,17 +174,84 @@ func (a *Authenticator) checkPassword(ctx context.Context, username, password st
 	return change, nil
 }
 
+// countedBusy reports a claimed attempt that got no hashing slot back
+// after its claim waited (see Authenticate), whose error was err: it was
+// counted and its password will not be checked. It fails closed, with
+// ErrBusy as a countedBusyError, which spends the client's failure budget
+// as a failure does (see spendsBudget); when its claim locked the
+// account, the lockout is reported as for a wrong password.
+func (a *Authenticator) countedBusy(ctx context.Context, username string, ownLock sql.NullFloat64, err error) error {
+	a.record(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonBusy}, true, slog.Bool("counted", true))
+	if ownLock.Valid {
+		a.emit(ctx, Event{Type: EventLockout, Username: username})
+	}
+	return countedBusyError{err}
+}
+
+// countedBusyError is the ErrBusy of a login that got no hashing slot
+// after its attempt was claimed: counted toward the lockout, its password
+// not checked.
+type countedBusyError struct{ err error }
+
+func (e countedBusyError) Error() string { return e.err.Error() + " (the attempt was counted)" }
+func (e countedBusyError) Unwrap() error { return e.err }
+
 // claim is step 2: it counts the attempt on an unlocked account and returns
 // its stored hash and, when this attempt reached the threshold, the lock it
 // wrote. sql.ErrNoRows means unknown user or locked. With lockout disabled
-// it only reads.
-func (a *Authenticator) claim(ctx context.Context, username string) (stored string, ownLock sql.NullFloat64, err error) {
+// it only reads, which waits for no lock: PostgreSQL reads the last
+// committed row, SQLite in WAL mode reads beside its writer.
+//
+// A claim waits for its turn (see claimTurns), then for the database, both
+// within wait (HashWait from the start of the claim) and ctx, lending the
+// login's hashing slot while it waits (loan): one whose wait ends fails
+// with a claimWaitError (ErrBusy). A lock held by another transaction thus
+// delays a login by HashWait at most, and holds one pooled connection per
+// account (per database on SQLite) meanwhile. On PostgreSQL the end of the
+// wait ends the statement in the server too (pgx sends a cancel request
+// when a context ends), so that no backend stays behind waiting for the
+// lock. On SQLite a statement waiting for the write lock returns at the
+// busy timeout (10 s), whatever its context: the claim that has the turn
+// may wait that long; the others wait no longer than HashWait. A claim that ends so may or may not have counted the attempt
+// (the UPDATE may commit as its wait ends); it checks no password either
+// way.
+func (a *Authenticator) claim(ctx context.Context, username string, wait hashWait, loan *slotLoan) (stored string, ownLock sql.NullFloat64, err error) {
 	if a.threshold < 0 {
 		stored, err = a.store.unlockedHash(ctx, username, a.now())
 		return stored, ownLock, err
 	}
-	return a.store.claim(ctx, username, a.now(), a.threshold, a.duration)
+	if !wait.until.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, wait.until, fmt.Errorf("HashWait (%v) passed", wait.d))
+		defer cancel()
+	}
+	if ctx.Err() != nil {
+		return "", ownLock, claimWaitError{context.Cause(ctx)}
+	}
+	release, err := a.claimTurns.take(ctx, a.claimTurnKey(username), func(since time.Time) {
+		loan.lendBy(since.Add(wait.loanAfter())) // the claim ahead may be stuck
+	})
+	if err != nil {
+		return "", ownLock, claimWaitError{err}
+	}
+	defer release()
+	stored, ownLock, err = a.store.claim(ctx, username, a.now(), a.threshold, a.duration)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) && ctx.Err() != nil {
+		err = claimWaitError{fmt.Errorf("%w: %w", context.Cause(ctx), nested(err))}
+	}
+	return stored, ownLock, err
 }
+
+// claimWaitError is the error of a claim whose wait ended before it was
+// done, most likely for a lock that another transaction held: ErrBusy,
+// with what ended it.
+type claimWaitError struct{ cause error }
+
+func (e claimWaitError) Error() string {
+	return "authn: waiting to claim a login attempt: " + e.cause.Error()
+}
+
+func (e claimWaitError) Unwrap() []error { return []error{ErrBusy, e.cause} }
 
 // refused tells a locked account from an unknown user after a claim found
 // no row to count, and reports it.

@@ -158,8 +158,13 @@ var (
 	ErrInvalidPassword = errors.New("authn: password rejected")
 	// ErrNotFound: no user of that name.
 	ErrNotFound = errors.New("authn: no such user")
-	// ErrBusy: no password-hashing slot became free before the context
-	// ended (see Config.HashConcurrency). Nothing was written.
+	// ErrBusy: an operation waited for capacity until its context ended
+	// (or HTTPConfig.HashWait passed): for a password-hashing slot or
+	// hashing memory (see Config.HashConcurrency), or, for a login, for
+	// the claim of its attempt, while another transaction held a lock on
+	// the account's row or the database (see Authenticate). No password
+	// was checked. Nothing was written, except that a login whose claim
+	// had to wait may have counted its attempt toward the lockout.
 	ErrBusy = errors.New("authn: password hashing capacity exhausted")
 )
 
@@ -269,6 +274,9 @@ type Authenticator struct {
 	slots     chan struct{} // one token per running hash
 	perClient *clientSlots  // nil: no bound per client
 	memory    *weighted     // bytes of hashing memory; nil: no bound
+	// claimTurns lets one claim per account (per database on SQLite) wait
+	// in the database at a time.
+	claimTurns claimTurns
 	// hashMemory is what a hash of the Hasher needs, as password.Memory
 	// reads the dummy hash.
 	hashMemory int64
@@ -479,8 +487,9 @@ func (a *Authenticator) every(d time.Duration, f func(context.Context)) {
 
 // hashWait bounds how long an operation waits for hashing capacity, a slot
 // and hashing memory together, besides its context: the HTTP handlers' one
-// HashWait per request (see handlers.newHashWait). The Go API passes
-// noWait: only its context bounds it.
+// HashWait per request (see handlers.newHashWait), and one more for a
+// login's claim (see hashWait.again). The Go API passes noWait: only its
+// context bounds it.
 type hashWait struct {
 	d     time.Duration // HashWait, for the error
 	until time.Time     // the deadline; zero: none

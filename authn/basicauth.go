@@ -104,7 +104,7 @@ func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bo
 			tooManyFailures(w, r)
 			return "", false
 		}
-		if err = h.basicLogin(r.Context(), username, pw); !isClientFailure(err) {
+		if err = h.basicLogin(r.Context(), username, pw); !spendsBudget(err) {
 			res.Cancel()
 		}
 	}

@@ -37,7 +37,8 @@ const (
 	ReasonWrongPassword     Reason = "wrong password"
 	ReasonLocked            Reason = "locked"
 	ReasonBusy              Reason = "hashing capacity exhausted"
-	ReasonThrottled         Reason = "throttled" // the client address is over its failure budget
+	ReasonDatabaseBusy      Reason = "database busy" // not claimed within HashWait: another transaction held the row (PostgreSQL) or the database (SQLite)
+	ReasonThrottled         Reason = "throttled"     // the client address is over its failure budget
 	ReasonUnusableHash      Reason = "stored hash unusable"
 	ReasonChanged           Reason = "password changed during login" // or the user was deleted meanwhile
 	ReasonError             Reason = "database error"

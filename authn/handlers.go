@@ -222,8 +222,8 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = h.startSession(w, r, in.Username, stored, in.Remember && h.offerRemember)
 	}
-	if !isClientFailure(err) {
-		res.Cancel() // a success, or not the client's failure
+	if !spendsBudget(err) {
+		res.Cancel() // a success, or a failure not the client's that counted nothing
 	}
 	switch {
 	case isClientFailure(err):

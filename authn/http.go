@@ -133,7 +133,12 @@ type HTTPConfig struct {
 	// HashWait is how long a request waits for hashing capacity (a free
 	// hashing slot, of its client's and of the Authenticator's, and free
 	// hashing memory, all waits together) before it is answered 503. 0
-	// means 5 seconds.
+	// means 5 seconds. A login's claim, which waits while another
+	// transaction holds a lock on the account's row or, on SQLite, the
+	// database, and the hashing slot it takes again after such a wait,
+	// have a HashWait of their own; on SQLite, the one claim that waits
+	// for the write lock at a time may wait up to SQLite's busy timeout
+	// (10 s) instead, which no deadline interrupts.
 	HashWait time.Duration
 
 	// BasicAuthCacheTTL is how long a verified Basic-auth credential is
@@ -398,7 +403,7 @@ func newHandlers(a *Authenticator, c HTTPConfig) *handlers {
 // newHashWait starts a request's HashWait: it bounds how long the request
 // waits for a hashing slot and hashing memory, all waits together, without
 // a deadline on the rest: a login that got its slot finishes its
-// statements.
+// statements, its claim within a HashWait of its own (hashWait.again).
 func (h *handlers) newHashWait() hashWait {
 	return hashWait{d: h.web.hashWait, until: time.Now().Add(h.web.hashWait)}
 }
@@ -543,6 +548,16 @@ func (h *handlers) failClosed(w http.ResponseWriter, r *http.Request, err error)
 // unknown credentials, or a locked account.
 func isClientFailure(err error) bool {
 	return errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrLocked)
+}
+
+// spendsBudget reports whether a login that ended with err spends its
+// client's failure budget: a client failure, or ErrBusy after its attempt
+// was claimed (countedBusyError). The latter is answered 503, but it
+// counted toward the account's lockout: a client that kept the hashing
+// slots busy must not count more attempts on accounts than its budget.
+func spendsBudget(err error) bool {
+	var counted countedBusyError
+	return isClientFailure(err) || errors.As(err, &counted)
 }
 
 // wantsJSON reports whether the request is an API call (a JSON body, or a

@@ -203,7 +203,9 @@ func (h *handlers) postPassword(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, h.sessionCookie(""))
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
 	default:
-		res.Cancel() // not the client's doing
+		if !spendsBudget(err) {
+			res.Cancel() // not the client's doing
+		}
 		h.failClosed(w, r, err)
 		answer(http.StatusServiceUnavailable, CodeUnavailable, msgPasswordsDisabled)
 	}

@@ -39,7 +39,9 @@ type Stats struct {
 	// Reason "throttled"), logged or not.
 	Throttled int64 `json:"Throttled"`
 	// Busy counts requests answered 503 because no hashing capacity freed
-	// within HashWait (ErrBusy): logins, Basic requests, registrations.
+	// within HashWait, or a login's claim waited that long for a lock held
+	// by another transaction (ErrBusy): logins, Basic requests,
+	// registrations.
 	Busy int64 `json:"Busy"`
 	// Unavailable counts requests answered 503 for any other reason: a
 	// database error, a database file missing or broken.
@@ -145,7 +147,7 @@ func (c *counters) event(e Event) {
 		switch e.Reason {
 		case ReasonThrottled:
 			c.throttled.Add(1)
-		case ReasonBusy, ReasonError:
+		case ReasonBusy, ReasonDatabaseBusy, ReasonError:
 			// Not the credentials' failure: counted by failClosed, as
 			// Busy or Unavailable, with every other 503.
 		case ReasonLocked:
