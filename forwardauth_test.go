@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// TestForwardAuthNginx runs Debian's nginx with the README's configuration
+// TestForwardAuthNginx runs Debian's nginx with the configuration of docs/proxies.md
 // (its nginx block, with free ports) in front of an application that echoes
 // the Remote-User header it gets, asking examples/forwardauth: Basic
 // credentials, an app token from authctl (as the password and as a Bearer
@@ -194,7 +194,7 @@ func nginxBinary(t *testing.T) string {
 	return ""
 }
 
-// startNginx runs nginx in the foreground with the README's nginx
+// startNginx runs nginx in the foreground with docs/proxies.md's nginx
 // configuration in a directory of its own (pid, logs and temporary files
 // there), listening on a free port of 127.0.0.1, forwarding to authn (the
 // example's host:port) and app. It returns nginx's base URL; nginx stops
@@ -210,7 +210,7 @@ func startNginx(t *testing.T, bin, authnAddr, appAddr string) string {
 		"127.0.0.1:8000": appAddr,
 	} {
 		if !strings.Contains(server, old) {
-			t.Fatalf("the README's nginx configuration has no %q to replace", old)
+			t.Fatalf("the nginx configuration of docs/proxies.md has no %q to replace", old)
 		}
 		server = strings.ReplaceAll(server, old, new)
 	}
@@ -273,11 +273,11 @@ http {
 	}
 }
 
-// readmeNginx returns the nginx configuration of the README's section on
+// readmeNginx returns the nginx configuration of docs/proxies.md's section on
 // forward auth: the first nginx code block after its heading.
 func readmeNginx(t *testing.T) string {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("docs/proxies.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func readmeNginx(t *testing.T) string {
 	_, block, ok2 := strings.Cut(section, "```nginx\n")
 	block, _, ok3 := strings.Cut(block, "```")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("README.md has no nginx block under a heading \"## Forward auth\"")
+		t.Fatal("docs/proxies.md has no nginx block under a heading \"## Forward auth\"")
 	}
 	return block
 }

@@ -38,7 +38,7 @@ import (
 //     browser shows no password dialog, with Location set to the login
 //     page (HTTPConfig.LoginPath) and next=the browser's path and query,
 //     and a small HTML body linking it. nginx acts on the 401 only; its
-//     configuration reads Location and redirects (see the README). When
+//     configuration reads Location and redirects (see docs/proxies.md). When
 //     the proxy's request to this handler has the query parameter
 //     "redirect" (/auth?redirect=1), such a request gets instead a 303 to
 //     the same URL, which Caddy and Traefik copy to the browser as it is.
@@ -48,7 +48,7 @@ import (
 //
 // The browser's method and URL are what the proxy says in
 // X-Forwarded-Method and X-Forwarded-Uri (Caddy, Traefik) or X-Original-URI
-// (the nginx configuration of the README), and only when the request comes
+// (the nginx configuration of docs/proxies.md), and only when the request comes
 // from one of HTTPConfig.TrustedProxies; from anyone else they are ignored:
 // the method is the request's own and next is "/". The client's address
 // for the failure budget is resolved as for every handler (X-Forwarded-For,
@@ -63,7 +63,7 @@ import (
 // hosts is not supported.
 //
 // The proxy must overwrite the user header on the request it forwards:
-// otherwise a client sends its own. The README's configurations do.
+// otherwise a client sends its own. The configurations of docs/proxies.md do.
 func (a *Authenticator) ForwardAuthHandler() http.Handler { return a.handlers.forwardAuth() }
 
 // forwardAuth is ForwardAuthHandler.

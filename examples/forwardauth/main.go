@@ -8,7 +8,7 @@
 //
 //	go run ./examples/forwardauth [-addr 127.0.0.1:9091] [-db auth.db|postgres://…] [-demo-password PW]
 //
-// The README's section "Forward auth" has the nginx, Caddy and Traefik
+// docs/proxies.md, section "Forward auth", has the nginx, Caddy and Traefik
 // configurations. The proxy's requests are believed about the browser's
 // request (X-Forwarded-For, X-Forwarded-Method, X-Forwarded-Uri,
 // X-Original-URI, X-Forwarded-Proto) only from -trusted-proxies, by
@@ -110,7 +110,7 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	}
 	defer a.Close()
 	err = demo.CreateUser(ctx, out, a, db, demoPassword, func(pw string) string {
-		return fmt.Sprintf("Put a proxy in front (README, \"Forward auth\"), then sign in as demo, or: curl -i -u %s http://%s/auth", demo.ShellQuote("demo:"+pw), l.Addr())
+		return fmt.Sprintf("Put a proxy in front (docs/proxies.md, \"Forward auth\"), then sign in as demo, or: curl -i -u %s http://%s/auth", demo.ShellQuote("demo:"+pw), l.Addr())
 	})
 	if err != nil {
 		return err
