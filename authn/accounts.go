@@ -46,6 +46,26 @@ func (a *Authenticator) register(ctx context.Context, username, pw string, wait 
 	return nil
 }
 
+// CheckNewUsername reports whether Register would take username as the
+// name of a new user: an error wrapping ErrInvalidUsername (see
+// CheckUsername) or ErrUserExists (a user has that name, also in another
+// case), or nil. It costs one read and no hash, so that a tool can refuse a
+// name before it asks for a password. The answer may change before Register
+// runs; Register checks again.
+func (a *Authenticator) CheckNewUsername(ctx context.Context, username string) error {
+	if err := CheckUsername(username); err != nil {
+		return err
+	}
+	taken, err := a.store.nameTaken(ctx, username)
+	if err != nil {
+		return err
+	}
+	if taken {
+		return fmt.Errorf("%w: %s", ErrUserExists, username)
+	}
+	return nil
+}
+
 // SetPassword replaces a user's password after checking it against the
 // PasswordPolicy, clears the failure counter and any lock, and ends all the
 // user's sessions, in one transaction; the user's app tokens stay valid. An

@@ -41,6 +41,11 @@ Examples:
   authctl add alice
   printf '%s\n' "$PASSWORD" | authctl -db /srv/app/auth.db add alice`,
 			run: func(ctx context.Context, c *call) error {
+				// The name first: a taken or invalid one is refused before
+				// anyone types a password twice for nothing.
+				if err := c.a.CheckNewUsername(ctx, c.args[0]); err != nil {
+					return err
+				}
 				pw, err := c.readPassword(c.args[0])
 				if err != nil {
 					return err
