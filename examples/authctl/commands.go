@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -94,22 +96,25 @@ Example:
 		},
 		"lock": {
 			name: "lock", args: "NAME [DURATION]", minArgs: 1, maxArgs: 2,
-			summary: "lock a user for DURATION (default 15m) and end the user's sessions",
+			summary: "lock a user for DURATION (default 15m) or forever and end the user's sessions",
 			help: `Locks NAME: logins are refused until the lock ends or "unlock" or "passwd"
 is run, and all of NAME's sessions end, also a login in progress. NAME's app
 tokens are refused while the lock lasts.
-DURATION is a Go duration such as 90m or 24h; the default is the lockout
-duration, 15 minutes.
+DURATION is a Go duration such as 90m or 24h, or a whole number of days such
+as 7d; the default is the lockout duration, 15 minutes. "forever" locks with
+no end (until "unlock" or "passwd"), as the Python application disables an
+account; "list" and "show" then say forever.
 
 Examples:
   authctl lock mallory
-  authctl lock mallory 720h`,
+  authctl lock mallory 7d
+  authctl lock mallory forever`,
 			run: func(ctx context.Context, c *call) error {
 				d := time.Duration(0)
 				if len(c.args) == 2 {
 					var err error
-					if d, err = time.ParseDuration(c.args[1]); err != nil || d <= 0 {
-						return usageError{fmt.Sprintf("DURATION %q is not a positive duration such as 90m or 24h", c.args[1])}
+					if d, err = parseLockDuration(c.args[1]); err != nil {
+						return err
 					}
 				}
 				if err := c.a.Lock(ctx, c.args[0], d); err != nil {
@@ -118,6 +123,10 @@ Examples:
 				acc, err := c.a.Account(ctx, c.args[0])
 				if err != nil {
 					return err
+				}
+				if acc.LockedForever {
+					fmt.Fprintf(c.stderr, "locked %s forever (until unlock or passwd)\n", c.args[0])
+					return nil
 				}
 				fmt.Fprintf(c.stderr, "locked %s until %s\n", c.args[0], or(lockedUntil(acc), "-"))
 				return nil
@@ -318,6 +327,26 @@ Example:
 			},
 		},
 	}
+}
+
+// maxLockDays is the most days "lock" takes: the longest time.Duration.
+const maxLockDays = math.MaxInt64 / int64(24*time.Hour)
+
+// parseLockDuration reads the DURATION of "lock": a positive Go duration
+// (90m, 24h), a positive whole number of days (7d), which Go's durations
+// lack, or "forever" (authn.Forever).
+func parseLockDuration(s string) (time.Duration, error) {
+	if s == "forever" {
+		return authn.Forever, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseInt(days, 10, 64); err == nil && n > 0 && n <= maxLockDays {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d, nil
+	}
+	return 0, usageError{fmt.Sprintf("DURATION %q is not a positive duration such as 90m, 24h or 7d, nor forever", s)}
 }
 
 // runToken runs "token add", "token list" and "token revoke".
