@@ -12,6 +12,7 @@ require (
 	github.com/uptrace/bun/driver/sqliteshim v1.3.0
 	golang.org/x/crypto v0.55.0
 	golang.org/x/term v0.45.0
+	modernc.org/sqlite v1.46.1
 )
 
 require (
@@ -36,5 +37,4 @@ require (
 	modernc.org/libc v1.68.0 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.11.0 // indirect
-	modernc.org/sqlite v1.46.1 // indirect
 )

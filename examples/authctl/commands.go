@@ -28,7 +28,7 @@ import (
 )
 
 // commandOrder is the order of the help text.
-var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "import-htpasswd", "import-db"}
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "import-htpasswd", "import-db", "backup", "restore"}
 
 func commands() map[string]command {
 	return map[string]command{
@@ -271,6 +271,19 @@ Examples:
   authctl token list -json alice | jq -r '.[].name'
   authctl token revoke alice ci`,
 			run: runToken,
+		},
+		"backup": {
+			name: "backup", sqliteFile: true, args: "FILE", minArgs: 1, maxArgs: 1,
+			summary: "write a consistent copy of the SQLite database to FILE, servers running",
+			help:    backupHelp,
+			run:     backup,
+		},
+		"restore": {
+			name: "restore", sqliteFile: true, args: "[-y] FILE", minArgs: 1, maxArgs: 1,
+			summary: "replace the SQLite database's content with a copy, servers running (asks first)",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("y", false, "do not ask for confirmation") },
+			help:    restoreHelp,
+			run:     restore,
 		},
 		"import-htpasswd": {
 			name: "import-htpasswd", createsDB: true, args: "[-replace] FILE", minArgs: 1, maxArgs: 1,
