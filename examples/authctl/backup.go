@@ -26,7 +26,7 @@ const backupHelp = `Writes a consistent copy of the SQLite database to FILE, a n
 0600; an existing FILE is refused), while servers go on using the database:
 SQLite's VACUUM INTO copies one snapshot of it, the commits not yet
 checkpointed from the -wal file included. The copy is then read back and
-checked. Say how many users it holds.
+checked, and the number of its users is shown.
 
 PostgreSQL: use pg_dump.
 
@@ -129,12 +129,17 @@ func restore(ctx context.Context, c *call) error {
 	if err != nil {
 		return err
 	}
-	if !c.flag("y") && !c.confirm(fmt.Sprintf("Replace the %d users of %s with the %d users of %s, and end every session?",
-		prep.liveUsers, displaySource(c.db), prep.users, name)) {
-		return errors.New("not confirmed; nothing restored")
+	if !c.flag("y") {
+		now := "the users"
+		if prep.liveUsers >= 0 {
+			now = fmt.Sprintf("the %d users", prep.liveUsers)
+		}
+		if !c.confirm(fmt.Sprintf("Replace %s of %s with the %d users of %s, and end every session?", now, displaySource(c.db), prep.users, name)) {
+			return errors.New("not confirmed; nothing restored")
+		}
 	}
 	if err := restoreInto(ctx, live, staged); err != nil {
-		return fmt.Errorf("restoring %s: %w (nothing was changed)", name, err)
+		return fmt.Errorf("restoring %s: %w", name, err)
 	}
 	fmt.Fprintf(c.stderr, "restored %s into %s: %d users; every session ended\n", name, displaySource(c.db), prep.users)
 	for _, tok := range prep.revivedTokens {
@@ -185,56 +190,36 @@ func stage(file, live, name string) (staged string, cleanup func(), err error) {
 
 // prepared is what prepare learnt of a staged copy.
 type prepared struct {
-	users, liveUsers int
+	users     int // in the copy
+	liveUsers int // in the live database, or -1 when it cannot be read
 	// revivedTokens are the app tokens (user, token name) of the copy that
 	// the live database no longer has.
 	revivedTokens [][2]string
 }
 
 // prepare checks the staged copy and makes it ready to be written into
-// the live database: the page size of the live database (which SQLite's
+// the live database: with the live database's page size (which SQLite's
 // backup into a WAL database requires), the tables and columns of this
-// version (authn.Open adds those missing), and no session.
+// version (authn.Open adds those missing, as a server does at its start),
+// in a rollback journal (one file for the backup to read), and with no
+// session.
 func prepare(ctx context.Context, c *call, live, staged, name string) (prepared, error) {
-	var p prepared
+	p := prepared{liveUsers: -1}
 	liveDB, err := openSQLite(live, "rw")
 	if err != nil {
 		return p, err
 	}
 	defer liveDB.Close()
-	var livePageSize int
-	if err := liveDB.QueryRowContext(ctx, "PRAGMA page_size").Scan(&livePageSize); err != nil {
-		return p, fmt.Errorf("reading %s: %w", displaySource(c.db), err)
-	}
-	if p.liveUsers, err = countUsers(ctx, liveDB); err != nil {
-		return p, fmt.Errorf("reading %s: %w", displaySource(c.db), err)
-	}
-
-	db, err := openSQLite(staged, "rw")
-	if err != nil {
-		return p, err
-	}
-	defer db.Close()
-	if err := checkDatabase(ctx, db); err != nil {
-		return p, fmt.Errorf("%s: %w", name, err)
-	}
 	var pageSize int
-	if err := db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+	if err := liveDB.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return p, fmt.Errorf("reading %s: %w", displaySource(c.db), err)
+	}
+	if n, err := countUsers(ctx, liveDB); err == nil { // only for the question
+		p.liveUsers = n
+	}
+	if err := checkStaged(ctx, staged, pageSize); err != nil {
 		return p, fmt.Errorf("%s: %w", name, err)
 	}
-	if pageSize != livePageSize {
-		// page_size applies at the next VACUUM, which WAL mode forbids.
-		for _, stmt := range []string{"PRAGMA journal_mode=DELETE", fmt.Sprintf("PRAGMA page_size=%d", livePageSize), "VACUUM"} {
-			if _, err := db.ExecContext(ctx, stmt); err != nil {
-				return p, fmt.Errorf("%s: setting the page size of %s: %w", name, displaySource(c.db), err)
-			}
-		}
-	}
-	db.Close()
-
-	// The tables and columns of this version that the copy lacks, as a
-	// server would add them at its start; then back to a rollback journal,
-	// so that the copy is one file for SQLite's backup to read.
 	a, err := authn.Open(ctx, staged, authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: c.hasher})
 	if err != nil {
 		return p, fmt.Errorf("%s is not an authn database: %w", name, err)
@@ -242,47 +227,79 @@ func prepare(ctx context.Context, c *call, live, staged, name string) (prepared,
 	if err := a.Close(); err != nil {
 		return p, err
 	}
-	if db, err = openSQLite(staged, "rw"); err != nil {
+	db, err := openSQLite(staged, "rw")
+	if err != nil {
 		return p, err
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "PRAGMA journal_mode=DELETE"); err != nil {
-		return p, fmt.Errorf("%s: %w", name, err)
-	}
-	if _, err := db.ExecContext(ctx, "DELETE FROM sessions"); err != nil {
-		return p, fmt.Errorf("%s: ending its sessions: %w", name, err)
+	for _, stmt := range []string{"PRAGMA journal_mode=DELETE", "DELETE FROM sessions"} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return p, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if p.users, err = countUsers(ctx, db); err != nil {
 		return p, fmt.Errorf("%s: %w", name, err)
 	}
-	p.revivedTokens, err = revivedTokens(ctx, liveDB, db)
-	if err != nil {
-		return p, fmt.Errorf("comparing the app tokens: %w", err)
+	if p.revivedTokens, err = revivedTokens(ctx, liveDB, db); err != nil {
+		fmt.Fprintf(c.stderr, "note: could not compare the app tokens of %s and %s: %s\n", name, displaySource(c.db), escapeControls(err.Error()))
 	}
 	return p, nil
 }
 
+// checkStaged checks the staged copy (see checkDatabase) and gives it the
+// page size pageSize.
+func checkStaged(ctx context.Context, staged string, pageSize int) error {
+	db, err := openSQLite(staged, "rw")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := checkDatabase(ctx, db); err != nil {
+		return err
+	}
+	var have int
+	if err := db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&have); err != nil {
+		return err
+	}
+	if have == pageSize {
+		return nil
+	}
+	// A new page size applies at the next VACUUM, which WAL mode forbids.
+	for _, stmt := range []string{"PRAGMA journal_mode=DELETE", fmt.Sprintf("PRAGMA page_size=%d", pageSize), "VACUUM"} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("changing its page size from %d to %d: %w", have, pageSize, err)
+		}
+	}
+	return nil
+}
+
 // revivedTokens returns the tokens (user, token name) of the copy whose
-// hash the live database does not have.
+// hash the live database does not have (none when it has no tokens table).
 func revivedTokens(ctx context.Context, liveDB, copyDB *sql.DB) ([][2]string, error) {
 	have := make(map[string]bool)
-	rows, err := liveDB.QueryContext(ctx, "SELECT token_hash FROM tokens")
-	if err != nil {
+	var tables int
+	if err := liveDB.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'tokens'").Scan(&tables); err != nil {
 		return nil, err
 	}
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			rows.Close()
+	if tables > 0 {
+		rows, err := liveDB.QueryContext(ctx, "SELECT token_hash FROM tokens")
+		if err != nil {
 			return nil, err
 		}
-		have[h] = true
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			have[h] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows, err = copyDB.QueryContext(ctx, "SELECT username, name, token_hash FROM tokens ORDER BY username, name")
+	rows, err := copyDB.QueryContext(ctx, "SELECT username, name, token_hash FROM tokens ORDER BY username, name")
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +347,8 @@ func restoreInto(ctx context.Context, live, staged string) error {
 		}
 		if _, err := b.Step(-1); err != nil {
 			b.Finish()
-			return err
+			// The step's transaction was rolled back.
+			return fmt.Errorf("%w (nothing was changed)", err)
 		}
 		return b.Finish()
 	})
@@ -374,6 +392,7 @@ func checkDatabase(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// countUsers returns the number of rows of db's users table.
 func countUsers(ctx context.Context, db *sql.DB) (int, error) {
 	var n int
 	err := db.QueryRowContext(ctx, "SELECT count(*) FROM users").Scan(&n)
