@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/minimost/minimost/authn"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"github.com/uptrace/bun/driver/sqliteshim"
 	"modernc.org/sqlite"
 )
@@ -200,9 +202,8 @@ type prepared struct {
 // prepare checks the staged copy and makes it ready to be written into
 // the live database: with the live database's page size (which SQLite's
 // backup into a WAL database requires), the tables and columns of this
-// version (authn.Open adds those missing, as a server does at its start),
-// in a rollback journal (one file for the backup to read), and with no
-// session.
+// version (authn adds those missing, as at a server's start), in a
+// rollback journal (one file for the backup to read), and with no session.
 func prepare(ctx context.Context, c *call, live, staged, name string) (prepared, error) {
 	p := prepared{liveUsers: -1}
 	liveDB, err := openSQLite(live, "rw")
@@ -220,12 +221,8 @@ func prepare(ctx context.Context, c *call, live, staged, name string) (prepared,
 	if err := checkStaged(ctx, staged, pageSize); err != nil {
 		return p, fmt.Errorf("%s: %w", name, err)
 	}
-	a, err := authn.Open(ctx, staged, authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: c.hasher})
-	if err != nil {
+	if err := addTables(ctx, c, staged); err != nil {
 		return p, fmt.Errorf("%s is not an authn database: %w", name, err)
-	}
-	if err := a.Close(); err != nil {
-		return p, err
 	}
 	db, err := openSQLite(staged, "rw")
 	if err != nil {
@@ -244,6 +241,22 @@ func prepare(ctx context.Context, c *call, live, staged, name string) (prepared,
 		fmt.Fprintf(c.stderr, "note: could not compare the app tokens of %s and %s: %s\n", name, displaySource(c.db), escapeControls(err.Error()))
 	}
 	return p, nil
+}
+
+// addTables gives the staged copy the tables and columns of this version
+// that it lacks, through authn.NewOwned on a pool of its own: this private
+// file needs none of what authn.Open adds for a shared one (its file
+// watch, reads from memory).
+func addTables(ctx context.Context, c *call, staged string) error {
+	db, err := openSQLite(staged, "rw")
+	if err != nil {
+		return err
+	}
+	a, err := authn.NewOwned(ctx, bun.NewDB(db, sqlitedialect.New()), authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: c.hasher})
+	if err != nil {
+		return err // NewOwned closed db
+	}
+	return a.Close()
 }
 
 // checkStaged checks the staged copy (see checkDatabase) and gives it the
