@@ -2,6 +2,8 @@ package minimost_test
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -106,6 +108,10 @@ func TestFail2banFilter(t *testing.T) {
 	for range 4 { // one line for the window, the others counted
 		want("throttled", basicGet(c6, "Basic !!!"), 429)
 	}
+	c9 := clientFrom("127.0.0.9")
+	for i := range 3 { // a token guesser: well-formed app tokens of no one
+		want("unknown app token", basicGet(c9, "Bearer "+guessedToken(i)), 401)
+	}
 
 	// IPv6: another run of the example, on ::1.
 	l, err := net.Listen("tcp", "[::1]:0")
@@ -124,7 +130,8 @@ func TestFail2banFilter(t *testing.T) {
 
 	logText := s.logText() + p.stderr.String()
 	for _, line := range []string{"INFO authn: login_succeeded", "INFO authn: logout", "INFO authn: registered event=registered user=newbie",
-		"WARN authn: lockout", "WARN authn: cross-origin request refused", "client=::1", "reason=throttled client=127.0.0.6"} {
+		"WARN authn: lockout", "WARN authn: cross-origin request refused", "client=::1", "reason=throttled client=127.0.0.6",
+		`reason="unknown app token" client=127.0.0.9`} {
 		if !strings.Contains(logText, line) {
 			t.Fatalf("the log has no %q line to test the filter with:\n%s", line, logText)
 		}
@@ -145,10 +152,16 @@ func TestFail2banFilter(t *testing.T) {
 	for ip := range strings.FieldsSeq(string(out)) {
 		got[ip]++
 	}
-	wantHosts := map[string]int{"127.0.0.2": 2, "127.0.0.3": 3, "127.0.0.6": 21, "127.0.0.7": 4, "127.0.0.8": 1, "::1": 2}
+	wantHosts := map[string]int{"127.0.0.2": 2, "127.0.0.3": 3, "127.0.0.6": 21, "127.0.0.7": 4, "127.0.0.8": 1, "127.0.0.9": 3, "::1": 2}
 	if !maps.Equal(got, wantHosts) {
 		t.Fatalf("fail2ban-regex matched %v, want %v\nlog:\n%s", got, wantHosts, logText)
 	}
+}
+
+// guessedToken returns the i-th of a token guesser's app tokens: the
+// shape of a real one ("mmt_" and 43 base64url characters), of no one.
+func guessedToken(i int) string {
+	return "mmt_" + base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%032d", i))
 }
 
 func status(t *testing.T, c *http.Client, req *http.Request) int {
@@ -194,7 +207,10 @@ func TestFail2banFilterHandlers(t *testing.T) {
 			if err := a.Register(context.Background(), "alice", alicePassword); err != nil {
 				t.Fatal(err)
 			}
-			srv := httptest.NewServer(a.Routes())
+			mux := http.NewServeMux()
+			mux.Handle("/", a.Routes())
+			mux.Handle("/api/", a.BasicAuth(http.NotFoundHandler()))
+			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			try := func(ip, pw string, code int) {
 				t.Helper()
@@ -208,6 +224,11 @@ func TestFail2banFilterHandlers(t *testing.T) {
 			try("127.0.0.2", "wrong", 401)
 			try("127.0.0.2", "wrong again", 401)
 			try("127.0.0.2", "a third", 429)
+			bearer, _ := http.NewRequest("GET", srv.URL+"/api/", nil)
+			bearer.Header.Set("Authorization", "Bearer "+guessedToken(0))
+			if got := status(t, clientFrom("127.0.0.4"), bearer); got != 401 {
+				t.Fatalf("a guessed token from 127.0.0.4: %d, want 401", got)
+			}
 			logFile := filepath.Join(t.TempDir(), "minimost.log")
 			if err := os.WriteFile(logFile, []byte(logs.String()), 0o600); err != nil {
 				t.Fatal(err)
@@ -216,8 +237,8 @@ func TestFail2banFilterHandlers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("fail2ban-regex: %v\n%s", err, out)
 			}
-			if got := strings.Fields(string(out)); !slices.Equal(got, []string{"127.0.0.2", "127.0.0.2", "127.0.0.2"}) {
-				t.Fatalf("matched %q, want 127.0.0.2 three times\nlog:\n%s", got, logs)
+			if got := strings.Fields(string(out)); !slices.Equal(got, []string{"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.4"}) {
+				t.Fatalf("matched %q, want 127.0.0.2 three times, then 127.0.0.4\nlog:\n%s", got, logs)
 			}
 		})
 	}

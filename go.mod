@@ -3,6 +3,7 @@ module github.com/minimost/minimost
 go 1.25.8
 
 require (
+	github.com/felixge/httpsnoop v1.1.0
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/uptrace/bun v1.3.0
@@ -11,6 +12,7 @@ require (
 	github.com/uptrace/bun/driver/sqliteshim v1.3.0
 	golang.org/x/crypto v0.55.0
 	golang.org/x/term v0.45.0
+	modernc.org/sqlite v1.46.1
 )
 
 require (
@@ -35,5 +37,4 @@ require (
 	modernc.org/libc v1.68.0 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.11.0 // indirect
-	modernc.org/sqlite v1.46.1 // indirect
 )

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/minimost/minimost/authn/password"
@@ -46,6 +47,26 @@ func (a *Authenticator) register(ctx context.Context, username, pw string, wait 
 	return nil
 }
 
+// CheckNewUsername reports whether Register would take username as the
+// name of a new user: an error wrapping ErrInvalidUsername (see
+// CheckUsername) or ErrUserExists (a user has that name, also in another
+// case), or nil. It costs one read and no hash, so that a tool can refuse a
+// name before it asks for a password. The answer may change before Register
+// runs; Register checks again.
+func (a *Authenticator) CheckNewUsername(ctx context.Context, username string) error {
+	if err := CheckUsername(username); err != nil {
+		return err
+	}
+	taken, err := a.store.nameTaken(ctx, username)
+	if err != nil {
+		return err
+	}
+	if taken {
+		return fmt.Errorf("%w: %s", ErrUserExists, username)
+	}
+	return nil
+}
+
 // SetPassword replaces a user's password after checking it against the
 // PasswordPolicy, clears the failure counter and any lock, and ends all the
 // user's sessions, in one transaction; the user's app tokens stay valid. An
@@ -82,19 +103,31 @@ func (a *Authenticator) Unlock(ctx context.Context, username string) error {
 	return nil
 }
 
+// Forever, as the duration of Lock, locks a user with no end: until Unlock,
+// SetPassword or an import. The stored lockout_until is +Inf, the Python
+// application's way of disabling an account, and Account.LockedForever
+// reports it. No other duration does: the longest, about 292 years, still
+// ends.
+const Forever time.Duration = math.MaxInt64
+
 // Lock locks a user for d from now (d <= 0: for the configured
-// LockoutDuration), clears the failure counter and ends all the user's
-// sessions, in one transaction: a lock is what an administrator does about a
-// password in the wrong hands. Logins are refused until the lock ends or
-// Unlock or SetPassword is called; a login already past its password check
-// is refused too (see Authenticate). The user's app tokens are refused
-// while the lock lasts. A lockout caused by failed passwords, unlike Lock,
-// leaves sessions and app tokens alone, or anyone could sign a user out.
+// LockoutDuration; Forever: with no end), clears the failure counter and
+// ends all the user's sessions, in one transaction: a lock is what an
+// administrator does about a password in the wrong hands. Logins are
+// refused until the lock ends or Unlock or SetPassword is called; a login
+// already past its password check is refused too (see Authenticate). The
+// user's app tokens are refused while the lock lasts. A lockout caused by
+// failed passwords, unlike Lock, leaves sessions and app tokens alone, or
+// anyone could sign a user out.
 func (a *Authenticator) Lock(ctx context.Context, username string, d time.Duration) error {
 	if d <= 0 {
 		d = a.duration
 	}
-	if err := a.store.lock(ctx, username, a.now().Add(d)); err != nil {
+	until := math.Inf(1)
+	if d != Forever {
+		until = unixSeconds(a.now().Add(d))
+	}
+	if err := a.store.lock(ctx, username, until); err != nil {
 		return err
 	}
 	a.emit(ctx, Event{Type: EventLock, Username: username})

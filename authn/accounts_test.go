@@ -323,3 +323,27 @@ func TestEvents(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckNewUsername: what Register would say of a name, without a
+// password: taken (in any case), invalid, or free; and no hash is spent.
+func TestCheckNewUsername(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		ctx := context.Background()
+		a := db.Open(t, authn.Config{})
+		if err := a.Register(ctx, "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]error{
+			"alice": authn.ErrUserExists, "ALICE": authn.ErrUserExists,
+			"bob": nil, "bob!": authn.ErrInvalidUsername, "": authn.ErrInvalidUsername,
+		} {
+			if err := a.CheckNewUsername(ctx, name); !errors.Is(err, want) || (want == nil) != (err == nil) {
+				t.Errorf("CheckNewUsername(%q) = %v, want %v", name, err, want)
+			}
+		}
+		if _, err := a.Account(ctx, "bob"); !errors.Is(err, authn.ErrNotFound) {
+			t.Errorf("CheckNewUsername created bob: %v", err)
+		}
+	})
+}

@@ -160,8 +160,9 @@ func decodeForm(r *http.Request, fs fieldSet) error {
 // not send for a text field is an error, so that no two readers of the body
 // can disagree on what it says: a missing or malformed boundary, a part
 // with a file name (an <input type=file>, even empty), with a content type
-// other than text/plain, with a Content-Transfer-Encoding or any header
-// but those two and Content-Disposition, a disposition other than form-data
+// other than text/plain (at most with charset=utf-8: see utf8TextPlain),
+// with a Content-Transfer-Encoding or any header but those two and
+// Content-Disposition, a disposition other than form-data
 // with a name, one whose parameters readers parse differently (see
 // plainDisposition; a field whose name has a backslash is refused with
 // them), or a body that ends before the closing boundary.
@@ -212,8 +213,8 @@ func textFieldName(h textproto.MIMEHeader) (string, error) {
 			return "", fmt.Errorf("authn: multipart part with a %s header", key)
 		}
 	}
-	if ct := h.Values("Content-Type"); len(ct) > 1 || len(ct) == 1 && mediaType(ct[0]) != "text/plain" {
-		return "", errors.New("authn: multipart part that is not text/plain")
+	if ct := h.Values("Content-Type"); len(ct) > 1 || len(ct) == 1 && !utf8TextPlain(ct[0]) {
+		return "", errors.New("authn: multipart part that is not text/plain in UTF-8")
 	}
 	cd := h.Values("Content-Disposition")
 	if len(cd) != 1 {
@@ -234,6 +235,24 @@ func textFieldName(h textproto.MIMEHeader) (string, error) {
 		return "", errors.New("authn: multipart part without a name")
 	}
 	return name, nil
+}
+
+// utf8TextPlain reports whether the Content-Type of a multipart part is
+// text/plain with no parameter but charset=utf-8: the part is read as UTF-8
+// bytes, and a reader that honours another charset (ISO-8859-1, UTF-16)
+// would read another password from the same bytes. Browsers send no
+// Content-Type for a text field; RFC 7578 allows this one. Its parameters
+// must be plain as a disposition's (an RFC 2231 charset*= is refused).
+func utf8TextPlain(v string) bool {
+	if !plainDisposition(v) {
+		return false
+	}
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil || mt != "text/plain" {
+		return false
+	}
+	charset, ok := params["charset"]
+	return len(params) == 0 || len(params) == 1 && ok && strings.EqualFold(charset, "utf-8")
 }
 
 // plainDisposition reports whether a Content-Disposition value is one that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -153,4 +154,72 @@ func containsAccount(list []authn.Account, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestLockForever: Lock with Forever stores +Inf (a REAL on SQLite, not
+// the string 'Infinity'), as the Python application disables an account:
+// Account and ListAccounts say locked forever, logins, the cached Basic
+// credential and app tokens are refused, and the lock outlasts any time
+// until Unlock ends it.
+func TestLockForever(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		ctx := context.Background()
+		clk := newClock()
+		a := db.Open(t, authn.Config{Now: clk.Now})
+		if err := a.Register(ctx, "mallory", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		token, err := a.CreateToken(ctx, "mallory", "ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := a.BasicAuth(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		if code := serve(h, basicRequest("mallory", goodPassword)); code != 200 { // now cached
+			t.Fatalf("Basic before the lock: %d", code)
+		}
+		if err := a.Lock(ctx, "mallory", authn.Forever); err != nil {
+			t.Fatal(err)
+		}
+		if v, valid, typ := storedLockout(t, db, "mallory"); !valid || !math.IsInf(v, 1) || db.Name == "sqlite" && typ != "real" {
+			t.Fatalf("stored lockout_until %v (%s, valid %v), want +Inf as a number", v, typ, valid)
+		}
+		for range 3 { // past the longest Duration, about 292 years
+			clk.Advance(100 * 365 * 24 * time.Hour)
+		}
+		acc, err := a.Account(ctx, "mallory")
+		if err != nil || !acc.LockedForever {
+			t.Fatalf("Account = %+v, %v; want locked forever", acc, err)
+		}
+		list, err := a.ListAccounts(ctx, authn.ListOptions{LockedOnly: true})
+		if err != nil || !containsAccount(list, "mallory") || !list[0].LockedForever {
+			t.Errorf("ListAccounts(LockedOnly) = %+v, %v; want mallory locked forever", list, err)
+		}
+		var locked *authn.LockedError
+		if err := a.Authenticate(ctx, "mallory", goodPassword); !errors.As(err, &locked) || !locked.Forever {
+			t.Errorf("Authenticate = %v, want a LockedError with Forever", err)
+		}
+		if code := serve(h, basicRequest("mallory", goodPassword)); code != 401 {
+			t.Errorf("cached Basic credential: %d, want 401", code)
+		}
+		if code := serve(h, withAuthorization(bearer(token))); code != 401 {
+			t.Errorf("app token: %d, want 401", code)
+		}
+		if err := a.Unlock(ctx, "mallory"); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Authenticate(ctx, "mallory", goodPassword); err != nil {
+			t.Errorf("after Unlock: %v", err)
+		}
+		if code := serve(h, withAuthorization(bearer(token))); code != 200 {
+			t.Errorf("app token after Unlock: %d, want 200", code)
+		}
+	})
+}
+
+// withAuthorization is a GET with that Authorization header.
+func withAuthorization(v string) *http.Request {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", v)
+	return r
 }

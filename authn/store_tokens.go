@@ -176,9 +176,10 @@ func clearAdminLock(ctx context.Context, db bun.IDB, username string) error {
 }
 
 // recordAdminLock records that Lock wrote until, as stored, into username's
-// lockout_until, inside Lock's transaction.
-func recordAdminLock(ctx context.Context, db bun.IDB, username string, until float64) error {
-	_, err := db.NewInsert().Model(&model.AdminLock{Username: username, LockoutUntil: until}).
+// lockout_until, inside Lock's transaction: until is the SQL of the value
+// with its arguments, as store.float writes it.
+func recordAdminLock(ctx context.Context, db bun.IDB, username, until string, args []any) error {
+	_, err := db.NewInsert().Model(&model.AdminLock{Username: username}).Value("lockout_until", until, args...).
 		On("CONFLICT (username) DO UPDATE").Set("lockout_until = EXCLUDED.lockout_until").Exec(ctx)
 	return err
 }

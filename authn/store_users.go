@@ -170,19 +170,32 @@ func (s *store) setPassword(ctx context.Context, username, encoded string) error
 	})
 }
 
-// lock locks a user until until, clears the counter, records the lock as
-// the administrator's (see model.AdminLock: it stops app tokens, which a
-// lockout by failed passwords does not) and ends the user's sessions, in
-// one transaction.
-func (s *store) lock(ctx context.Context, username string, until time.Time) error {
-	t := unixSeconds(until)
+// lock locks a user until until (Unix seconds; +Inf: with no end), clears
+// the counter, records the lock as the administrator's (see
+// model.AdminLock: it stops app tokens, which a lockout by failed passwords
+// does not) and ends the user's sessions, in one transaction.
+func (s *store) lock(ctx context.Context, username string, until float64) error {
+	value, args := s.float(until)
 	return s.changeUser(ctx, "lock", username, func(tx bun.Tx) *bun.UpdateQuery {
 		return tx.NewUpdate().Model((*model.User)(nil)).
 			Set("failed_attempts = 0").
-			Set("lockout_until = ?", t)
+			Set("lockout_until = "+value, args...)
 	}, nil, func(ctx context.Context, tx bun.Tx) error {
-		return recordAdminLock(ctx, tx, username, t)
+		return recordAdminLock(ctx, tx, username, value, args)
 	})
+}
+
+// float returns the SQL of a REAL value v: "?" with v as its argument,
+// except that on SQLite an infinity is the number 9e999 or -9e999, not
+// bun's 'Infinity' (a string SQLite would keep as TEXT; see withLockout).
+func (s *store) float(v float64) (string, []any) {
+	if s.sqlite() && math.IsInf(v, 0) {
+		if v > 0 {
+			return "9e999", nil
+		}
+		return "-9e999", nil
+	}
+	return "?", []any{v}
 }
 
 // changeUser runs before (when not nil), the UPDATE that update starts on

@@ -423,3 +423,55 @@ var errFlush = errors.New("flush failed")
 type flushErrorWriter struct{ *httptest.ResponseRecorder }
 
 func (flushErrorWriter) FlushError() error { return errFlush }
+
+// TestWrapKeepsStringWriter: through Wrap, a handler finds io.StringWriter
+// where the server's writer has it (net/http's do, so io.WriteString
+// copies no string into a new slice), the call reaches the server's
+// writer, and a WriteString is a first write: 200, after which a status is
+// too late.
+func TestWrapKeepsStringWriter(t *testing.T) {
+	t.Parallel()
+	var real bool
+	srv := httptest.NewServer(NewThrottle(ThrottleConfig{}).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, real = w.(io.StringWriter)
+	})))
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	srv.Close()
+	if !real {
+		t.Error("through Wrap, net/http's writer is no io.StringWriter")
+	}
+
+	th := NewThrottle(ThrottleConfig{Burst: 1, Interval: time.Hour})
+	h := th.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw, ok := w.(io.StringWriter)
+		if !ok {
+			t.Error("through Wrap, httptest's recorder is no io.StringWriter")
+			return
+		}
+		sw.WriteString("hello")
+		w.WriteHeader(401) // too late: 200 was sent
+	}))
+	for range 2 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(stringWriter{rec}, httptest.NewRequest("GET", "/", nil))
+		if rec.Code != 200 || rec.Body.String() != "hello" {
+			t.Errorf("the server's writer got %d %q, want 200 hello", rec.Code, rec.Body)
+		}
+	}
+	if ok, _ := th.Allow(ResolveClientIP(httptest.NewRequest("GET", "/", nil), nil)); !ok {
+		t.Error("a response begun by WriteString counted as failed")
+	}
+}
+
+// stringWriter is a ResponseWriter with WriteString and no other optional
+// interface.
+type stringWriter struct{ rec *httptest.ResponseRecorder }
+
+func (w stringWriter) Header() http.Header               { return w.rec.Header() }
+func (w stringWriter) WriteHeader(code int)              { w.rec.WriteHeader(code) }
+func (w stringWriter) Write(p []byte) (int, error)       { return w.rec.Write(p) }
+func (w stringWriter) WriteString(s string) (int, error) { return w.rec.WriteString(s) }

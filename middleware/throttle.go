@@ -237,14 +237,15 @@ func (t *Throttle) makeRoom() {
 // Failed calls its response a failure. The client is the address ClientIP
 // stored in the context, or else the connection's peer.
 //
-// The writer next sees records the status and implements exactly those of
-// http.Flusher, http.Hijacker, io.ReaderFrom and http.Pusher that w
-// implements, so streaming (server-sent events), io.Copy's fast path and
-// connection upgrades work through Wrap as without it; its Unwrap method
-// gives w to http.ResponseController. A response whose first write is a
-// Flush or a ReadFrom has status 200, as net/http sends it; a hijacked
-// connection counts as 101 Switching Protocols unless a status was written
-// before, and so as no failure.
+// The writer next sees records the status and implements exactly the
+// optional interfaces that w implements (http.Flusher, http.Hijacker,
+// io.ReaderFrom, io.StringWriter, http.Pusher and the rest that
+// github.com/felixge/httpsnoop knows), so streaming (server-sent events),
+// io.Copy's fast path and connection upgrades work through Wrap as without
+// it; its Unwrap method gives w to http.ResponseController. A response
+// whose first write is a Flush, a ReadFrom or a WriteString has status 200,
+// as net/http sends it; a hijacked connection counts as 101 Switching
+// Protocols unless a status was written before, and so as no failure.
 func (t *Throttle) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip, ok := ClientIPFromContext(r.Context())

@@ -48,13 +48,18 @@ type command struct {
 	// (add and the imports); the others refuse a file that does not exist,
 	// where a typo in -db would otherwise create an empty database.
 	createsDB bool
-	run       func(ctx context.Context, c *call) error
+	// sqliteFile is set on the commands that work on the SQLite file
+	// itself (backup, restore): run opens no Authenticator for them, and
+	// refuses a PostgreSQL URL.
+	sqliteFile bool
+	run        func(ctx context.Context, c *call) error
 }
 
 // call is one command being run.
 type call struct {
 	env
-	a    *authn.Authenticator
+	a    *authn.Authenticator // nil for the commands on the SQLite file
+	db   string               // the -db flag
 	fs   *flag.FlagSet
 	args []string
 }
@@ -89,7 +94,7 @@ func run(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "authctl: unknown command %q; run authctl -h for the list\n", rest[0])
 		return exitUsage
 	}
-	c := &call{env: e, fs: flag.NewFlagSet(cmd.name, flag.ContinueOnError)}
+	c := &call{env: e, db: *db, fs: flag.NewFlagSet(cmd.name, flag.ContinueOnError)}
 	c.fs.SetOutput(e.stderr)
 	c.fs.Usage = func() { printCommandHelp(e.stderr, cmd, c.fs) }
 	if cmd.flags != nil {
@@ -110,14 +115,16 @@ func run(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "authctl %s: %s\n", cmd.name, escapeControls(err.Error()))
 		return exitError
 	}
-	// The library's own log lines would mix with the tool's messages.
-	a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: e.hasher}, postgres.Open)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "authctl: %s\n", escapeControls(err.Error()))
-		return exitError
+	if !cmd.sqliteFile {
+		// The library's own log lines would mix with the tool's messages.
+		a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: e.hasher}, postgres.Open)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "authctl: %s\n", escapeControls(err.Error()))
+			return exitError
+		}
+		defer a.Close()
+		c.a = a
 	}
-	defer a.Close()
-	c.a = a
 	if err := cmd.run(ctx, c); err != nil {
 		// Errors may hold names, paths and lines from the command line or
 		// a file: no control character of theirs reaches the terminal.
@@ -137,6 +144,9 @@ func run(ctx context.Context, args []string, e env) int {
 // race with the administrator's own hand can do.
 func checkDB(db string, cmd command) error {
 	if demo.IsPostgresURL(db) {
+		if cmd.sqliteFile {
+			return fmt.Errorf("%s works on a SQLite file; for PostgreSQL use pg_dump and pg_restore", cmd.name)
+		}
 		return nil
 	}
 	if err := demo.CheckNotURI(db); err != nil {

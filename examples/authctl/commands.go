@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,7 +28,7 @@ import (
 )
 
 // commandOrder is the order of the help text.
-var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "import-htpasswd", "import-db"}
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "import-htpasswd", "import-db", "backup", "restore"}
 
 func commands() map[string]command {
 	return map[string]command{
@@ -41,6 +43,11 @@ Examples:
   authctl add alice
   printf '%s\n' "$PASSWORD" | authctl -db /srv/app/auth.db add alice`,
 			run: func(ctx context.Context, c *call) error {
+				// The name first: a taken or invalid one is refused before
+				// anyone types a password twice for nothing.
+				if err := c.a.CheckNewUsername(ctx, c.args[0]); err != nil {
+					return err
+				}
 				pw, err := c.readPassword(c.args[0])
 				if err != nil {
 					return err
@@ -89,22 +96,25 @@ Example:
 		},
 		"lock": {
 			name: "lock", args: "NAME [DURATION]", minArgs: 1, maxArgs: 2,
-			summary: "lock a user for DURATION (default 15m) and end the user's sessions",
+			summary: "lock a user for DURATION (default 15m) or forever and end the user's sessions",
 			help: `Locks NAME: logins are refused until the lock ends or "unlock" or "passwd"
 is run, and all of NAME's sessions end, also a login in progress. NAME's app
 tokens are refused while the lock lasts.
-DURATION is a Go duration such as 90m or 24h; the default is the lockout
-duration, 15 minutes.
+DURATION is a Go duration such as 90m or 24h, or a whole number of days such
+as 7d; the default is the lockout duration, 15 minutes. "forever" locks with
+no end (until "unlock" or "passwd"), as the Python application disables an
+account; "list" and "show" then say forever.
 
 Examples:
   authctl lock mallory
-  authctl lock mallory 720h`,
+  authctl lock mallory 7d
+  authctl lock mallory forever`,
 			run: func(ctx context.Context, c *call) error {
 				d := time.Duration(0)
 				if len(c.args) == 2 {
 					var err error
-					if d, err = time.ParseDuration(c.args[1]); err != nil || d <= 0 {
-						return usageError{fmt.Sprintf("DURATION %q is not a positive duration such as 90m or 24h", c.args[1])}
+					if d, err = parseLockDuration(c.args[1]); err != nil {
+						return err
 					}
 				}
 				if err := c.a.Lock(ctx, c.args[0], d); err != nil {
@@ -113,6 +123,10 @@ Examples:
 				acc, err := c.a.Account(ctx, c.args[0])
 				if err != nil {
 					return err
+				}
+				if acc.LockedForever {
+					fmt.Fprintf(c.stderr, "locked %s forever (until unlock or passwd)\n", c.args[0])
+					return nil
 				}
 				fmt.Fprintf(c.stderr, "locked %s until %s\n", c.args[0], or(lockedUntil(acc), "-"))
 				return nil
@@ -258,6 +272,19 @@ Examples:
   authctl token revoke alice ci`,
 			run: runToken,
 		},
+		"backup": {
+			name: "backup", sqliteFile: true, args: "FILE", minArgs: 1, maxArgs: 1,
+			summary: "write a consistent copy of the SQLite database to FILE, servers running",
+			help:    backupHelp,
+			run:     backup,
+		},
+		"restore": {
+			name: "restore", sqliteFile: true, args: "[-y] FILE", minArgs: 1, maxArgs: 1,
+			summary: "replace the SQLite database's content with a copy, servers running (asks first)",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("y", false, "do not ask for confirmation") },
+			help:    restoreHelp,
+			run:     restore,
+		},
 		"import-htpasswd": {
 			name: "import-htpasswd", createsDB: true, args: "[-replace] FILE", minArgs: 1, maxArgs: 1,
 			summary: "create users from an Apache htpasswd file (bcrypt lines)",
@@ -313,6 +340,26 @@ Example:
 			},
 		},
 	}
+}
+
+// maxLockDays is the most days "lock" takes: the longest time.Duration.
+const maxLockDays = math.MaxInt64 / int64(24*time.Hour)
+
+// parseLockDuration reads the DURATION of "lock": a positive Go duration
+// (90m, 24h), a positive whole number of days (7d), which Go's durations
+// lack, or "forever" (authn.Forever).
+func parseLockDuration(s string) (time.Duration, error) {
+	if s == "forever" {
+		return authn.Forever, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseInt(days, 10, 64); err == nil && n > 0 && n <= maxLockDays {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d, nil
+	}
+	return 0, usageError{fmt.Sprintf("DURATION %q is not a positive duration such as 90m, 24h or 7d, nor forever", s)}
 }
 
 // runToken runs "token add", "token list" and "token revoke".

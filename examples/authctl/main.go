@@ -1,7 +1,9 @@
 // Command authctl manages the users of an authn database: create the first
-// user, reset a password, lock and unlock accounts, see who is locked, and
+// user, reset a password, lock and unlock accounts, see who is locked,
 // import users from an htpasswd file or from another database such as the
-// Python application's auth.db. It is built on the public authn API only.
+// Python application's auth.db, and back up and restore a SQLite database
+// while servers use it. It is built on the public authn API, and on SQLite
+// itself for backup and restore.
 //
 //	go run ./examples/authctl -db auth.db <command> [arguments]
 //
