@@ -26,6 +26,9 @@ type sqliteFile struct {
 	path string // where it was found
 	st   syscall.Stat_t
 	fd   int // the descriptor last used; checked again at each use
+	// read is the descriptor readAt read through since the last check, or
+	// -1: check has nothing to vouch for when nothing was read.
+	read int
 }
 
 // openedFile returns the file now at path, which SQLite must have open in
@@ -45,7 +48,7 @@ func openedFile(path string) (*sqliteFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &sqliteFile{path: path, st: *st, fd: -1}
+	f := &sqliteFile{path: path, st: *st, fd: -1, read: -1}
 	name := path // as the kernel names it, read from SQLite's descriptor below
 	var others []int
 	for _, e := range entries {
@@ -99,16 +102,16 @@ func (f *sqliteFile) descriptor() (int, error) {
 var errDescriptorChanged = errors.New("the descriptor changed while it was read")
 
 // readAt fills p from offset off, or returns io.ErrUnexpectedEOF when the
-// file ends first. It reads through the descriptor last found, unchecked:
+// file ends first. It reads through a descriptor found open on f (the one
+// last found while it still is: a connection that closed since, such as
+// one of the pool at Close, leaves a number that may be another file's);
 // what it read is of f only if check, called after, returns nil.
 func (f *sqliteFile) readAt(p []byte, off int64) error {
-	fd := f.fd
-	if fd < 0 {
-		var err error
-		if fd, err = f.descriptor(); err != nil {
-			return err
-		}
+	fd, err := f.descriptor()
+	if err != nil {
+		return err
 	}
+	f.read = fd
 	n := 0
 	for n < len(p) {
 		m, err := syscall.Pread(fd, p[n:], off+int64(n))
@@ -130,11 +133,15 @@ func (f *sqliteFile) readAt(p []byte, off int64) error {
 	return nil
 }
 
-// check reports whether the descriptor that readAt used is still open on
-// f: if it was closed, and its number reused, the bytes read may be of
-// another file.
+// check reports whether the descriptor that readAt used since the last
+// check is still open on f: if it was closed, and its number reused, the
+// bytes read may be of another file. With nothing read, there is nothing
+// to vouch for: a descriptor found earlier may have closed since (a
+// connection of the pool, at Close) without anything read through it.
 func (f *sqliteFile) check() error {
-	if f.fd < 0 || !sameInode(f.fd, &f.st) {
+	fd := f.read
+	f.read = -1
+	if fd >= 0 && !sameInode(fd, &f.st) {
 		f.fd = -1
 		return fmt.Errorf("%s: %w", f.path, errDescriptorChanged)
 	}
