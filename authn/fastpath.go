@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -83,21 +82,19 @@ var errNotAFile = errors.New("not a database file")
 // -shm. A header not valid at this moment is no reason: each request
 // checks it.
 func tryFastReads(ctx context.Context, db *bun.DB) (*fastReads, error) {
-	var path string
-	err := db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path)
+	path, err := sqliteMainFile(ctx, db.DB)
 	if err != nil {
-		return nil, fmt.Errorf("finding the database file: %w", err)
+		return nil, err
 	}
 	if path == "" {
 		return nil, errNotAFile
 	}
 	// A connection that reads uncommitted rows (shared cache) could hand
 	// one to the memo that a rollback then takes back without a commit.
-	var dirty int
-	if err := db.QueryRowContext(ctx, "PRAGMA read_uncommitted").Scan(&dirty); err != nil {
-		return nil, fmt.Errorf("reading read_uncommitted: %w", err)
-	}
-	if dirty != 0 {
+	switch dirty, err := readsUncommitted(ctx, db.DB); {
+	case err != nil:
+		return nil, err
+	case dirty:
 		return nil, errors.New("the connections read uncommitted rows")
 	}
 	dbFile, err := os.Stat(path)
@@ -147,31 +144,12 @@ func openPinned(ctx context.Context, d driver.Driver, path string) (*sql.DB, *sq
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening a connection of its own: %w", errors.Join(err, pool.Close()))
 	}
-	if err := checkPinned(ctx, conn); err != nil {
+	if err := checkWALConn(ctx, conn); err != nil {
 		return nil, nil, errors.Join(err, conn.Close(), pool.Close())
 	}
 	return pool, conn, nil
 }
 
-// checkPinned makes the pinned connection wait for locks as the pool's
-// do (for a checkpoint or a recovery by another process), reads once, and
-// makes sure the database is in WAL mode.
-func checkPinned(ctx context.Context, conn *sql.Conn) error {
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMillis)); err != nil {
-		return fmt.Errorf("setting the busy timeout: %w", err)
-	}
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(new(int)); err != nil {
-		return fmt.Errorf("reading the database: %w", err)
-	}
-	var mode string
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return fmt.Errorf("reading the journal mode: %w", err)
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal mode %q, not WAL", mode)
-	}
-	return nil
-}
 
 // dsnConnector is the Connector of a driver that has none of its own.
 type dsnConnector struct {
