@@ -150,7 +150,6 @@ func openPinned(ctx context.Context, d driver.Driver, path string) (*sql.DB, *sq
 	return pool, conn, nil
 }
 
-
 // dsnConnector is the Connector of a driver that has none of its own.
 type dsnConnector struct {
 	d   driver.Driver
