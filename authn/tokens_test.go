@@ -30,7 +30,12 @@ func newTokenSite(t *testing.T, db *testdb.DB, cfg authn.Config) *tokenSite {
 	if cfg.LockoutThreshold == 0 {
 		cfg.LockoutThreshold = 3
 	}
-	a := db.Open(t, cfg)
+	return serveTokenSite(t, db.Open(t, cfg))
+}
+
+// serveTokenSite is newTokenSite over an Authenticator the caller opened.
+func serveTokenSite(t *testing.T, a *authn.Authenticator) *tokenSite {
+	t.Helper()
 	if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
 		t.Fatal(err)
 	}
@@ -534,6 +539,31 @@ func TestAdminLockRecordCleared(t *testing.T) {
 			}
 			if n := records(); n != 0 {
 				t.Errorf("after %s: %d records of the admin lock, want 0", name, n)
+			}
+		}
+	})
+}
+
+// TestTokenRefusedWhenLockedWithNoEnd: a lockout_until that is no time in
+// range (1e300, +Inf, ...: how an administrator of the Python application
+// disables an account, written by SQL) stops the user's tokens in both
+// forms, also a token answered from memory before the write; a lock in
+// the future that failed passwords could have written does not.
+func TestTokenRefusedWhenLockedWithNoEnd(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		s := newTokenSite(t, db, authn.Config{HTTP: authn.HTTPConfig{Throttle: bigThrottle()}})
+		token := newToken(t, s.a, "alice", "ci")
+		c := clientFrom("127.0.0.2")
+		for label, v := range foreverValues(db) {
+			setLockout(t, db, "alice", float64(time.Now().Add(time.Hour).Unix()))
+			wantUser(t, label+": Bearer while locked for an hour", s.get(t, c, bearer(token)), "alice")
+			wantUser(t, label+": user:token while locked for an hour", s.get(t, c, basicAuthHeader("alice", token)), "alice")
+			setLockout(t, db, "alice", v)
+			for form, auth := range map[string]string{"Bearer": bearer(token), "user:token": basicAuthHeader("alice", token)} {
+				if got := s.get(t, c, auth); got.code != 401 {
+					t.Errorf("%s: %s while locked with no end: %d %q, want 401", label, form, got.code, got.body)
+				}
 			}
 		}
 	})
