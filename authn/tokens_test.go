@@ -568,3 +568,61 @@ func TestTokenRefusedWhenLockedWithNoEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestCreateTokenRacingDelete: CreateToken and Delete of the same user at
+// once, over and over, on two Authenticators (two processes), never leave a
+// token whose user is gone: either the token is made first and Delete
+// removes it with its user, or the user is gone first and CreateToken
+// fails with ErrNotFound. PostgreSQL has no foreign key from tokens to
+// users to see to it (the users table is the Python application's, as it
+// was), so the statements must.
+func TestCreateTokenRacingDelete(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		creator, deleter := db.Open(t, authn.Config{}), db.Open(t, authn.Config{})
+		ctx := context.Background()
+		const rounds, pairs = 10, 4
+		made := 0
+		for round := range rounds {
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			var mu sync.Mutex
+			for p := range pairs {
+				name := fmt.Sprintf("u%d_%d", round, p)
+				if err := deleter.Register(ctx, name, goodPassword); err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() {
+					<-start
+					_, err := creator.CreateToken(ctx, name, "ci")
+					switch {
+					case err == nil:
+						mu.Lock()
+						made++
+						mu.Unlock()
+					case !errors.Is(err, authn.ErrNotFound):
+						t.Errorf("CreateToken(%s) racing Delete: %v", name, err)
+					}
+				})
+				wg.Go(func() {
+					<-start
+					if err := deleter.Delete(ctx, name); err != nil {
+						t.Errorf("Delete(%s) racing CreateToken: %v", name, err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+		}
+		var orphans []string
+		err := db.Raw.NewSelect().Table("tokens").Column("username").
+			Where("NOT EXISTS (SELECT 1 FROM users WHERE users.username = tokens.username)").Scan(ctx, &orphans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(orphans) > 0 {
+			t.Fatalf("%d tokens outlived their user (of %d made before a Delete): %v", len(orphans), made, orphans)
+		}
+		t.Logf("%d of %d tokens made before their user's deletion", made, rounds*pairs)
+	})
+}
