@@ -225,7 +225,7 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	a, err := New(ctx, bun.NewDB(mem, sqlitedialect.New()), Config{})
+	a, err := New(ctx, bun.NewDB(mem, sqlitedialect.New()), attackConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 	if _, err := dirty.Exec("PRAGMA read_uncommitted = 1"); err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(ctx, bun.NewDB(dirty, sqlitedialect.New()), Config{})
+	d, err := New(ctx, bun.NewDB(dirty, sqlitedialect.New()), attackConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 	d.Close()
 
 	// Config.ReadEveryRequest turns them off: each cached request reads.
-	every, err := Open(ctx, filepath.Join(t.TempDir(), "every.db"), Config{ReadEveryRequest: true})
+	every, err := Open(ctx, filepath.Join(t.TempDir(), "every.db"), Config{Hasher: attackConfig().Hasher, ReadEveryRequest: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,17 +371,11 @@ func TestFastReadsOwnWatch(t *testing.T) {
 // waiting for the fast reads' own watch.
 func TestFileWatchTurnsFastReadsOffOnReplace(t *testing.T) {
 	a, path := openFast(t)
-	stopWatches(a)
+	w := fileWatchOf(t, a)
 	ctx := context.Background()
 	if err := a.Register(ctx, "alice", attackPassword); err != nil {
 		t.Fatal(err)
 	}
-	opened, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A watch as Open makes one; Open's own has stopped with the rest.
-	w := &fileWatch{a: a, path: path, sqldb: a.store.db.DB, opened: opened}
 	w.check(ctx)
 	if a.store.fast.index.off.Load() {
 		t.Fatal("off before the file was replaced")
