@@ -28,6 +28,7 @@ import (
 // asked for. It skips without nginx, but fails under CI (.ci/run installs
 // it).
 func TestForwardAuthNginx(t *testing.T) {
+	t.Parallel()
 	bin := nginxBinary(t)
 	const pw = "forward auth passphrase 42"
 	authn := startExample(t, "forwardauth", "-demo-password", pw)

@@ -162,3 +162,69 @@ func TestSessionLimitAcrossProcesses(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionLimitKeepsTheNewSession: with MaxSessionsPerUser 1 and a
+// clock that stands still, so that every session's last use ties, each
+// login's new session is the one the limit keeps: its cookie works, and
+// the session before it is ended. A limit that did not know which session
+// was new would end it at its own login about half the time.
+func TestSessionLimitKeepsTheNewSession(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		a := db.Open(t, authn.Config{Now: clk.Now, HTTP: authn.HTTPConfig{
+			InsecureCookies: true, Throttle: bigThrottle(), MaxSessionsPerUser: 1,
+		}})
+		if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		srv := liveServer(t, a)
+		var previous *http.Cookie
+		for i := range 20 {
+			c := signIn(t, srv, credentialsJSON("alice", goodPassword))
+			if got := appStatus(t, srv, c); got != 200 {
+				t.Fatalf("login %d: its new session answered %d, want 200", i, got)
+			}
+			if previous != nil {
+				if got := appStatus(t, srv, previous); got != 401 {
+					t.Fatalf("login %d: the session before it answered %d, want 401 (limit 1)", i, got)
+				}
+			}
+			previous = c
+		}
+		if got := countSessions(t, db.Raw, "alice"); got != 1 {
+			t.Fatalf("%d sessions after 20 logins with a limit of 1", got)
+		}
+	})
+}
+
+// TestShortIdleTimeoutKeepsASessionInUse: a session's use is recorded
+// often enough for its idle timeout, also one shorter than the minute
+// between recorded uses that a long timeout allows: with SessionIdleTimeout
+// 90 s, a session used every 50 s stays live, and ends 90 s after its last
+// use.
+func TestShortIdleTimeoutKeepsASessionInUse(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		a := db.Open(t, authn.Config{Now: clk.Now, HTTP: authn.HTTPConfig{
+			InsecureCookies: true, Throttle: bigThrottle(), SessionCleanupInterval: -1,
+			SessionIdleTimeout: 90 * time.Second, SessionLifetime: time.Hour,
+		}})
+		if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		srv := liveServer(t, a)
+		c := signIn(t, srv, credentialsJSON("alice", goodPassword))
+		for i := 1; i <= 6; i++ {
+			clk.Advance(50 * time.Second)
+			if got := appStatus(t, srv, c); got != 200 {
+				t.Fatalf("use %d, 50 s after the one before: %d, want 200", i, got)
+			}
+		}
+		clk.Advance(90 * time.Second)
+		if got := appStatus(t, srv, c); got != 401 {
+			t.Fatalf("90 s after the last use: %d, want 401", got)
+		}
+	})
+}

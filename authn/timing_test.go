@@ -3,6 +3,7 @@ package authn_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -105,4 +106,39 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestUnknownBearerTakesTheFailureTime: an unknown app token sent as a
+// Bearer credential names no account, so nothing is claimed and no hash is
+// verified; its 401 still comes after the time of a failed password, so
+// that a quick answer does not mark the credential as a token that was
+// looked up and missed. The hasher sleeps, so that the failure time is
+// long and steady, and the bound is loose: half of it (without padding,
+// the answer takes well under a millisecond).
+func TestUnknownBearerTakesTheFailureTime(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		const delay = 50 * time.Millisecond
+		h := sleepyHasher{Hasher: password.PBKDF2{Iterations: 1000}, kind: "pbkdf2:sha256:1000$", delay: delay}
+		a := db.Open(t, authn.Config{Hasher: h, LockoutThreshold: -1, HTTP: authn.HTTPConfig{Throttle: bigThrottle()}})
+		basic := a.BasicAuth(okHandler())
+		unknown := "mmt_" + strings.Repeat("A", 43)
+		var bearerTimes, userTimes []time.Duration
+		for range 5 { // interleaved, so that a change of load hits both
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("Authorization", "Bearer "+unknown)
+			start := time.Now()
+			code := serve(basic, r)
+			bearerTimes = append(bearerTimes, time.Since(start))
+			if code != 401 {
+				t.Fatalf("unknown Bearer token: %d, want 401", code)
+			}
+			userTimes = append(userTimes, timeFailure(t, a, "nobody"))
+		}
+		got, user := median(bearerTimes), median(userTimes)
+		if got < delay/2 || got < user/2 {
+			t.Fatalf("unknown Bearer token answered in %v (median), against %v for an unknown user's password; want at least half of both %v and that",
+				got, user, delay)
+		}
+	})
 }

@@ -30,7 +30,12 @@ func newTokenSite(t *testing.T, db *testdb.DB, cfg authn.Config) *tokenSite {
 	if cfg.LockoutThreshold == 0 {
 		cfg.LockoutThreshold = 3
 	}
-	a := db.Open(t, cfg)
+	return serveTokenSite(t, db.Open(t, cfg))
+}
+
+// serveTokenSite is newTokenSite over an Authenticator the caller opened.
+func serveTokenSite(t *testing.T, a *authn.Authenticator) *tokenSite {
+	t.Helper()
 	if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
 		t.Fatal(err)
 	}
@@ -536,5 +541,88 @@ func TestAdminLockRecordCleared(t *testing.T) {
 				t.Errorf("after %s: %d records of the admin lock, want 0", name, n)
 			}
 		}
+	})
+}
+
+// TestTokenRefusedWhenLockedWithNoEnd: a lockout_until that is no time in
+// range (1e300, +Inf, ...: how an administrator of the Python application
+// disables an account, written by SQL) stops the user's tokens in both
+// forms, also a token answered from memory before the write; a lock in
+// the future that failed passwords could have written does not.
+func TestTokenRefusedWhenLockedWithNoEnd(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		s := newTokenSite(t, db, authn.Config{HTTP: authn.HTTPConfig{Throttle: bigThrottle()}})
+		token := newToken(t, s.a, "alice", "ci")
+		c := clientFrom("127.0.0.2")
+		for label, v := range foreverValues(db) {
+			setLockout(t, db, "alice", float64(time.Now().Add(time.Hour).Unix()))
+			wantUser(t, label+": Bearer while locked for an hour", s.get(t, c, bearer(token)), "alice")
+			wantUser(t, label+": user:token while locked for an hour", s.get(t, c, basicAuthHeader("alice", token)), "alice")
+			setLockout(t, db, "alice", v)
+			for form, auth := range map[string]string{"Bearer": bearer(token), "user:token": basicAuthHeader("alice", token)} {
+				if got := s.get(t, c, auth); got.code != 401 {
+					t.Errorf("%s: %s while locked with no end: %d %q, want 401", label, form, got.code, got.body)
+				}
+			}
+		}
+	})
+}
+
+// TestCreateTokenRacingDelete: CreateToken and Delete of the same user at
+// once, over and over, on two Authenticators (two processes), never leave a
+// token whose user is gone: either the token is made first and Delete
+// removes it with its user, or the user is gone first and CreateToken
+// fails with ErrNotFound. PostgreSQL has no foreign key from tokens to
+// users to see to it (the users table is the Python application's, as it
+// was), so the statements must.
+func TestCreateTokenRacingDelete(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		creator, deleter := db.Open(t, authn.Config{}), db.Open(t, authn.Config{})
+		ctx := context.Background()
+		const rounds, pairs = 10, 4
+		made := 0
+		for round := range rounds {
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			var mu sync.Mutex
+			for p := range pairs {
+				name := fmt.Sprintf("u%d_%d", round, p)
+				if err := deleter.Register(ctx, name, goodPassword); err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() {
+					<-start
+					_, err := creator.CreateToken(ctx, name, "ci")
+					switch {
+					case err == nil:
+						mu.Lock()
+						made++
+						mu.Unlock()
+					case !errors.Is(err, authn.ErrNotFound):
+						t.Errorf("CreateToken(%s) racing Delete: %v", name, err)
+					}
+				})
+				wg.Go(func() {
+					<-start
+					if err := deleter.Delete(ctx, name); err != nil {
+						t.Errorf("Delete(%s) racing CreateToken: %v", name, err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+		}
+		var orphans []string
+		err := db.Raw.NewSelect().Table("tokens").Column("username").
+			Where("NOT EXISTS (SELECT 1 FROM users WHERE users.username = tokens.username)").Scan(ctx, &orphans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(orphans) > 0 {
+			t.Fatalf("%d tokens outlived their user (of %d made before a Delete): %v", len(orphans), made, orphans)
+		}
+		t.Logf("%d of %d tokens made before their user's deletion", made, rounds*pairs)
 	})
 }

@@ -128,6 +128,7 @@ func TestFileWatchWithoutFastReads(t *testing.T) {
 	if a.store.fast != nil {
 		t.Fatal("fast reads despite ReadEveryRequest")
 	}
+	w := fileWatchOf(t, a)
 	if err := a.Register(ctx, "alice", attackPassword); err != nil {
 		t.Fatal(err)
 	}
@@ -140,16 +141,24 @@ func TestFileWatchWithoutFastReads(t *testing.T) {
 	if n := a.Stats().ReadsSkipped; n != 0 {
 		t.Errorf("%d reads answered from memory despite ReadEveryRequest", n)
 	}
-	(*fastReads)(nil).turnOff(ctx) // as the file watch calls it
 	moved := path + ".moved"
 	if err := os.Rename(path, moved); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the watch to find the file missing", func() bool { return a.store.problem.Load() != nil })
+	w.check(ctx) // turns the fast reads, which are nil here, off
+	if a.store.problem.Load() == nil {
+		t.Fatal("the watch did not find the file missing")
+	}
+	if err := a.Register(ctx, "bob", attackPassword); err == nil {
+		t.Fatal("Register succeeded with the file missing")
+	}
 	if err := os.Rename(moved, path); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the watch to find the file back", func() bool { return a.store.problem.Load() == nil })
+	w.check(ctx)
+	if p := a.store.problem.Load(); p != nil {
+		t.Fatalf("the watch did not find the file back: %v", *p)
+	}
 	if err := a.Register(ctx, "bob", attackPassword); err != nil {
 		t.Fatalf("Register after the file came back: %v", err)
 	}
@@ -163,6 +172,7 @@ func TestFileWatchTurnsFastReadsOff(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "auth.db")
 	a := openAt(t, path)
+	w := fileWatchOf(t, a)
 	if err := a.Register(ctx, "alice", attackPassword); err != nil {
 		t.Fatal(err)
 	}
@@ -170,14 +180,20 @@ func TestFileWatchTurnsFastReadsOff(t *testing.T) {
 		t.Skipf("cannot make the file immutable (needs root, chattr and a file system that has it): %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("chattr", "-i", path).Run() })
-	waitFor(t, "the watch to find the file unusable", func() bool { return a.store.problem.Load() != nil })
+	w.check(ctx)
+	if a.store.problem.Load() == nil {
+		t.Fatal("the watch did not find the file unusable")
+	}
 	if !a.store.fast.index.off.Load() {
 		t.Error("fast reads still on with the file unusable")
 	}
 	if out, err := exec.Command("chattr", "-i", path).CombinedOutput(); err != nil {
 		t.Fatalf("chattr -i: %v %s", err, out)
 	}
-	waitFor(t, "the watch to find the file back", func() bool { return a.store.problem.Load() == nil })
+	w.check(ctx)
+	if p := a.store.problem.Load(); p != nil {
+		t.Fatalf("the watch did not find the file back: %v", *p)
+	}
 	h := a.BasicAuth(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	skipped := a.Stats().ReadsSkipped
 	for range 3 {
@@ -188,6 +204,19 @@ func TestFileWatchTurnsFastReadsOff(t *testing.T) {
 	if got := a.Stats().ReadsSkipped; got != skipped {
 		t.Errorf("%d reads answered from memory once off", got-skipped)
 	}
+}
+
+// fileWatchOf stops a's background work, Open's file watch among it (see
+// stopWatches), and returns that watch, for the test to run its checks by
+// hand: each is then one look at the file, when the test says, with no
+// other goroutine running it meanwhile and no interval to wait for.
+func fileWatchOf(t *testing.T, a *Authenticator) *fileWatch {
+	t.Helper()
+	stopWatches(a)
+	if a.file == nil {
+		t.Fatal("Open made no file watch")
+	}
+	return a.file
 }
 
 // waitFor polls cond with a generous deadline: the watch looks each second.

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -20,12 +21,13 @@ import (
 )
 
 // openFast opens a fresh SQLite file with Open and returns it with its
-// path (this file is built on Linux alone, where the fast path is).
+// path (this file is built on Linux alone, where the fast path is). The
+// hasher is a cheap one: no test here is about the cost of a hash.
 func openFast(t *testing.T) (*Authenticator, string) {
 	t.Helper()
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "auth.db")
-	a, err := Open(context.Background(), path, Config{})
+	a, err := Open(context.Background(), path, attackConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +225,7 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	a, err := New(ctx, bun.NewDB(mem, sqlitedialect.New()), Config{})
+	a, err := New(ctx, bun.NewDB(mem, sqlitedialect.New()), attackConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 	if _, err := dirty.Exec("PRAGMA read_uncommitted = 1"); err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(ctx, bun.NewDB(dirty, sqlitedialect.New()), Config{})
+	d, err := New(ctx, bun.NewDB(dirty, sqlitedialect.New()), attackConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +255,7 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 	d.Close()
 
 	// Config.ReadEveryRequest turns them off: each cached request reads.
-	every, err := Open(ctx, filepath.Join(t.TempDir(), "every.db"), Config{ReadEveryRequest: true})
+	every, err := Open(ctx, filepath.Join(t.TempDir(), "every.db"), Config{Hasher: attackConfig().Hasher, ReadEveryRequest: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,19 +278,15 @@ func TestFastReadsOnlyWhereTheyHold(t *testing.T) {
 }
 
 // TestFastReadsOffWhenTheFileIsReplaced: a database file replaced under
-// its name (a restored backup) turns the fast reads off for good.
+// its name (a restored backup) turns the fast reads off for good, through
+// the watches Open and New start (which of the two does it is for the
+// tests below).
 func TestFastReadsOffWhenTheFileIsReplaced(t *testing.T) {
 	a, path := openFast(t)
 	if err := a.Register(context.Background(), "alice", "correct horse battery"); err != nil {
 		t.Fatal(err)
 	}
-	copyPath := path + ".copy"
-	if _, err := rawSQLite(t, path).Exec("VACUUM INTO ?", copyPath); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(copyPath, path); err != nil {
-		t.Fatal(err)
-	}
+	replaceDatabase(t, path)
 	deadline := time.Now().Add(30 * time.Second)
 	for !a.store.fast.index.off.Load() {
 		if time.Now().After(deadline) {
@@ -298,5 +296,103 @@ func TestFastReadsOffWhenTheFileIsReplaced(t *testing.T) {
 	}
 	if _, ok := a.store.fast.index.header(); ok {
 		t.Error("a header read once off")
+	}
+}
+
+// replaceDatabase replaces the SQLite file at path by a copy of itself, as
+// restoring a backup does: the same rows under a new inode.
+func replaceDatabase(t *testing.T, path string) {
+	t.Helper()
+	copyPath := path + ".copy"
+	if _, err := rawSQLite(t, path).Exec("VACUUM INTO ?", copyPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(copyPath, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stopWatches stops a's background work (the file watches among it) and
+// waits until it has stopped, so that a test that runs one watch by hand
+// knows that this watch alone did what it sees.
+func stopWatches(a *Authenticator) {
+	a.stop()
+	a.bg.Wait()
+}
+
+// TestFastReadsOwnWatch: the fast reads' own watch turns them off at its
+// first look after the database file, or only its -shm, is replaced under
+// the same name. A new -shm is another WAL-index: the mapping would go on
+// reading a header that no connection opened from now on writes, and answer
+// from memory across their commits.
+func TestFastReadsOwnWatch(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replace func(t *testing.T, path string)
+	}{
+		{"database file", replaceDatabase},
+		{"-shm", func(t *testing.T, path string) {
+			// A new file renamed over it: the old one is never opened
+			// here, which would drop SQLite's locks on it (see
+			// createDBFile).
+			tmp := path + "-shm.new"
+			if err := os.WriteFile(tmp, make([]byte, 32<<10), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path+"-shm"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, path := openFast(t)
+			stopWatches(a)
+			f := a.store.fast
+			f.watch(context.Background())
+			if f.index.off.Load() {
+				t.Fatal("off before anything was replaced")
+			}
+			tc.replace(t, path)
+			f.watch(context.Background())
+			if !f.index.off.Load() {
+				t.Fatalf("fast reads still on after the watch looked at a replaced %s", tc.name)
+			}
+			if _, ok := f.index.header(); ok {
+				t.Error("a header read once off")
+			}
+		})
+	}
+}
+
+// TestFileWatchTurnsFastReadsOffOnReplace: Open's file watch turns the
+// fast reads off in the very check that finds the database file replaced,
+// before it has any connection replaced (a connection on the new file must
+// not have its rows remembered under the old file's header), without
+// waiting for the fast reads' own watch.
+func TestFileWatchTurnsFastReadsOffOnReplace(t *testing.T) {
+	a, path := openFast(t)
+	w := fileWatchOf(t, a)
+	ctx := context.Background()
+	if err := a.Register(ctx, "alice", attackPassword); err != nil {
+		t.Fatal(err)
+	}
+	w.check(ctx)
+	if a.store.fast.index.off.Load() {
+		t.Fatal("off before the file was replaced")
+	}
+	replaceDatabase(t, path)
+	w.check(ctx)
+	if !a.store.fast.index.off.Load() {
+		t.Fatal("fast reads still on after the file watch found the file replaced")
+	}
+	h := a.BasicAuth(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	skipped := a.Stats().ReadsSkipped
+	for range 3 {
+		if st := status(h, basicRequest("alice", attackPassword)); st != 200 {
+			t.Fatalf("Basic auth on the replaced file: %d", st)
+		}
+	}
+	if got := a.Stats().ReadsSkipped; got != skipped {
+		t.Errorf("%d reads answered from memory once off", got-skipped)
 	}
 }
