@@ -50,7 +50,7 @@ func ExampleAuthenticator_Authenticate() {
 	ctx := context.Background()
 	a, err := authn.Open(ctx, filepath.Join(dir, "auth.db"), authn.Config{
 		LockoutThreshold: 3,
-		LockoutDuration:  time.Minute,
+		LockoutDuration:  time.Hour,
 		Logger:           slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -70,7 +70,7 @@ func ExampleAuthenticator_Authenticate() {
 	case errors.As(err, &locked):
 		// The application may tell the user apart; an HTTP client is told
 		// only "invalid username or password".
-		fmt.Println("locked for", time.Until(locked.Until).Round(time.Minute))
+		fmt.Println("locked for", time.Until(locked.Until).Round(time.Hour))
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		fmt.Println("invalid credentials")
 	case err != nil:
@@ -78,7 +78,7 @@ func ExampleAuthenticator_Authenticate() {
 	default:
 		fmt.Println("welcome")
 	}
-	// Output: locked for 1m0s
+	// Output: locked for 1h0m0s
 }
 
 func ExamplePasswordPolicy_Check() {
