@@ -130,13 +130,9 @@ func (f *fastReads) pinConnection(ctx context.Context, d driver.Driver) error {
 // sure the database is in WAL mode.
 func openPinned(ctx context.Context, d driver.Driver, path string) (*sql.DB, *sql.Conn, error) {
 	dsn := fileURI(path) + "?" + url.Values{"mode": {"rw"}}.Encode()
-	var connector driver.Connector = dsnConnector{d, dsn}
-	if dc, ok := d.(driver.DriverContext); ok {
-		c, err := dc.OpenConnector(dsn)
-		if err != nil {
-			return nil, nil, fmt.Errorf("opening a connection of its own: %w", err)
-		}
-		connector = c
+	connector, err := connectorOf(d, dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening a connection of its own: %w", err)
 	}
 	pool := sql.OpenDB(connector)
 	pool.SetMaxOpenConns(1)
@@ -148,6 +144,15 @@ func openPinned(ctx context.Context, d driver.Driver, path string) (*sql.DB, *sq
 		return nil, nil, errors.Join(err, conn.Close(), pool.Close())
 	}
 	return pool, conn, nil
+}
+
+// connectorOf returns the Connector of driver d for dsn: the driver's own,
+// or one that calls d.Open.
+func connectorOf(d driver.Driver, dsn string) (driver.Connector, error) {
+	if dc, ok := d.(driver.DriverContext); ok {
+		return dc.OpenConnector(dsn)
+	}
+	return dsnConnector{d, dsn}, nil
 }
 
 // dsnConnector is the Connector of a driver that has none of its own.

@@ -29,27 +29,39 @@ const busyTimeoutMillis = 10_000
 // transactions, set in the DSN; path is a file path, never a URI: a path
 // starting with "file:" is refused (write "./file:…" for such a file name).
 //
-// Open watches the file each second: while it is missing, unusable, or
-// replaced under the path, every request fails closed (503, and the Go API
-// returns the error), with one log line at level ERROR; a file replaced is
-// reopened. On Linux it watches the database's -wal file too, through a
-// connection of its own held open until Close. A -wal deleted or replaced
-// under the server has its commits copied into the database file through
-// the connections that still hold it, and requests fail closed until every
-// connection has reopened the -wal at the path. A -wal truncated or
-// overwritten in place has lost commits not yet checkpointed: requests fail
-// closed until a restart, and no checkpoint runs, so that none copies the
-// damaged -wal into the database file (see Close). See walwatch.go for how
-// legitimate checkpoints, by any process, are told from damage.
+// Open watches the file each second: while it is missing or unusable, every
+// request fails closed (503, and the Go API returns the error), with one log
+// line at level ERROR. A file replaced under the path (a copy moved over it)
+// is served once no connection could read the old file's -wal over it: the
+// pool lets go of the old file, and the old -wal, if left at the path, is
+// emptied into the old file (on Linux; elsewhere a -wal left that is not
+// empty fails closed until it is gone); until then every request fails
+// closed, and while another process has the old file open (it would write to
+// that -wal) an ERROR line says so (see replace.go). Connections open only
+// the file the watch has vetted. On Linux it watches the database's -wal
+// file too, through a connection of its own held open until Close. A -wal
+// deleted or replaced under the server has its commits copied into the
+// database file through the connections that still hold it, and requests
+// fail closed until every connection has reopened the -wal at the path. A
+// -wal truncated or overwritten in place has lost commits not yet
+// checkpointed: requests fail closed until a restart, and no checkpoint
+// runs, so that none copies the damaged -wal into the database file (see
+// Close). See walwatch.go for how legitimate checkpoints, by any process,
+// are told from damage.
 func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) {
 	abs, err := checkDBFile(path)
 	if err != nil {
 		return nil, err
 	}
-	sqldb, err := sql.Open(sqliteshim.ShimName, sqliteDSN(abs, sqliteshim.DriverName()))
+	gate, err := newFileGate(abs)
 	if err != nil {
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
+	connector, err := connectorOf(sqliteshim.Driver(), sqliteDSN(abs, sqliteshim.DriverName()))
+	if err != nil {
+		return nil, fmt.Errorf("authn: open %s: %w", path, err)
+	}
+	sqldb := sql.OpenDB(gatedConnector{connector, gate})
 	sqldb.SetMaxOpenConns(poolSize())
 	sqldb.SetMaxIdleConns(poolSize())
 	if err := pingUnlocked(ctx, sqldb); err != nil {
@@ -63,7 +75,7 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 	}
 	a.ownsDB = true
 	a.warnIfShared(ctx, abs)
-	if err := a.watchFile(ctx, abs, sqldb); err != nil {
+	if err := a.watchFile(ctx, gate, sqldb); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
@@ -215,9 +227,10 @@ func poolSize() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 // read-only (their descriptors stay writable) while new connections could
 // not write. The watch notices, each second, and the Authenticator fails
 // closed, with a log line, until the file is back. A file restored under
-// the same path (a new inode), or replaced by another, is reopened: every
-// pooled connection is replaced, and a file that is not a database then
-// fails each request with SQLite's own error.
+// the same path (a new inode), or replaced by another, is served once no
+// connection could read the old file's -wal over it (see replace.go):
+// every pooled connection is replaced, and a file that is not a database
+// then fails each request with SQLite's own error.
 //
 // The watch only stats the file: opening and closing it from outside
 // SQLite would drop the POSIX locks SQLite holds on it. Garbage written in
@@ -227,9 +240,18 @@ type fileWatch struct {
 	a         *Authenticator
 	path      string
 	sqldb     *sql.DB
-	opened    os.FileInfo
-	reopening bool // connections are being replaced
-	failing   bool // the database file is missing or unusable (logged)
+	gate      *fileGate   // lets the pool open only the file the watch vetted
+	opened    os.FileInfo // the file vetted, which the connections hold
+	reopening bool        // connections are being replaced
+	failing   bool        // the database file is missing or unusable (logged)
+
+	// A database file replaced under the path (replace.go): what fails
+	// each statement until the new file is served, nil when none was
+	// replaced; why it cannot be served yet, as last logged; the old
+	// file's -wal, once the keeper that held it is closed.
+	replaceErr error
+	replaceWhy string
+	oldWAL     *sqliteFile
 
 	// The -wal watch (walwatch.go): its own connection, nil where the -wal
 	// is not watched or until it can be opened; where it stands; the
@@ -246,16 +268,12 @@ type fileWatch struct {
 	closeErr error
 }
 
-func (a *Authenticator) watchFile(ctx context.Context, path string, sqldb *sql.DB) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	w := &fileWatch{a: a, path: path, sqldb: sqldb, opened: fi}
+func (a *Authenticator) watchFile(ctx context.Context, gate *fileGate, sqldb *sql.DB) error {
+	w := &fileWatch{a: a, path: gate.path, sqldb: sqldb, gate: gate, opened: gate.vettedFile()}
 	if walWatchSupported {
 		if err := w.openKeeper(ctx); err != nil {
 			a.logger.WarnContext(ctx, "authn: the database's -wal file is not watched yet: a -wal deleted or truncated under the server would go unnoticed; trying again each second",
-				"path", path, "error", err)
+				"path", w.path, "error", err)
 		}
 	}
 	a.file = w
@@ -283,8 +301,8 @@ func (w *fileWatch) check(ctx context.Context) {
 	}
 }
 
-// checkFile checks the database file, reopening connections on a file
-// replaced, and returns its problem: nil when there is none.
+// checkFile checks the database file, following a file replaced (see
+// replace), and returns its problem: nil when there is none.
 func (w *fileWatch) checkFile(ctx context.Context) error {
 	fi, err := os.Stat(w.path)
 	if err == nil {
@@ -299,16 +317,15 @@ func (w *fileWatch) checkFile(ctx context.Context) error {
 		}
 		return problem
 	}
-	if !os.SameFile(fi, w.opened) {
-		w.a.store.fast.turnOff(ctx)
-		w.opened = fi
-		w.reopenPool()
-		w.replaceKeeper(ctx)
-		w.a.logger.WarnContext(ctx, "authn: database file replaced; reopening connections", "path", w.path)
-	}
 	if w.failing {
 		w.failing = false
 		w.a.logger.WarnContext(ctx, "authn: database file is back", "path", w.path)
+	}
+	if w.replaceErr == nil && !os.SameFile(fi, w.opened) {
+		w.replaced(ctx)
+	}
+	if w.replaceErr != nil {
+		return w.replace(ctx)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 )
@@ -32,6 +33,13 @@ func readsUncommitted(ctx context.Context, db bun.IConn) (bool, error) {
 		return false, fmt.Errorf("reading read_uncommitted: %w", err)
 	}
 	return dirty != 0, nil
+}
+
+// setBusyTimeout sets how long conn waits for a lock another connection
+// holds.
+func setBusyTimeout(ctx context.Context, conn bun.IConn, d time.Duration) error {
+	_, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", d.Milliseconds()))
+	return err
 }
 
 // checkWALConn makes conn, a connection of its own, wait for locks as the

@@ -300,11 +300,18 @@ func TestFastReadsOffWhenTheFileIsReplaced(t *testing.T) {
 }
 
 // replaceDatabase replaces the SQLite file at path by a copy of itself, as
-// restoring a backup does: the same rows under a new inode.
+// restoring a backup does: the same rows under a new inode. The pool that
+// made the copy is closed first: a connection of this process left open
+// on the old file keeps Open's watch from serving the new one (see
+// replace.go).
 func replaceDatabase(t *testing.T, path string) {
 	t.Helper()
 	copyPath := path + ".copy"
-	if _, err := rawSQLite(t, path).Exec("VACUUM INTO ?", copyPath); err != nil {
+	db := rawSQLite(t, path)
+	if _, err := db.Exec("VACUUM INTO ?", copyPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(copyPath, path); err != nil {

@@ -293,6 +293,20 @@ func (k *walKeeper) checkpoint(ctx context.Context) (done bool, err error) {
 	return busy == 0, nil
 }
 
+// checkpointWaiting is checkpoint waiting at most wait, rather than the
+// busy timeout, for the readers and writers in its way.
+func (k *walKeeper) checkpointWaiting(ctx context.Context, wait time.Duration) (done bool, err error) {
+	ctx = context.WithoutCancel(ctx)
+	if err := setBusyTimeout(ctx, k.conn, wait); err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
+	done, err = k.checkpoint(ctx)
+	if rerr := setBusyTimeout(ctx, k.conn, busyTimeoutMillis*time.Millisecond); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("checkpoint: %w", rerr))
+	}
+	return done, err
+}
+
 func (k *walKeeper) close() error { return errors.Join(k.conn.Close(), k.pool.Close()) }
 
 // walState is where the -wal watch stands.
@@ -516,26 +530,6 @@ func (w *fileWatch) walBack(ctx context.Context) {
 	w.a.logger.WarnContext(ctx, "authn: every connection uses the database's -wal file at its path again; serving", "path", w.keeper.wal.path)
 }
 
-// replaceKeeper follows a database file replaced under its path: the
-// keeper is reopened with the pool's connections, and what was wrong with
-// the old file's -wal no longer matters. The old keeper's close runs no
-// checkpoint: SQLite checkpoints at close only a database file still at
-// its path (pager.c: databaseIsUnmoved). A damaged -wal stays so until a
-// restart, with its keeper.
-func (w *fileWatch) replaceKeeper(ctx context.Context) {
-	if !walWatchSupported || w.walState == walDamaged {
-		return
-	}
-	if w.keeper != nil {
-		if err := w.keeper.close(); err != nil {
-			w.a.logger.ErrorContext(ctx, "authn: closing the file watch's connection", "error", err)
-		}
-		w.keeper = nil
-	}
-	w.walState, w.walErr, w.stale = walSound, nil, nil
-	w.openKeeper(ctx) // tried again each check while old connections remain
-}
-
 // closeKeeper closes the keeper at Close, after the application's pool: its
 // close may be the last of the database, which checkpoints. When the -wal
 // is damaged, or cannot be checked, the keeper is left open instead, for
@@ -562,8 +556,20 @@ func (w *fileWatch) closeKeeper() error {
 			"error", w.walErr)
 		return fmt.Errorf("%w; one connection left open, so that no checkpoint copies it into the database file", w.walErr)
 	}
-	w.keeper = nil
 	var err error
+	if w.replaceErr != nil {
+		// The database file was replaced, and the new one not served yet:
+		// the next start would read the old file's -wal, if still at the
+		// path, over the new file. It is emptied first, if it can be (see
+		// replace.go); the keeper's close then runs no checkpoint, the
+		// file it holds being no longer at the path.
+		if why, _ := w.releaseOldWAL(ctx); why != "" {
+			err = fmt.Errorf("authn: the database file %s was replaced, and %s: its next start would read the old file's commits over it", w.path, why)
+		}
+		w.keeper = nil
+		return errors.Join(err, k.close())
+	}
+	w.keeper = nil
 	if at, _ := k.wal.isAt(); !at {
 		done, cerr := k.checkpoint(ctx)
 		if cerr == nil && !done {

@@ -183,3 +183,58 @@ func (f *sqliteFile) inUse() bool {
 	_, err := f.descriptor()
 	return err == nil
 }
+
+// SQLite's locks on a database file (os_unix.c, sqliteInt.h): byte ranges
+// far into the file, from PENDING_BYTE (0x40000000), then RESERVED_BYTE,
+// then the 510 bytes of the SHARED range. A connection in WAL mode keeps a
+// read lock on the SHARED range for as long as it is open (pager.c:
+// pager_unlock leaves it in WAL mode).
+const (
+	sqlitePendingByte = 0x40000000
+	sqliteLockBytes   = 2 + 510
+)
+
+// lockedElsewhere returns the id of a process other than this one that
+// holds one of SQLite's locks on the database file fi, or 0 when none
+// does. It asks with fcntl(F_GETLK) on a descriptor that SQLite holds open
+// on the file, which neither takes a lock nor reports this process's own.
+func lockedElsewhere(fi os.FileInfo) (int, error) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, errors.New("no inode to compare")
+	}
+	fd, err := descriptorOf(st)
+	if err != nil {
+		return 0, err
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart, Start: sqlitePendingByte, Len: sqliteLockBytes}
+	if err := syscall.FcntlFlock(uintptr(fd), syscall.F_GETLK, &lk); err != nil {
+		return 0, fmt.Errorf("asking for the database file's locks: %w", err)
+	}
+	if !sameInode(fd, st) { // closed and reused meanwhile: asked of another file
+		return 0, errDescriptorChanged
+	}
+	if lk.Type == syscall.F_UNLCK {
+		return 0, nil
+	}
+	return int(lk.Pid), nil
+}
+
+// openInProcess reports whether a descriptor of this process is open on
+// the file fi.
+func openInProcess(fi os.FileInfo) (bool, error) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false, errors.New("no inode to compare")
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && sameInode(fd, st) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

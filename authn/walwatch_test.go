@@ -215,6 +215,8 @@ func TestCheckWALDamage(t *testing.T) {
 				t.Fatalf("checkWAL = %q, %v; want damage saying %q", damage, err, tc.want)
 			}
 			waitFor(t, "the watch to fail closed", func() bool { return a.store.problem.Load() != nil })
+			// It fails closed first, then logs: wait for the line too.
+			waitFor(t, "the watch to log", func() bool { return strings.Contains(logs.String(), "Restart the server") })
 			if log := logs.String(); !strings.Contains(log, "level=ERROR") || !strings.Contains(log, "Restart the server") {
 				t.Errorf("no error line saying what to do:\n%s", log)
 			}
