@@ -61,3 +61,15 @@ func checkWALConn(ctx context.Context, conn bun.IConn) error {
 	}
 	return nil
 }
+
+// checkpointTruncate copies every frame of the -wal into the database file
+// through conn and empties the -wal; done is false when another connection
+// kept it from finishing.
+func checkpointTruncate(ctx context.Context, conn bun.IConn) (done bool, err error) {
+	var busy, frames, copied int
+	err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &copied)
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: %w", err)
+	}
+	return busy == 0, nil
+}

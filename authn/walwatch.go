@@ -263,8 +263,7 @@ func openWALKeeper(ctx context.Context, d driver.Driver, path string) (*walKeepe
 	}
 	k := &walKeeper{pool: pool, conn: conn}
 	// SQLite's own name for the file: a symbolic link is resolved.
-	var file string
-	err = conn.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file)
+	file, err := sqliteMainFile(ctx, conn)
 	if err == nil {
 		k.wal, err = openedFile(file + "-wal")
 	}
@@ -285,12 +284,7 @@ func (k *walKeeper) verify() (damage string, err error) { return checkWAL(k.shm,
 // connection kept it from finishing. It is not cancelled with ctx: an
 // interrupted checkpoint leaves the database file part copied.
 func (k *walKeeper) checkpoint(ctx context.Context) (done bool, err error) {
-	var busy, frames, copied int
-	err = k.conn.QueryRowContext(context.WithoutCancel(ctx), "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &copied)
-	if err != nil {
-		return false, fmt.Errorf("checkpoint: %w", err)
-	}
-	return busy == 0, nil
+	return checkpointTruncate(context.WithoutCancel(ctx), k.conn)
 }
 
 // checkpointWaiting is checkpoint waiting at most wait, rather than the
