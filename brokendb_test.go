@@ -134,19 +134,29 @@ func (b *brokenSite) healthy(t *testing.T, when string) {
 }
 
 // failsClosed waits (up to 10 s) until a request with a session, which
-// writes nothing, gets 503, then checks that every kind of request does,
-// that the protected handler never ran, and that the log names the cause.
-// (A Basic-auth request writes its claim, whose commit may fail before the
-// file watch notices the problem.)
+// writes nothing, gets 503 with the cause in the log, then checks that
+// every kind of request does, that the protected handler never ran, and
+// that the log names the cause. (A Basic-auth request writes its claim,
+// whose commit may fail before the file watch notices the problem; a file
+// replaced is first refused as replaced, until the watch has let go of
+// the old one, and only then for what the new one is.)
 func (b *brokenSite) failsClosed(t *testing.T, what, cause string) {
 	t.Helper()
 	calls := b.protectedCalls()
-	for deadline := time.Now().Add(10 * time.Second); b.do(b.c, "GET", "/app/", "", "").status != 503; time.Sleep(100 * time.Millisecond) {
+	var seen strings.Builder
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st := b.do(b.c, "GET", "/app/", "", "").status
+		seen.WriteString(b.logs.take())
+		if st == 503 && strings.Contains(seen.String(), cause) {
+			break
+		}
+		if st != 503 && st != 200 {
+			t.Fatalf("%s: a session request answered %d while the file broke", what, st)
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not failing closed after 10 s", what)
+			t.Fatalf("%s: not failing closed for %q after 10 s:\n%s", what, cause, seen.String())
 		}
 	}
-	b.logs.take()
 	for name, r := range map[string]response{
 		"basic":    b.basicGet("bob", bobPassword),
 		"session":  b.do(b.c, "GET", "/app/", "", ""),
