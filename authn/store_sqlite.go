@@ -46,7 +46,7 @@ func setBusyTimeout(ctx context.Context, conn bun.IConn, d time.Duration) error 
 // pool's do (for a checkpoint or a recovery by another process), reads
 // once, and makes sure the database is in WAL mode.
 func checkWALConn(ctx context.Context, conn bun.IConn) error {
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMillis)); err != nil {
+	if err := setBusyTimeout(ctx, conn, busyTimeoutMillis*time.Millisecond); err != nil {
 		return fmt.Errorf("setting the busy timeout: %w", err)
 	}
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(new(int)); err != nil {
