@@ -206,26 +206,40 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 		f.ErrorCode, f.Remember = code, in.Remember && f.OfferRemember
 		h.render(w, status, h.loginTemplate, f)
 	}
-	// Every login may fail: reserve a token of the client's budget before
-	// it is checked, given back when it succeeds.
-	res, ok := h.reserve(w, r, h.throttle, in.Username)
+	// Every login may fail: its claim takes a token of the client's
+	// budget before the password is checked, given back when it succeeds.
+	ctx, t, ok := h.attempt(w, r, in.Username)
 	if !ok {
 		fail(http.StatusTooManyRequests, CodeThrottled, msgThrottled, msgTooManyFailures)
 		return
 	}
 	if status != 0 {
+		// No claim: the token is taken here.
+		_, err := t.spend(ctx, h.web.hashWait)
+		switch {
+		case errors.Is(err, errOverBudget):
+			h.settle(w, r, t, in.Username, err)
+			fail(http.StatusTooManyRequests, CodeThrottled, msgThrottled, msgTooManyFailures)
+			return
+		case err != nil:
+			h.failClosed(w, r, err)
+			fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable, "service unavailable, try again later")
+			return
+		}
 		h.a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
 		fail(status, code, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
-	stored, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait())
+	stored, err := h.a.authenticate(ctx, in.Username, in.Password, h.newHashWait())
 	if err == nil {
 		err = h.startSession(w, r, in.Username, stored, in.Remember && h.offerRemember)
 	}
-	if !spendsBudget(err) {
-		res.Cancel() // a success, or a failure not the client's that counted nothing
-	}
+	// A success, or a failure not the client's that counted nothing, gives
+	// the token back.
+	h.settle(w, r, t, in.Username, err)
 	switch {
+	case errors.Is(err, errOverBudget):
+		fail(http.StatusTooManyRequests, CodeThrottled, msgThrottled, msgTooManyFailures)
 	case isClientFailure(err):
 		fail(http.StatusUnauthorized, CodeInvalidCredentials, msgInvalid, "invalid username or password")
 	case err != nil:
@@ -343,26 +357,37 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	// A registration may fail, and spends the client's failure budget
 	// then; and every one spends the registration budget, successes too,
 	// since each costs a hash and a row.
-	res, ok := h.reserve(w, r, h.throttle, in.Username)
-	if !ok {
+	res, err := h.reserve(w, r, h.failures, in.Username)
+	switch {
+	case errors.Is(err, errOverBudget):
 		answer(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
+		return
+	case err != nil:
+		h.failClosed(w, r, err)
+		answer(http.StatusServiceUnavailable, CodeUnavailable, codeMessage(CodeUnavailable))
 		return
 	}
 	if status != 0 {
 		answer(status, code, codeMessage(code))
 		return
 	}
-	regRes, ok := h.reserve(w, r, h.registerThrottle, in.Username)
-	if !ok {
-		res.Cancel() // not a failure: a registration too many
+	regRes, err := h.reserve(w, r, h.registrations, in.Username)
+	switch {
+	case errors.Is(err, errOverBudget):
+		res.cancel(r.Context()) // not a failure: a registration too many
 		answer(http.StatusTooManyRequests, CodeTooManyRegistrations, codeMessage(CodeTooManyRegistrations))
 		return
+	case err != nil:
+		res.cancel(r.Context()) // not the client's doing
+		h.failClosed(w, r, err)
+		answer(http.StatusServiceUnavailable, CodeUnavailable, codeMessage(CodeUnavailable))
+		return
 	}
-	err := h.a.register(r.Context(), in.Username, in.Password, h.newHashWait())
+	err = h.a.register(r.Context(), in.Username, in.Password, h.newHashWait())
 	var rule *RuleError
 	switch {
 	case err == nil:
-		res.Cancel()
+		res.cancel(r.Context())
 		answer(http.StatusCreated, "", "")
 	case errors.As(err, &rule):
 		answer(http.StatusBadRequest, rule.Code, rule.Message())
@@ -377,8 +402,8 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrUserExists):
 		answer(http.StatusConflict, CodeUsernameTaken, codeMessage(CodeUsernameTaken))
 	default:
-		res.Cancel() // not the client's doing
-		regRes.Cancel()
+		res.cancel(r.Context()) // not the client's doing
+		regRes.cancel(r.Context())
 		h.failClosed(w, r, err)
 		answer(http.StatusServiceUnavailable, CodeUnavailable, codeMessage(CodeUnavailable))
 	}

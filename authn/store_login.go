@@ -29,7 +29,13 @@ func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)
 // It returns the stored hash and, when this attempt reached the threshold,
 // the lock it wrote, exactly as stored. sql.ErrNoRows means unknown user or
 // locked.
-func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration) (stored string, ownLock sql.NullFloat64, err error) {
+//
+// With spend, the claim first takes a token of the client's budget in the
+// same transaction (see reserveQuery): errBudgetEmpty, and nothing
+// written, when the client has none; otherwise the token is spent whether
+// or not a row was counted (an unknown user costs the client as a wrong
+// password does). The two share one commit.
+func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration, spend *budgetSpend) (stored string, ownLock sql.NullFloat64, err error) {
 	if err := s.check(); err != nil {
 		return "", ownLock, err
 	}
@@ -41,6 +47,9 @@ func (s *store) claim(ctx context.Context, username string, now time.Time, thres
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(t)...).
 		Returning("password_hash, lockout_until")
+	if spend != nil {
+		return s.claimSpending(ctx, q, spend)
+	}
 	// The hash comes back before the count is committed: only a claim
 	// known written may check it (see scanWritten).
 	err = scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &stored, &ownLock)
@@ -48,6 +57,33 @@ func (s *store) claim(ctx context.Context, username string, now time.Time, thres
 		return "", ownLock, notWritten("claiming a login attempt", err)
 	}
 	return stored, ownLock, err
+}
+
+// claimSpending runs claim, the UPDATE q, in one transaction after the
+// statement that takes the client's token. The hash is returned only once
+// the transaction has committed.
+func (s *store) claimSpending(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (stored string, ownLock sql.NullFloat64, err error) {
+	var counted error // sql.ErrNoRows: unknown user or locked
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := scanWritten(ctx, tx.Tx, s.db.QueryGen(), s.reserveQuery(spend.limits, spend.client, spend.now), &spend.left); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return errBudgetEmpty
+			}
+			return err
+		}
+		counted = scanWritten(ctx, tx.Tx, s.db.QueryGen(), q, &stored, &ownLock)
+		if errors.Is(counted, sql.ErrNoRows) {
+			return nil // the token stays spent
+		}
+		return counted
+	})
+	switch {
+	case errors.Is(err, errBudgetEmpty):
+		return "", ownLock, err
+	case err != nil:
+		return "", ownLock, notWritten("claiming a login attempt", err)
+	}
+	return stored, ownLock, counted
 }
 
 // unlockedHash is claim with lockout disabled: it counts nothing and only
