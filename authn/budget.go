@@ -63,7 +63,7 @@ func newBudget(name string, th *middleware.Throttle, a *Authenticator) *budget {
 		v6bits: c.IPv6PrefixLen, maxRows: c.MaxClients, now: c.Now,
 		store: a.store, logger: a.logger, sweepNow: make(chan struct{}, 1),
 	}
-	if a.store.sqlite() {
+	if a.store != nil && a.store.sqlite() {
 		b.turns = &a.claimTurns
 	}
 	b.over.max = c.MaxClients

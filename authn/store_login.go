@@ -9,6 +9,7 @@ import (
 
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 )
 
 // The statements of the lockout (see Authenticate): the claim, the reads
@@ -59,10 +60,15 @@ func (s *store) claim(ctx context.Context, username string, now time.Time, thres
 	return stored, ownLock, err
 }
 
-// claimSpending runs claim, the UPDATE q, in one transaction after the
-// statement that takes the client's token. The hash is returned only once
-// the transaction has committed.
+// claimSpending runs claim, the UPDATE q, after the statement that takes
+// the client's token, the two committed together: on PostgreSQL in one
+// statement (see claimSpendingPG), one round trip as the claim alone; on
+// SQLite in one transaction, one commit. The hash is returned only once
+// they have committed.
 func (s *store) claimSpending(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (stored string, ownLock sql.NullFloat64, err error) {
+	if s.postgres() {
+		return s.claimSpendingPG(ctx, q, spend)
+	}
 	var counted error // sql.ErrNoRows: unknown user or locked
 	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := scanWritten(ctx, tx.Tx, s.db.QueryGen(), s.reserveQuery(spend.limits, spend.client, spend.now), &spend.left); err != nil {
@@ -191,3 +197,38 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 	}
 	return res.RowsAffected()
 }
+
+// claimSpendingPG is claimSpending on PostgreSQL: one statement whose
+// first part (a data-modifying WITH) takes the token, and whose second,
+// the claim, runs only if it did. A row with no hash: the token is spent
+// and the claim counted nothing (unknown user or locked); no row: no
+// token, nothing written.
+func (s *store) claimSpendingPG(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (stored string, ownLock sql.NullFloat64, err error) {
+	gen := s.db.QueryGen()
+	take, err := s.reserveQuery(spend.limits, spend.client, spend.now).AppendQuery(gen, nil)
+	if err != nil {
+		return "", ownLock, err
+	}
+	claim, err := q.Where("EXISTS (SELECT 1 FROM spent)").AppendQuery(gen, nil)
+	if err != nil {
+		return "", ownLock, err
+	}
+	query := "WITH spent AS (" + string(take) + "), claimed AS (" + string(claim) + ")" +
+		" SELECT spent.tokens, claimed.password_hash, claimed.lockout_until FROM spent LEFT JOIN claimed ON TRUE"
+	var hash sql.NullString
+	err = scanWritten(ctx, s.db.DB, gen, sqlText(query), &spend.left, &hash, &ownLock)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", ownLock, errBudgetEmpty
+	case err != nil:
+		return "", ownLock, notWritten("claiming a login attempt", err)
+	case !hash.Valid:
+		return "", ownLock, sql.ErrNoRows
+	}
+	return hash.String, ownLock, nil
+}
+
+// sqlText is a statement already written out, for scanWritten.
+type sqlText string
+
+func (q sqlText) AppendQuery(_ schema.QueryGen, b []byte) ([]byte, error) { return append(b, q...), nil }
