@@ -203,9 +203,15 @@ func TestBudgetFailsClosed(t *testing.T) {
 		faults.Fail("client_budgets")
 		before := hasher.TotalVerifies()
 		for name, do := range map[string]func() int{
-			"login":        func() int { return postJSON(t, c, srv.URL+"/login", `{"username":"alice","password":"a wrong password here"}`) },
-			"Basic":        func() int { return call(t, c, "GET", srv.URL+"/api/", "", "", "Authorization", basicHeader("alice", "wrong")).code },
-			"wrong Bearer": func() int { return call(t, c, "GET", srv.URL+"/api/", "", "", "Authorization", bearer("mmt_"+strings.Repeat("D", 43))).code },
+			"login": func() int {
+				return postJSON(t, c, srv.URL+"/login", `{"username":"alice","password":"a wrong password here"}`)
+			},
+			"Basic": func() int {
+				return call(t, c, "GET", srv.URL+"/api/", "", "", "Authorization", basicHeader("alice", "wrong")).code
+			},
+			"wrong Bearer": func() int {
+				return call(t, c, "GET", srv.URL+"/api/", "", "", "Authorization", bearer("mmt_"+strings.Repeat("D", 43))).code
+			},
 		} {
 			if st := do(); st != http.StatusServiceUnavailable {
 				t.Errorf("%s with the budget unwritable: %d, want 503", name, st)

@@ -231,4 +231,6 @@ func (s *store) claimSpendingPG(ctx context.Context, q *bun.UpdateQuery, spend *
 // sqlText is a statement already written out, for scanWritten.
 type sqlText string
 
-func (q sqlText) AppendQuery(_ schema.QueryGen, b []byte) ([]byte, error) { return append(b, q...), nil }
+func (q sqlText) AppendQuery(_ schema.QueryGen, b []byte) ([]byte, error) {
+	return append(b, q...), nil
+}
