@@ -324,3 +324,63 @@ func TestBudgetTableBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestBudgetAtomicBehindHeldLock: requests of one client that all reach
+// the budget while its row (PostgreSQL) or the database (SQLite) is held
+// by another transaction, on three servers, and all go on at once when it
+// ends, still get one budget: each takes its token in the statement that
+// writes it, seeing the others' (a budget read, then written, lets every
+// request that read before the lock ended through).
+func TestBudgetAtomicBehindHeldLock(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		const burst, n = 4, 12
+		hasher := newCountingHasher(nil)
+		servers := budgetInstances(t, db, 3, burst+1, hasher)
+		c := clientFrom("127.0.0.13")
+		defer c.CloseIdleConnections()
+		bad := func(i int) string {
+			return fmt.Sprintf(`{"username":"nobody%d","password":"not the password at all"}`, i)
+		}
+		// The first failure makes the client's row, which the lock holds.
+		if st := postJSON(t, c, servers[0].URL, bad(0)); st != http.StatusUnauthorized {
+			t.Fatalf("the first failure: %d", st)
+		}
+		release := holdBudgetRows(t, db)
+		before := hasher.TotalVerifies()
+		var checked atomic.Int64
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if postJSON(t, c, servers[i%len(servers)].URL, bad(i+1)) == http.StatusUnauthorized {
+					checked.Add(1)
+				}
+			})
+		}
+		time.Sleep(500 * time.Millisecond) // every request waits at the lock
+		release()
+		wg.Wait()
+		if got := checked.Load(); got > burst || hasher.TotalVerifies()-before > burst {
+			t.Fatalf("%d checked (%d verifications) behind the held lock, %d tokens left", got, hasher.TotalVerifies()-before, burst)
+		}
+	})
+}
+
+// holdBudgetRows holds, until release, the rows of client_budgets
+// (PostgreSQL) or the database's write lock (SQLite).
+func holdBudgetRows(t *testing.T, db *testdb.DB) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	if db.Name == "postgres" {
+		tx, err := db.Raw.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		if _, err := tx.ExecContext(ctx, "SELECT client FROM client_budgets FOR UPDATE"); err != nil {
+			t.Fatal(err)
+		}
+		return func() { tx.Rollback() }
+	}
+	return holdLock(t, db, "")
+}
