@@ -5,6 +5,7 @@
 // the Authenticator's counters (Stats) as expvar JSON under "authn".
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
+//	                        [-trusted-proxies 127.0.0.1/32]
 //
 // When the database has no users it creates "demo" and prints its password
 // once; when it has users, it says so and how to set demo's password with
@@ -25,7 +26,9 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/minimost/minimost/authn"
@@ -42,6 +45,17 @@ func main() {
 	threshold := fs.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
 	duration := fs.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
 	hashWait := fs.Duration("hash-wait", 5*time.Second, "how long a login waits for a free hashing slot before 503")
+	var trusted []netip.Prefix
+	fs.Func("trusted-proxies", "comma-separated networks of reverse proxies whose X-Forwarded-For names the client (e.g. 127.0.0.1/32 behind a local nginx)", func(v string) error {
+		for s := range strings.SplitSeq(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				return err
+			}
+			trusted = append(trusted, p)
+		}
+		return nil
+	})
 	os.Exit(demo.Main(fs, os.Args[1:], func(ctx context.Context) error {
 		cfg := authn.Config{
 			LockoutThreshold: *threshold,
@@ -49,6 +63,7 @@ func main() {
 			HTTP: authn.HTTPConfig{
 				InsecureCookies: *insecure,
 				HashWait:        *hashWait,
+				TrustedProxies:  trusted,
 				// The Python application this stands in for let anyone
 				// sign up; registration is off unless asked for.
 				AllowRegistration: true,

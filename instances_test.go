@@ -1,0 +1,223 @@
+package minimost_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minimost/minimost/internal/testdb"
+)
+
+// lbSite is three instances of examples/login on one PostgreSQL database
+// behind Debian's nginx as a round-robin load balancer, which names the
+// instance that answered each request in an X-Upstream header.
+type lbSite struct {
+	base      string    // nginx
+	db        string    // the database's URL, for authctl
+	instances []*server // in the order of the upstream block
+}
+
+// startLB starts three instances of examples/login on a PostgreSQL schema
+// of the test's own (MINIMOST_TEST_POSTGRES; skipped without it, failed
+// under CI) with args, trusting nginx's X-Forwarded-For, and nginx in
+// front of them.
+func startLB(t *testing.T, args ...string) *lbSite {
+	t.Helper()
+	bin := nginxBinary(t)
+	db := testdb.Postgres(t)
+	args = append([]string{"-trusted-proxies", "127.0.0.1/32"}, args...)
+	// The first creates the demo user; the others find it.
+	s := &lbSite{db: db.URL}
+	for range 3 {
+		s.instances = append(s.instances, startExampleOn(t, "login", db.URL, args...))
+	}
+	var upstream strings.Builder
+	for _, in := range s.instances {
+		fmt.Fprintf(&upstream, "        server %s;\n", strings.TrimPrefix(in.base, "http://"))
+	}
+	addr := freeAddr(t)
+	// Round robin (nginx's default) sends each request to the next
+	// instance: one flow's steps cross instances.
+	s.base = runNginx(t, bin, addr, fmt.Sprintf(`    upstream logins {
+%s    }
+    server {
+        listen %s;
+        location / {
+            proxy_pass http://logins;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            add_header X-Upstream $upstream_addr always;
+        }
+    }
+`, upstream.String(), addr))
+	return s
+}
+
+// lbAnswer is a response through the load balancer.
+type lbAnswer struct {
+	code     int
+	upstream string // the instance that answered
+	body     string
+	resp     *http.Response
+}
+
+// do sends one request through nginx with c: a JSON body when body is not
+// "", the cookies, and header pairs.
+func (s *lbSite) do(t *testing.T, c *http.Client, method, path, body string, cookies []*http.Cookie, header ...string) lbAnswer {
+	t.Helper()
+	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	for _, ck := range cookies {
+		req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Error(err) // not Fatal: the spray calls it from goroutines
+		return lbAnswer{}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return lbAnswer{resp.StatusCode, resp.Header.Get("X-Upstream"), string(b), resp}
+}
+
+// everywhere sends the same request three times in a row, which round
+// robin gives to each instance once, and checks that each answered want.
+func (s *lbSite) everywhere(t *testing.T, what string, want int, send func() lbAnswer) {
+	t.Helper()
+	seen := map[string]bool{}
+	for range len(s.instances) {
+		got := send()
+		if got.code != want {
+			t.Errorf("%s at %s: %d %q, want %d", what, got.upstream, got.code, got.body, want)
+		}
+		seen[got.upstream] = true
+	}
+	if len(seen) != len(s.instances) {
+		t.Errorf("%s: answered by %v, want each of the %d instances once", what, seen, len(s.instances))
+	}
+}
+
+// TestInstancesBehindNginx: three instances of examples/login on one
+// PostgreSQL database behind nginx's round robin behave as one server. A
+// spray from one address gets one failure budget in all, not three;
+// another address is not refused for it. A session made at one instance
+// works at every other; an authctl lock is seen at every instance on the
+// next request, by sessions and by remembered Basic credentials; a logout
+// at one ends the session everywhere. Every flow's next step goes to
+// another instance, so state kept in one process would fail it.
+//
+// The second-factor step, a passkey ceremony and a reset join here as
+// steps of one s.do each, followed by an everywhere check.
+func TestInstancesBehindNginx(t *testing.T) {
+	t.Parallel()
+	const pw = "load balanced passphrase 42"
+	s := startLB(t, "-demo-password", pw, "-hash-wait", "3s")
+
+	t.Run("one budget", func(t *testing.T) {
+		// The default budget: 20 failures, then one every 6 s.
+		const burst, interval, conns, requests = 20, 6 * time.Second, 16, 80
+		c := clientFrom("127.0.0.20")
+		defer c.CloseIdleConnections()
+		var next atomic.Int64
+		var mu sync.Mutex
+		counts := map[int]int{}
+		checkedAt := map[string]int{}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range conns {
+			wg.Go(func() {
+				for i := next.Add(1); i <= requests; i = next.Add(1) {
+					body := fmt.Sprintf(`{"username":"nobody%d","password":"not the password at all"}`, i)
+					got := s.do(t, c, "POST", "/login", body, nil)
+					mu.Lock()
+					counts[got.code]++
+					if got.code == http.StatusUnauthorized {
+						checkedAt[got.upstream]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		budget := burst + int(elapsed/interval) + 1 // a token earned while the last requests ran
+		t.Logf("%d requests in %v from one address over %d connections: %v; checks per instance %v (budget %d)",
+			requests, elapsed.Round(time.Millisecond), conns, counts, checkedAt, budget)
+		if got := counts[http.StatusUnauthorized]; got > budget || got < burst {
+			t.Errorf("%d password checks from one address through three instances, want %d to %d (one budget)", got, burst, budget)
+		}
+		if len(checkedAt) < 2 {
+			t.Errorf("the checks were made by %v: the spray did not cross instances", checkedAt)
+		}
+		if counts[http.StatusTooManyRequests] == 0 {
+			t.Errorf("no 429: %v", counts)
+		}
+		other := clientFrom("127.0.0.21")
+		defer other.CloseIdleConnections()
+		s.everywhere(t, "another address's wrong password", http.StatusUnauthorized, func() lbAnswer {
+			return s.do(t, other, "POST", "/login", `{"username":"nobody","password":"not the password at all"}`, nil)
+		})
+	})
+
+	c := clientFrom("127.0.0.22")
+	defer c.CloseIdleConnections()
+	login := func() ([]*http.Cookie, string) {
+		t.Helper()
+		got := s.do(t, c, "POST", "/login", `{"username":"demo","password":"`+pw+`"}`, nil)
+		var who struct{ Username string }
+		if json.Unmarshal([]byte(got.body), &who); got.code != http.StatusOK || who.Username != "demo" || len(got.resp.Cookies()) == 0 {
+			t.Fatalf("login at %s: %d %q %v", got.upstream, got.code, got.body, got.resp.Cookies())
+		}
+		return got.resp.Cookies(), got.upstream
+	}
+	home := func(cookies []*http.Cookie) func() lbAnswer {
+		return func() lbAnswer { return s.do(t, c, "GET", "/", "", cookies) }
+	}
+	basic := func() lbAnswer {
+		req, _ := http.NewRequest("GET", "/", nil)
+		req.SetBasicAuth("demo", pw)
+		return s.do(t, c, "GET", "/api/", "", nil, "Authorization", req.Header.Get("Authorization"))
+	}
+
+	// A login at one instance, its session used at every one.
+	cookies, at := login()
+	s.everywhere(t, "the session made at "+at, http.StatusOK, home(cookies))
+	s.everywhere(t, "Basic", http.StatusOK, basic) // each instance remembers the credential
+
+	// An administrator's lock at the database: the next request at every
+	// instance sees it, remembered credential or not.
+	authctl(t, s.db, "lock", "demo", "1h")
+	s.everywhere(t, "the session after authctl lock", http.StatusUnauthorized, home(cookies))
+	s.everywhere(t, "Basic after authctl lock", http.StatusUnauthorized, basic)
+	authctl(t, s.db, "unlock", "demo")
+	s.everywhere(t, "Basic after authctl unlock", http.StatusOK, basic)
+
+	// A logout at one instance ends the session at every one.
+	cookies, at = login()
+	s.everywhere(t, "the second session, made at "+at, http.StatusOK, home(cookies))
+	if got := s.do(t, c, "POST", "/logout", "", cookies); got.code != http.StatusNoContent && got.code != http.StatusSeeOther {
+		t.Fatalf("logout at %s: %d %q", got.upstream, got.code, got.body)
+	}
+	s.everywhere(t, "the session after its logout", http.StatusUnauthorized, home(cookies))
+
+	if t.Failed() {
+		for i, in := range s.instances {
+			t.Logf("instance %d (%s) log:\n%s", i, in.base, in.logText())
+		}
+	}
+}
