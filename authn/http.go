@@ -118,14 +118,21 @@ type HTTPConfig struct {
 	// whether the browser used HTTPS (see InsecureCookies). None by
 	// default.
 	TrustedProxies []netip.Prefix
-	// Throttle limits failed attempts per client address, shared by every
-	// handler of the Authenticator (one budget, not one per route).
-	// nil means middleware.NewThrottle(middleware.ThrottleConfig{}).
+	// Throttle sets the budget of failed attempts per client address,
+	// shared by every handler of the Authenticator (one budget, not one
+	// per route) and by every instance on its database: its Burst,
+	// Interval, IPv6PrefixLen, MaxClients and Now are used, and the
+	// counts are kept in the database (the client_budgets table), not in
+	// the Throttle, so that N instances give a client the budget of one.
+	// A Throttle given to several Authenticators, or used by the
+	// application's own middleware too, shares nothing with them but its
+	// settings. nil means middleware.NewThrottle(middleware.ThrottleConfig{}).
 	Throttle *middleware.Throttle
-	// RegisterThrottle limits registrations per client address: unlike
-	// Throttle, every registration spends it, successful or not, since
-	// each one costs a hash and a row. nil means a burst of 10, then one
-	// a minute (middleware.ThrottleConfig{Burst: 10, Interval: time.Minute}).
+	// RegisterThrottle sets the budget of registrations per client
+	// address, counted in the database as Throttle's: unlike Throttle,
+	// every registration spends it, successful or not, since each one
+	// costs a hash and a row. nil means a burst of 10, then one a minute
+	// (middleware.ThrottleConfig{Burst: 10, Interval: time.Minute}).
 	RegisterThrottle *middleware.Throttle
 	// MaxBodyBytes bounds every POST body of the handlers (login,
 	// registration, password change, sessions). 0 means 8 KiB.
