@@ -118,8 +118,11 @@ func (t *budgetTicket) spend(ctx context.Context, hashWait time.Duration) (time.
 		return wait, errOverBudget
 	}
 	if b.turns != nil {
-		ctx, cancel := context.WithTimeoutCause(ctx, hashWait, fmt.Errorf("HashWait (%v) passed", hashWait))
-		defer cancel()
+		if hashWait > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeoutCause(ctx, hashWait, fmt.Errorf("HashWait (%v) passed", hashWait))
+			defer cancel()
+		}
 		release, err := b.turns.take(ctx, "", func(time.Time) {})
 		if err != nil {
 			return 0, claimWaitError{err}
