@@ -79,7 +79,7 @@ func spray(args []string) error {
 	var mu sync.Mutex
 	counts := map[int]int{}
 	checksAt := make([]int, len(urls)) // the 401s of each server
-	var checkTimes []time.Duration // when each 401 came, since the start
+	var checkTimes []time.Duration     // when each 401 came, since the start
 	start := time.Now()
 	deadline := start.Add(*dur)
 	var wg sync.WaitGroup
