@@ -269,8 +269,9 @@ func TestBudgetKnownOverCostsNothing(t *testing.T) {
 }
 
 // TestBudgetTableBounded: rows whose bucket has refilled are deleted, and a
-// spray from more addresses than MaxClients is evicted down to 7/8 of it,
-// the fullest buckets first: the address that spent most keeps its row.
+// spray from more addresses than MaxClients leaves at most MaxClients rows
+// after a sweep (evicted down to 7/8 of it), the fullest buckets first:
+// the address that spent most keeps its row.
 func TestBudgetTableBounded(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
@@ -311,8 +312,11 @@ func TestBudgetTableBounded(t *testing.T) {
 		}
 		a.SweepBudgets(context.Background())
 		got := rows()
-		if len(got) > maxClients-maxClients/8 {
-			t.Errorf("%d rows after a sweep, want at most %d", len(got), maxClients-maxClients/8)
+		// At most MaxClients: a sweep that finds more evicts down to 7/8
+		// of it, and the sweeps the reservations asked for in the
+		// background may have run before this one.
+		if len(got) > maxClients {
+			t.Errorf("%d rows after a sweep, want at most %d", len(got), maxClients)
 		}
 		if !got["127.0.1.1/32"] {
 			t.Errorf("the address that spent its whole budget was evicted: %v", got)
