@@ -388,3 +388,38 @@ func holdBudgetRows(t *testing.T, db *testdb.DB) (release func()) {
 	}
 	return holdLock(t, db, "")
 }
+
+// TestBudgetIPv6NetworkShared: the addresses of one IPv6 /64 spend one
+// budget on every instance, as on one: a client cannot get a fresh budget
+// per address or per server. Another /64 has its own.
+func TestBudgetIPv6NetworkShared(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		var logins []http.Handler
+		for range 2 {
+			a := db.Open(t, authn.Config{HTTP: authn.HTTPConfig{
+				InsecureCookies: true,
+				Throttle:        middleware.NewThrottle(middleware.ThrottleConfig{Burst: 2, Interval: time.Hour}),
+			}})
+			logins = append(logins, a.LoginHandler())
+		}
+		post := func(h http.Handler, addr string) int {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("POST", "/login", strings.NewReader(`{"username":"nobody","password":"not the password at all"}`))
+			r.Header.Set("Content-Type", "application/json")
+			r.RemoteAddr = addr
+			h.ServeHTTP(w, r)
+			return w.Code
+		}
+		got := []int{
+			post(logins[0], "[2001:db8:0:1::1]:1000"),
+			post(logins[1], "[2001:db8:0:1::2]:1000"),
+			post(logins[0], "[2001:db8:0:1::3]:1000"),
+			post(logins[1], "[2001:db8:0:1:ffff::4]:1000"),
+			post(logins[1], "[2001:db8:0:2::1]:1000"),
+		}
+		if want := "[401 401 429 429 401]"; fmt.Sprint(got) != want {
+			t.Errorf("one /64 at two servers, budget 2, then another /64: %v, want %v", got, want)
+		}
+	})
+}
