@@ -22,11 +22,15 @@ import (
 // Interval; the Throttle's own in-memory counts are not used.
 //
 // What a request costs:
-//   - reserve: one atomic statement (see store.reserveBudget) for an attempt
-//     that may fail; refund gives the token back, one more, when it did not.
-//   - allow, and reserve for a client this process saw over budget: nothing
-//     but a look at memory (over). The database is the truth; the memo only
-//     refuses, until the time the database gave for the next token, so it
+//   - a login: nothing more than its claim's commit, in which the claim
+//     takes the token (the ticket in its context: see store.claim); a
+//     success gives it back, one UPDATE (budgetTicket.cancel).
+//   - another attempt that may fail (a wrong app token, a malformed
+//     request, a registration): one atomic statement of its own
+//     (budgetTicket.spend, store.reserveBudget).
+//   - allow, and any attempt of a client this process saw spend its last
+//     token: nothing but a look at memory (over), until the time its next
+//     token is due. The database is the truth; the memo only refuses, so it
 //     can never let a client through that the database would refuse.
 type budget struct {
 	limits   budgetLimits
@@ -52,8 +56,9 @@ const (
 // reservations since the last.
 const budgetSweepInterval = time.Minute
 
-// errOverBudget is the error of a reservation refused for the client's
-// budget: the caller answers 429 (reserve has set Retry-After).
+// errOverBudget is the error of an attempt refused for the client's
+// budget, by its claim or a statement of its own: the caller answers 429
+// with Retry-After (see handlers.reserve and handlers.settle).
 var errOverBudget = errors.New("authn: client over its budget")
 
 func newBudget(name string, th *middleware.Throttle, a *Authenticator) *budget {
@@ -265,11 +270,14 @@ func (b *budget) runSweeper(ctx context.Context) {
 // overMemo remembers the clients a reservation found over budget, until
 // the time the database gave for their next token. It holds at most max
 // entries: one more is not remembered, which costs its client's requests a
-// statement each, never a wrong answer.
+// statement each, never a wrong answer. When full, it drops the entries
+// that have expired, at most once a second, so that a flood of new
+// clients cannot make each refusal scan the whole map.
 type overMemo struct {
 	max   int
 	mu    sync.Mutex
 	until map[netip.Prefix]time.Time
+	swept time.Time // when a full memo last dropped its expired entries
 }
 
 func (m *overMemo) lookup(key netip.Prefix, now time.Time) (time.Duration, bool) {
@@ -293,6 +301,10 @@ func (m *overMemo) note(key netip.Prefix, until, now time.Time) {
 		m.until = make(map[netip.Prefix]time.Time)
 	}
 	if len(m.until) >= m.max {
+		if now.Sub(m.swept) < time.Second && !now.Before(m.swept) {
+			return
+		}
+		m.swept = now
 		m.expireLocked(now)
 		if len(m.until) >= m.max {
 			return
