@@ -181,6 +181,7 @@ func (a *Authenticator) startPending(ctx context.Context, p loginProof, remember
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: p.username, Reason: ReasonError})
 		return "", err
 	}
+	a.stats.secondFactorPending.Add(1)
 	return handle, nil
 }
 
