@@ -2,6 +2,7 @@ package authn
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
 	"strings"
 )
@@ -14,11 +15,22 @@ type TOTPPage struct {
 	// Secret, URI and QR are a new secret, after the password was given:
 	// the base32 key, its otpauth:// URI, and a QR code of the URI as a
 	// data: URL (the page's CSP allows img-src data:).
-	Secret, URI, QR string
+	Secret, URI string
+	QR          template.URL // made by the library: a PNG, never a client's text
 	// RecoveryCodes are shown once, after the confirmation.
 	RecoveryCodes []string
 	// EnrollPath, ConfirmPath and DisablePath are where the forms post.
 	EnrollPath, ConfirmPath, DisablePath string
+}
+
+// qrURL marks the data: URL of a QR code that enroll made as safe for the
+// page's img src, which html/template would otherwise replace (it lets no
+// data: URL through on its own). Anything else is dropped.
+func qrURL(s string) template.URL {
+	if !strings.HasPrefix(s, "data:image/png;base64,") || strings.ContainsAny(s, "\"'<> ") {
+		return ""
+	}
+	return template.URL(s)
 }
 
 // Messages of the TOTP page.
@@ -141,7 +153,7 @@ func (h *handlers) postTOTPEnroll(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, e)
 	default:
 		res.Cancel()
-		h.render(w, http.StatusOK, h.totpTemplate, h.totpPage(r, "", TOTPPage{Secret: e.Secret, URI: e.URI, QR: e.QR}))
+		h.render(w, http.StatusOK, h.totpTemplate, h.totpPage(r, "", TOTPPage{Secret: e.Secret, URI: e.URI, QR: qrURL(e.QR)}))
 	}
 }
 
