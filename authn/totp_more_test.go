@@ -420,3 +420,65 @@ func TestTOTPFailingDisk(t *testing.T) {
 		}
 	})
 }
+
+// TestTOTPPendingOnce: one pending login finishes once: a TOTP code and a
+// recovery code sent at once with the same pending cookie, to two
+// instances, start one session; the cookie replayed afterwards with
+// another recovery code starts none.
+func TestTOTPPendingOnce(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		cfg := totpConfig(clk, nil)
+		cfg.LockoutThreshold = 50
+		sites := []*totpSite{newTOTPSite(t, db, cfg), newTOTPSite(t, db, cfg)}
+		secret, recovery := enrolTOTP(t, sites[0].a, clk, "alice")
+		for round := range 4 {
+			c := newBrowser(t)
+			passwordStep(t, c, sites[0], "alice")
+			u, _ := url.Parse(sites[0].srv.URL)
+			cookies := c.Jar.Cookies(u)
+			send := func(site *totpSite, body string) int {
+				req, _ := http.NewRequest("POST", site.srv.URL+"/login/verify", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				for _, ck := range cookies {
+					req.AddCookie(ck)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			statuses := make([]int, 2)
+			bodies := []string{`{"code":"` + codeAt(t, secret, clk.Now()) + `"}`, `{"recovery_code":"` + recovery[2*round] + `"}`}
+			done := make(chan struct{})
+			for i := range 2 {
+				go func() { statuses[i] = send(sites[i], bodies[i]); done <- struct{}{} }()
+			}
+			<-done
+			<-done
+			if n := countOf(statuses, http.StatusOK); n != 1 {
+				t.Errorf("round %d: statuses %v, want one 200", round, statuses)
+			}
+			if st := send(sites[1], `{"recovery_code":"`+recovery[2*round+1]+`"}`); st != http.StatusUnauthorized {
+				t.Errorf("round %d: the pending cookie again: %d, want 401", round, st)
+			}
+			if sessions, _ := sites[0].a.Sessions(context.Background(), "alice"); len(sessions) != round+1 {
+				t.Errorf("round %d: %d sessions, want %d", round, len(sessions), round+1)
+			}
+			clk.Advance(30 * time.Second)
+		}
+	})
+}
+
+func countOf(xs []int, x int) int {
+	n := 0
+	for _, v := range xs {
+		if v == x {
+			n++
+		}
+	}
+	return n
+}
