@@ -20,6 +20,22 @@ import (
 // finish, ends every login (it consumes the pending login, resets the
 // counter; finishLogin then starts the session and records the event), and
 // one function, answerLogin, answers every login request.
+//
+// How a factor plugs in, without the files of other factors:
+//   - As a second factor: a line in secondFactorSQL (an EXISTS on its own
+//     table) and in factorNames (the names the password step's answer
+//     lists), and its table in userTables. The claim, the hot read of
+//     BasicAuth and Account then see it.
+//   - Its second step reads the pending login (pendingOf, with the cookie's
+//     handle from h.pendingHandle), proves (a guessable secret after
+//     claimCode; a secret nobody can guess, such as a passkey's signature,
+//     may build its loginProof itself: username, hash = the pending login's
+//     userHash, method, pending = its handleHash), then calls
+//     h.finishLogin(w, r, proof, pending.remember) and
+//     h.answerLogin(w, r, res, err, loginAnswer{...}).
+//   - A first factor with no password (a passkey sign-in) builds its
+//     loginProof with the user's current hash and no pending login, and
+//     ends the same way.
 
 // ErrSecondFactorRequired is the error of a right password on an account
 // with a second factor, where the password alone cannot sign in:
