@@ -288,6 +288,9 @@ func TestTOTPRoutes(t *testing.T) {
 		if st, body := post(t, c, site.srv.URL+"/totp/disable", `{"password":"`+goodPassword+`","code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusNoContent {
 			t.Errorf("disable: %d %s", st, body)
 		}
+		if n := failedAttempts(t, site.a, "alice"); n != 0 {
+			t.Errorf("after disable failed_attempts = %d, want 0 (a right code resets its claim)", n)
+		}
 		if err := site.a.Authenticate(context.Background(), "alice", goodPassword); err != nil {
 			t.Errorf("after disable: %v", err)
 		}
