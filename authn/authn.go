@@ -28,6 +28,9 @@
 // [Authenticator.Stats] counts logins, failures, sessions and refusals, for
 // expvar or any monitoring; every failed login is a WARN line with the
 // client's address, which examples/fail2ban's filter reads.
+// [Authenticator.TOTP] adds a second factor to an account (an
+// authenticator app's codes, with recovery codes): its password then
+// signs in only together with a code, at {Prefix}/login/verify.
 //
 // # Sessions
 //
