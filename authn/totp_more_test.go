@@ -14,11 +14,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/internal/testdb"
+	"github.com/minimost/minimost/middleware"
 )
 
 // TestCostOfCodeSteps counts what the steps of a login with TOTP cost: a
@@ -484,4 +486,62 @@ func countOf(xs []int, x int) int {
 		}
 	}
 	return n
+}
+
+// TestTOTPCodeSpendsBudget: a failed second step spends the client's
+// failure budget as a wrong password does, and a finished one gives its
+// token back: past the budget, even the right code gets 429.
+func TestTOTPCodeSpendsBudget(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	cfg := totpConfig(clk, nil)
+	cfg.LockoutThreshold = 50
+	cfg.HTTP.Throttle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 4, Interval: time.Hour, Now: clk.Now})
+	site := newTOTPSite(t, testdb.SQLite(t), cfg)
+	secret, _ := enrolTOTP(t, site.a, clk, "alice")
+	c := newBrowser(t)
+	passwordStep(t, c, site, "alice") // a success: its token comes back
+	if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusOK {
+		t.Fatalf("the right code: %d", st)
+	}
+	clk.Advance(30 * time.Second)
+	passwordStep(t, c, site, "alice")
+	for i := range 4 {
+		if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+wrongCodeOf(t, secret, clk.Now())+`"}`); st != http.StatusUnauthorized {
+			t.Fatalf("wrong code %d: %d, want 401", i+1, st)
+		}
+	}
+	if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusTooManyRequests {
+		t.Errorf("the right code past the budget: %d, want 429", st)
+	}
+}
+
+// TestTOTPPasswordChangedDuringStep: a password set while the password
+// step verifies the old one leaves no pending login: the step is refused
+// as a wrong password, and the new password still works.
+func TestTOTPPasswordChangedDuringStep(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		h := testdb.NewCountingHasher(nil)
+		cfg := totpConfig(clk, nil)
+		cfg.Hasher = h
+		site := newTOTPSite(t, db, cfg)
+		enrolTOTP(t, site.a, clk, "alice")
+		var once sync.Once
+		h.SetOnVerify(func(string) {
+			once.Do(func() {
+				if err := site.a.SetPassword(context.Background(), "alice", goodPassword+" changed"); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+		st, body := post(t, newBrowser(t), site.srv.URL+"/login", `{"username":"alice","password":"`+goodPassword+`"}`)
+		if st != http.StatusUnauthorized {
+			t.Errorf("the password step whose password changed meanwhile: %d %s, want 401", st, body)
+		}
+		n, err := db.Raw.NewSelect().Table("pending_logins").Count(context.Background())
+		if err != nil || n != 0 {
+			t.Errorf("pending logins: %d, %v; want none", n, err)
+		}
+	})
 }
