@@ -362,22 +362,29 @@ func (h *handlers) answerSecondFactor(w http.ResponseWriter, r *http.Request, ha
 	case wantsJSON(r):
 		writeJSON(w, http.StatusOK, map[string][]string{"second_factor": factors.names()})
 	case isHTMX(r):
-		h.redirect(w, r, h.verifyPath())
+		h.redirect(w, r, h.verifyAction(r))
 	default:
 		h.render(w, http.StatusOK, h.verifyTemplate, h.verifyForm(r, "", factors))
 	}
 }
 
-// verifyPath is the path of the second step of a login.
-func (h *handlers) verifyPath() string { return h.prefix + "/login/verify" }
+// verifyAction is the path of the second step of a login as the browser
+// reaches it: next to the path r came to (the login route's, or the second
+// step's own), also under http.StripPrefix, else {Prefix}/login/verify.
+func (h *handlers) verifyAction(r *http.Request) string {
+	switch p := formAction(r); {
+	case strings.HasSuffix(p, "/login/verify"):
+		return p
+	case strings.HasSuffix(p, "/login"):
+		return p + "/verify"
+	}
+	return h.prefix + "/login/verify"
+}
 
 // verifyForm is the code page's data.
 func (h *handlers) verifyForm(r *http.Request, msg string, factors factorSet) FormData {
 	f := h.loginForm(r, msg, "", "")
-	f.Action = h.verifyPath()
-	if strings.HasSuffix(formAction(r), "/login/verify") {
-		f.Action = formAction(r)
-	}
+	f.Action = h.verifyAction(r)
 	f.SecondFactors = factors.names()
 	return f
 }

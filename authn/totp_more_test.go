@@ -545,3 +545,47 @@ func TestTOTPPasswordChangedDuringStep(t *testing.T) {
 		}
 	})
 }
+
+// TestTOTPUnderStripPrefix: mounted under http.StripPrefix, the code page
+// posts to the second step's path as the browser reaches it, and htmx is
+// sent there.
+func TestTOTPUnderStripPrefix(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	cfg := totpConfig(clk, nil)
+	cfg.HTTP.LoginPath = "/auth/login"
+	a := testdb.SQLite(t).Open(t, cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/auth/", http.StripPrefix("/auth", a.Routes()))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	secret, _ := enrolTOTP(t, a, clk, "alice")
+	c := newBrowser(t)
+	form := func(path string, v url.Values, hdr ...string) (*http.Response, string) {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	creds := url.Values{"username": {"alice"}, "password": {goodPassword}}
+	resp, body := form("/auth/login", creds)
+	if resp.StatusCode != 200 || !strings.Contains(body, `action="/auth/login/verify"`) {
+		t.Fatalf("code page under StripPrefix: %d\n%s", resp.StatusCode, body)
+	}
+	resp, _ = form("/auth/login/verify", url.Values{"code": {codeAt(t, secret, clk.Now())}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the code under StripPrefix: %d, want 303", resp.StatusCode)
+	}
+	resp, _ = form("/auth/login", creds, "HX-Request", "true")
+	if got := resp.Header.Get("HX-Redirect"); got != "/auth/login/verify" {
+		t.Errorf("htmx under StripPrefix: HX-Redirect %q, want /auth/login/verify", got)
+	}
+}
