@@ -202,9 +202,14 @@ func budgetTicketFrom(ctx context.Context) *budgetTicket {
 	return t
 }
 
-// budgetSpend is what a claim needs to take t's token: nil for no ticket.
+// budgetSpend is what a claim needs to take t's token: nil for no ticket,
+// or for one whose token is taken already (a request that checks a
+// password and then a code claims twice, and spends one token).
 func (t *budgetTicket) budgetSpend() *budgetSpend {
-	if t == nil {
+	if t == nil || t.spent {
+		if t != nil {
+			t.claim = nil
+		}
 		return nil
 	}
 	t.claim = &budgetSpend{limits: t.b.limits, client: t.key.String(), now: t.b.now()}
@@ -216,7 +221,7 @@ func (t *budgetTicket) budgetSpend() *budgetSpend {
 // client is errOverBudget, remembered here.
 func (t *budgetTicket) claimed(ctx context.Context, err error) error {
 	switch {
-	case t == nil:
+	case t == nil || t.claim == nil:
 		return err
 	case errors.Is(err, errBudgetEmpty):
 		t.b.refused(ctx, t.key, t.b.now())

@@ -28,36 +28,46 @@ func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)
 // now, in one atomic UPDATE: failed_attempts goes up by one, and when that
 // reaches threshold it goes back to 0 and the account is locked for lockFor.
 // It returns the stored hash and, when this attempt reached the threshold,
-// the lock it wrote, exactly as stored. sql.ErrNoRows means unknown user or
-// locked.
+// the lock it wrote, exactly as stored, and the second factors the
+// account has. sql.ErrNoRows means unknown user or locked.
 //
 // With spend, the claim first takes a token of the client's budget in the
 // same transaction (see reserveQuery): errBudgetEmpty, and nothing
 // written, when the client has none; otherwise the token is spent whether
 // or not a row was counted (an unknown user costs the client as a wrong
 // password does). The two share one commit.
-func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration, spend *budgetSpend) (stored string, ownLock sql.NullFloat64, err error) {
+func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration, spend *budgetSpend) (c claimed, err error) {
 	if err := s.check(); err != nil {
-		return "", ownLock, err
+		return c, err
 	}
 	t := unixSeconds(now)
-	// Every SET expression reads the row as it was before the UPDATE.
-	q := s.db.NewUpdate().Model((*model.User)(nil)).
+	// Every SET expression reads the row as it was before the UPDATE. The
+	// table has no alias (bun would name it "user"), so that the factors'
+	// subqueries in RETURNING can name its row on both databases.
+	q := s.db.NewUpdate().Table("users").
 		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", threshold).
 		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", threshold, t+lockFor.Seconds()).
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(t)...).
-		Returning("password_hash, lockout_until")
+		Returning("password_hash, lockout_until, " + factorsSQL("users.username") + " AS factors")
 	if spend != nil {
 		return s.claimSpending(ctx, q, spend)
 	}
 	// The hash comes back before the count is committed: only a claim
 	// known written may check it (see scanWritten).
-	err = scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &stored, &ownLock)
+	err = scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &c.stored, &c.ownLock, &c.factors)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", ownLock, notWritten("claiming a login attempt", err)
+		return claimed{}, notWritten("claiming a login attempt", err)
 	}
-	return stored, ownLock, err
+	return c, err
+}
+
+// claimed is what a claim returns: the stored hash, the lock the claim
+// wrote if it reached the threshold, and the account's second factors.
+type claimed struct {
+	stored  string
+	ownLock sql.NullFloat64
+	factors factorSet
 }
 
 // claimSpending runs claim, the UPDATE q, after the statement that takes
@@ -65,7 +75,7 @@ func (s *store) claim(ctx context.Context, username string, now time.Time, thres
 // statement (see claimSpendingPG), one round trip as the claim alone; on
 // SQLite in one transaction, one commit. The hash is returned only once
 // they have committed.
-func (s *store) claimSpending(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (stored string, ownLock sql.NullFloat64, err error) {
+func (s *store) claimSpending(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (c claimed, err error) {
 	if s.postgres() {
 		return s.claimSpendingPG(ctx, q, spend)
 	}
@@ -77,7 +87,7 @@ func (s *store) claimSpending(ctx context.Context, q *bun.UpdateQuery, spend *bu
 			}
 			return err
 		}
-		counted = scanWritten(ctx, tx.Tx, s.db.QueryGen(), q, &stored, &ownLock)
+		counted = scanWritten(ctx, tx.Tx, s.db.QueryGen(), q, &c.stored, &c.ownLock, &c.factors)
 		if errors.Is(counted, sql.ErrNoRows) {
 			return nil // the token stays spent
 		}
@@ -85,27 +95,29 @@ func (s *store) claimSpending(ctx context.Context, q *bun.UpdateQuery, spend *bu
 	})
 	switch {
 	case errors.Is(err, errBudgetEmpty):
-		return "", ownLock, err
+		return claimed{}, err
 	case err != nil:
-		return "", ownLock, notWritten("claiming a login attempt", err)
+		return claimed{}, notWritten("claiming a login attempt", err)
 	}
-	return stored, ownLock, counted
+	return c, counted
 }
 
 // unlockedHash is claim with lockout disabled: it counts nothing and only
-// reads the hash of username if the account is not locked at now.
-func (s *store) unlockedHash(ctx context.Context, username string, now time.Time) (stored string, err error) {
+// reads the hash of username, and its second factors, if the account is
+// not locked at now.
+func (s *store) unlockedHash(ctx context.Context, username string, now time.Time) (c claimed, err error) {
 	if err := s.check(); err != nil {
-		return "", err
+		return c, err
 	}
-	err = s.db.NewSelect().Model((*model.User)(nil)).Column("password_hash").
+	err = s.db.NewSelect().Table("users").Column("password_hash").
+		ColumnExpr(factorsSQL("users.username")).
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(unixSeconds(now))...).
-		Scan(ctx, &stored)
+		Scan(ctx, &c.stored, &c.factors)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("authn: reading a user to log in: %w", err)
+		return claimed{}, fmt.Errorf("authn: reading a user to log in: %w", err)
 	}
-	return stored, err
+	return c, err
 }
 
 // lockoutUntil reads username's stored lock (NULL: none). sql.ErrNoRows
@@ -138,8 +150,8 @@ func (s *store) stillUnlocked(ctx context.Context, username, verified string, no
 	return still, nil
 }
 
-// resetAfterLogin clears username's counter and lock and stores the
-// re-hash of change, if any, provided the hash is still change.old and the
+// resetAfterLogin clears username's counter and lock (unless
+// change.keepCount) and stores the re-hash of change, if any, provided the hash is still change.old and the
 // account is not locked at now, or locked exactly by change.ownLock. It
 // reports whether the row was reset.
 func (s *store) resetAfterLogin(ctx context.Context, username string, change passwordChange, now time.Time) (bool, error) {
@@ -148,6 +160,9 @@ func (s *store) resetAfterLogin(ctx context.Context, username string, change pas
 	}
 	t := unixSeconds(now)
 	q := clearLock(s.db)
+	if change.keepCount {
+		q = s.db.NewUpdate().Model((*model.User)(nil))
+	}
 	if change.new != "" {
 		q = q.Set("password_hash = ?", change.new)
 	}
@@ -203,29 +218,31 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 // the claim, runs only if it did. A row with no hash: the token is spent
 // and the claim counted nothing (unknown user or locked); no row: no
 // token, nothing written.
-func (s *store) claimSpendingPG(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (stored string, ownLock sql.NullFloat64, err error) {
+func (s *store) claimSpendingPG(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (c claimed, err error) {
 	gen := s.db.QueryGen()
 	take, err := s.reserveQuery(spend.limits, spend.client, spend.now).AppendQuery(gen, nil)
 	if err != nil {
-		return "", ownLock, err
+		return c, err
 	}
 	claim, err := q.Where("EXISTS (SELECT 1 FROM spent)").AppendQuery(gen, nil)
 	if err != nil {
-		return "", ownLock, err
+		return c, err
 	}
 	query := "WITH spent AS (" + string(take) + "), claimed AS (" + string(claim) + ")" +
-		" SELECT spent.tokens, claimed.password_hash, claimed.lockout_until FROM spent LEFT JOIN claimed ON TRUE"
+		" SELECT spent.tokens, claimed.password_hash, claimed.lockout_until, claimed.factors FROM spent LEFT JOIN claimed ON TRUE"
 	var hash sql.NullString
-	err = scanWritten(ctx, s.db.DB, gen, sqlText(query), &spend.left, &hash, &ownLock)
+	var factors sql.NullInt64
+	err = scanWritten(ctx, s.db.DB, gen, sqlText(query), &spend.left, &hash, &c.ownLock, &factors)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return "", ownLock, errBudgetEmpty
+		return claimed{}, errBudgetEmpty
 	case err != nil:
-		return "", ownLock, notWritten("claiming a login attempt", err)
+		return claimed{}, notWritten("claiming a login attempt", err)
 	case !hash.Valid:
-		return "", ownLock, sql.ErrNoRows
+		return claimed{}, sql.ErrNoRows
 	}
-	return hash.String, ownLock, nil
+	c.stored, c.factors = hash.String, factorSet(factors.Int64)
+	return c, nil
 }
 
 // sqlText is a statement already written out, for scanWritten.
