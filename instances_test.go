@@ -1,10 +1,16 @@
 package minimost_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base32"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,12 +127,17 @@ func (s *lbSite) everywhere(t *testing.T, what string, want int, send func() lbA
 // at one ends the session everywhere. Every flow's next step goes to
 // another instance, so state kept in one process would fail it.
 //
-// The second-factor step, a passkey ceremony and a reset join here as
-// steps of one s.do each, followed by an everywhere check.
+// A second factor is enrolled through two instances and a login's password
+// and code steps go to two more. A passkey ceremony and a reset join here
+// as steps of one s.do each, followed by an everywhere check.
 func TestInstancesBehindNginx(t *testing.T) {
 	t.Parallel()
 	const pw = "load balanced passphrase 42"
-	s := startLB(t, "-demo-password", pw, "-hash-wait", "3s")
+	key := filepath.Join(t.TempDir(), "totp.key") // every instance seals with the same key
+	if err := os.WriteFile(key, []byte(strings.Repeat("5e", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startLB(t, "-demo-password", pw, "-hash-wait", "3s", "-secret-key-file", key)
 
 	t.Run("one budget", func(t *testing.T) {
 		// The default budget: 20 failures, then one every 6 s.
@@ -215,9 +226,54 @@ func TestInstancesBehindNginx(t *testing.T) {
 	}
 	s.everywhere(t, "the session after its logout", http.StatusUnauthorized, home(cookies))
 
+	// A second factor: enrolled through two instances, and a login whose
+	// password step and code step go to two others. The pending login and
+	// the enrolment's secret are rows; the code's time step is recorded
+	// once per account, so the login uses the step after the one the
+	// enrolment used (a code is accepted one step either side).
+	cookies, _ = login()
+	enrol := s.do(t, c, "POST", "/totp", `{"password":"`+pw+`"}`, cookies)
+	var secret struct{ Secret string }
+	if json.Unmarshal([]byte(enrol.body), &secret); enrol.code != http.StatusOK || secret.Secret == "" {
+		t.Fatalf("TOTP enrolment at %s: %d %q", enrol.upstream, enrol.code, enrol.body)
+	}
+	now := time.Now()
+	confirm := s.do(t, c, "POST", "/totp/confirm", `{"code":"`+totpCode(t, secret.Secret, now)+`"}`, cookies)
+	if confirm.code != http.StatusOK || confirm.upstream == enrol.upstream {
+		t.Fatalf("TOTP confirmation at %s (enrolled at %s): %d %q", confirm.upstream, enrol.upstream, confirm.code, confirm.body)
+	}
+	browser := clientFrom("127.0.0.23")
+	defer browser.CloseIdleConnections()
+	step1 := s.do(t, browser, "POST", "/login", `{"username":"demo","password":"`+pw+`"}`, nil)
+	if step1.code != http.StatusOK || !strings.Contains(step1.body, `"second_factor"`) {
+		t.Fatalf("password step at %s: %d %q, want 200 and second_factor", step1.upstream, step1.code, step1.body)
+	}
+	step2 := s.do(t, browser, "POST", "/login/verify", `{"code":"`+totpCode(t, secret.Secret, now.Add(30*time.Second))+`"}`, step1.resp.Cookies())
+	if step2.code != http.StatusOK || step2.upstream == step1.upstream || len(step2.resp.Cookies()) == 0 {
+		t.Fatalf("code step at %s (password step at %s): %d %q %v", step2.upstream, step1.upstream, step2.code, step2.body, step2.resp.Cookies())
+	}
+	s.everywhere(t, "the session of the login with a second factor", http.StatusOK, func() lbAnswer {
+		return s.do(t, browser, "GET", "/", "", step2.resp.Cookies())
+	})
+
 	if t.Failed() {
 		for i, in := range s.instances {
 			t.Logf("instance %d (%s) log:\n%s", i, in.base, in.logText())
 		}
 	}
+}
+
+// totpCode is the RFC 6238 code (SHA-1, 30 s, 6 digits) of the base32
+// secret at time at: what an authenticator app shows.
+func totpCode(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(secret, "="))
+	if err != nil {
+		t.Fatalf("TOTP secret %q: %v", secret, err)
+	}
+	mac := hmac.New(sha1.New, key)
+	binary.Write(mac, binary.BigEndian, uint64(at.Unix()/30))
+	sum := mac.Sum(nil)
+	off := sum[len(sum)-1] & 0xf
+	return fmt.Sprintf("%06d", (binary.BigEndian.Uint32(sum[off:off+4])&0x7fffffff)%1_000_000)
 }

@@ -5,7 +5,7 @@
 // the Authenticator's counters (Stats) as expvar JSON under "authn".
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
-//	                        [-trusted-proxies 127.0.0.1/32]
+//	                        [-trusted-proxies 127.0.0.1/32] [-secret-key-file FILE]
 //
 // When the database has no users it creates "demo" and prints its password
 // once; when it has users, it says so and how to set demo's password with
@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -56,8 +57,20 @@ func main() {
 		}
 		return nil
 	})
+	keyFile := fs.String("secret-key-file", "", "file of 64 hex digits (openssl rand -hex 32), the key that seals TOTP secrets; needed with a postgres:// -db (a SQLite -db keeps one beside the file), the same for every instance")
 	os.Exit(demo.Main(fs, os.Args[1:], func(ctx context.Context) error {
+		var key []byte
+		if *keyFile != "" {
+			text, err := os.ReadFile(*keyFile)
+			if err != nil {
+				return err
+			}
+			if key, err = hex.DecodeString(strings.TrimSpace(string(text))); err != nil {
+				return fmt.Errorf("-secret-key-file %s: not hex: %w", *keyFile, err)
+			}
+		}
 		cfg := authn.Config{
+			SecretKey:        key,
 			LockoutThreshold: *threshold,
 			LockoutDuration:  *duration,
 			HTTP: authn.HTTPConfig{
