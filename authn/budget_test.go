@@ -423,3 +423,52 @@ func TestBudgetIPv6NetworkShared(t *testing.T) {
 		}
 	})
 }
+
+// TestBudgetCodeStepsShared: wrong codes of a login's second step, each
+// sent to the other of two servers, spend one budget of the client (3
+// here): the code's claim takes the token in its commit, on whichever
+// instance checks it. A request that checks a password and a code (turning
+// TOTP off) spends one token, not one per claim.
+func TestBudgetCodeStepsShared(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		var sites []*totpSite
+		for range 2 {
+			cfg := totpConfig(clk, nil)
+			cfg.LockoutThreshold = 100
+			cfg.SecretKey = []byte(strings.Repeat("k", 32))
+			cfg.HTTP.Throttle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 3, Interval: time.Hour, Now: clk.Now})
+			sites = append(sites, newTOTPSite(t, db, cfg))
+		}
+		secret, _ := enrolTOTP(t, sites[0].a, clk, "alice")
+		c := newBrowser(t)
+		passwordStep(t, c, sites[0], "alice")
+		var got []int
+		for i := range 4 {
+			st, _ := post(t, c, sites[(i+1)%2].srv.URL+"/login/verify", `{"code":"`+wrongCodeOf(t, secret, clk.Now())+`"}`)
+			got = append(got, st)
+		}
+		if want := "[401 401 401 429]"; fmt.Sprint(got) != want {
+			t.Errorf("wrong codes at two servers, budget 3: %v, want %v", got, want)
+		}
+
+		// A signed-in browser from another address: its wrong codes
+		// while turning TOTP off, with the right password, spend one
+		// token a request.
+		b := newBrowser(t)
+		b.Transport = clientFrom("127.0.0.14").Transport
+		passwordStep(t, b, sites[1], "alice")
+		if st, body := post(t, b, sites[0].srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusOK {
+			t.Fatalf("the right code: %d %s", st, body)
+		}
+		got = nil
+		for i := range 4 {
+			st, _ := post(t, b, sites[i%2].srv.URL+"/totp/disable", `{"password":"`+goodPassword+`","code":"`+wrongCodeOf(t, secret, clk.Now())+`"}`)
+			got = append(got, st)
+		}
+		if want := "[401 401 401 429]"; fmt.Sprint(got) != want {
+			t.Errorf("turning TOTP off with a wrong code at two servers, budget 3: %v, want %v", got, want)
+		}
+	})
+}
