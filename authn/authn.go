@@ -263,7 +263,9 @@ type Config struct {
 	// 32 bytes, kept outside the database, so that a copy of the database
 	// alone does not give them. nil means: Open keeps a key of its own in a
 	// file beside the database (its path with ".key" added, mode 0600,
-	// made at the first Open, and logged), and New has none, so that TOTP
+	// made at the first TOTP enrolment, and logged then; a key file that
+	// is there but unreadable, not a key, or readable by others fails
+	// Open), and New has none, so that TOTP
 	// enrolment fails with ErrNoSecretKey and a TOTP code cannot be checked
 	// (503; recovery codes still work). Losing the key loses every TOTP second
 	// factor: an administrator removes them (TOTP.Reset, authctl 2fa
@@ -306,9 +308,8 @@ type Authenticator struct {
 	failureTiming failureTiming
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
-	// secretKey seals TOTP secrets (Config.SecretKey, or Open's key
-	// file); nil: none.
-	secretKey []byte
+	// sealKey seals TOTP secrets: Config.SecretKey, or Open's key file.
+	sealKey sealKey
 
 	// handlers are the HTTP side: settings, Basic credential cache,
 	// throttle log.
@@ -369,7 +370,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		return nil, fmt.Errorf("authn: Config.SecretKey has %d bytes, not %d", len(cfg.SecretKey), seal.KeySize)
 	}
 	a := &Authenticator{
-		secretKey: bytes.Clone(cfg.SecretKey),
+		sealKey:   sealKey{key: bytes.Clone(cfg.SecretKey)},
 		hasher:    cfg.Hasher,
 		threshold: cfg.LockoutThreshold,
 		duration:  cfg.LockoutDuration,
