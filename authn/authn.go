@@ -28,6 +28,9 @@
 // [Authenticator.Stats] counts logins, failures, sessions and refusals, for
 // expvar or any monitoring; every failed login is a WARN line with the
 // client's address, which examples/fail2ban's filter reads.
+// [Authenticator.TOTP] adds a second factor to an account (an
+// authenticator app's codes, with recovery codes): its password then
+// signs in only together with a code, at {Prefix}/login/verify.
 //
 // # Sessions
 //
@@ -125,6 +128,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -137,6 +141,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minimost/minimost/authn/internal/seal"
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/middleware"
 	"github.com/uptrace/bun"
@@ -254,6 +259,20 @@ type Config struct {
 	// last commit could be remembered until the next one.
 	ReadEveryRequest bool
 
+	// SecretKey seals the TOTP secrets stored in the database (AES-256-GCM):
+	// 32 bytes, kept outside the database, so that a copy of the database
+	// alone does not give them. nil means: Open keeps a key of its own in a
+	// file beside the database (its path with ".key" added, mode 0600,
+	// made at the first TOTP enrolment, and logged then; a key file that
+	// is there but unreadable, not a key, or readable by others fails
+	// Open), and New has none, so that TOTP
+	// enrolment fails with ErrNoSecretKey and a TOTP code cannot be checked
+	// (503; recovery codes still work). Losing the key loses every TOTP second
+	// factor: an administrator removes them (TOTP.Reset, authctl 2fa
+	// reset) and the users enrol again. Every instance sharing a database
+	// needs the same key.
+	SecretKey []byte
+
 	// HTTP settings: see HTTPConfig.
 	HTTP HTTPConfig
 }
@@ -289,6 +308,8 @@ type Authenticator struct {
 	failureTiming failureTiming
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
+	// sealKey seals TOTP secrets: Config.SecretKey, or Open's key file.
+	sealKey sealKey
 
 	// handlers are the HTTP side: settings, Basic credential cache,
 	// throttle log.
@@ -345,7 +366,11 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if err := cfg.HTTP.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.SecretKey != nil && len(cfg.SecretKey) != seal.KeySize {
+		return nil, fmt.Errorf("authn: Config.SecretKey has %d bytes, not %d", len(cfg.SecretKey), seal.KeySize)
+	}
 	a := &Authenticator{
+		sealKey:   sealKey{key: bytes.Clone(cfg.SecretKey)},
 		hasher:    cfg.Hasher,
 		threshold: cfg.LockoutThreshold,
 		duration:  cfg.LockoutDuration,

@@ -69,6 +69,14 @@ type FormData struct {
 	// form has NoticeSignedOut after a logout.
 	Notice     string
 	NoticeCode string
+
+	// SecondFactors, for the code page of a login's second step, lists
+	// what may finish the login: "totp", "recovery_code" (see the Method
+	// constants).
+	SecondFactors []string
+	// TOTP is, for the TOTP page, the state of the user's second factor
+	// and what to show: a new secret, recovery codes.
+	TOTP *TOTPPage
 }
 
 // Notices name, in FormData.NoticeCode and SessionsData.NoticeCode, what a
@@ -162,6 +170,11 @@ func badRequestMessage(status int) string {
 // account) gets the same 401 answer for the same request: the form shown
 // again keeps the name typed, when it is a valid username, whatever the
 // account's state. See the package documentation for the other statuses.
+//
+// The right password of an account with a second factor (see TOTP) starts
+// no session: it answers 200 {"second_factor":[...]} to JSON, and the code
+// page to a form, with a pending login's cookie; the second step is
+// {Prefix}/login/verify, which only Routes serves.
 func (a *Authenticator) LoginHandler() http.Handler { return a.handlers.loginHandler() }
 
 // loginHandler is LoginHandler.
@@ -218,24 +231,31 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 		fail(status, code, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
-	stored, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait())
-	if err == nil {
-		err = h.startSession(w, r, in.Username, stored, in.Remember && h.offerRemember)
-	}
-	if !spendsBudget(err) {
-		res.Cancel() // a success, or a failure not the client's that counted nothing
-	}
-	switch {
-	case isClientFailure(err):
-		fail(http.StatusUnauthorized, CodeInvalidCredentials, msgInvalid, "invalid username or password")
-	case err != nil:
+	remember := in.Remember && h.offerRemember
+	// A login replaces the browser's pending login, if any.
+	if err := h.dropPending(w, r); err != nil {
+		res.Cancel()
 		h.failClosed(w, r, err)
 		fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable, "service unavailable, try again later")
-	case isJSON:
-		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
-	default:
-		h.redirect(w, r, localRedirect(in.Next, h.afterLoginPath))
+		return
 	}
+	p, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait(), passwordLogin)
+	if err == nil && p.factors != 0 {
+		// The right password of an account with a second factor: a
+		// pending login, no session yet, and the counter not reset.
+		var handle string
+		if handle, err = h.a.startPending(r.Context(), p, remember, localRedirect(in.Next, "")); err == nil {
+			res.Cancel()
+			h.answerSecondFactor(w, r, handle, p.factors)
+			return
+		}
+	} else if err == nil {
+		err = h.startSession(w, r, in.Username, p.hash, remember)
+	}
+	h.answerLogin(w, r, res, err, loginAnswer{
+		username: in.Username, next: in.Next, jsonInvalid: "invalid username or password",
+		fail: func(status int, code, msg string) { fail(status, code, msg, "") },
+	})
 }
 
 // startSession ends the sessions the request came with, if any (a new
@@ -279,6 +299,9 @@ func (h *handlers) logoutHandler() http.Handler {
 	post := h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Every cookie of the name: one tossed in from elsewhere too.
 		users, err := h.endSessions(r.Context(), r)
+		if err == nil {
+			err = h.dropPending(w, r)
+		}
 		if err != nil {
 			h.unavailable(w, r, err)
 			return
@@ -550,6 +573,8 @@ var (
 	builtinRegister = defaultTemplates.Lookup("register.html")
 	builtinPassword = defaultTemplates.Lookup("password.html")
 	builtinSessions = defaultTemplates.Lookup("sessions.html")
+	builtinVerify   = defaultTemplates.Lookup("login_verify.html")
+	builtinTOTP     = defaultTemplates.Lookup("totp.html")
 )
 
 // contentSecurityPolicy is the policy of a page of t: the configured one,
@@ -559,7 +584,10 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	switch {
 	case h.csp != "":
 		return h.csp
-	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions:
+	case t == builtinTOTP:
+		// The TOTP page shows its QR code as a data: image.
+		return strings.Replace(DefaultContentSecurityPolicy, "default-src 'none';", "default-src 'none'; img-src data:;", 1)
+	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions || t == builtinVerify:
 		return DefaultContentSecurityPolicy
 	}
 	return CustomContentSecurityPolicy
