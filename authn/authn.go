@@ -137,6 +137,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minimost/minimost/authn/internal/hotread"
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/middleware"
 	"github.com/uptrace/bun"
@@ -383,7 +384,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 
 	var err error
-	if a.store, err = newStore(ctx, db); err != nil {
+	if a.store, err = newStore(ctx, db, hotread.From(ctx)); err != nil {
 		return nil, err
 	}
 	if !cfg.ReadEveryRequest {

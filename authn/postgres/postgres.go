@@ -34,6 +34,7 @@ func Open(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticat
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)
 	}
 	sqldb.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	sqldb.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	if err := sqldb.PingContext(ctx); err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)
