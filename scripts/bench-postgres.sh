@@ -24,6 +24,8 @@
 #              is read from /proc).
 #   SERVER_ARGS  more flags for examples/login (e.g. "-db-conns 8").
 #   THREADS    wrk threads (default 1).
+#   LOGIN      an examples/login binary to measure instead of this tree's
+#              (e.g. one built from another commit, to compare).
 #
 # Servers, PostgreSQL and wrk share the CPUs (as in the issue's figures);
 # run it on a quiet machine for req/s worth comparing.
@@ -58,7 +60,7 @@ psql "$admin" -qAtc "CREATE DATABASE $dbname" >/dev/null
 # The same server, this database: replace the path of the admin URL.
 dburl=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$admin" "$dbname")
 
-go build -o "$tmp/login" ./examples/login
+if [ -n "${LOGIN:-}" ]; then cp "$LOGIN" "$tmp/login"; else go build -o "$tmp/login" ./examples/login; fi
 go build -o "$tmp/authctl" ./examples/authctl
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 password='wrk benchmark passphrase'
@@ -101,17 +103,20 @@ ticks() { # pid...: utime + stime of these processes, in clock ticks (0 for one 
 backends() { # the pids of the PostgreSQL backends of this database
   psql "$admin" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '$dbname' AND pid <> pg_backend_pid()"
 }
+switches() { # pid: its threads' context switches so far, voluntary and not
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'
+}
 sessions() { psql "$admin" -qAtc "SELECT sessions FROM pg_stat_database WHERE datname = '$dbname'"; }
 declare -A before
 run() { # name: one wrk run; prints "req/s serverµs pgµs new-sessions"
-  local out s0 s1 pids p0 p1 n0 n1 reqs t
+  local out s0 s1 x0 x1 pids p0 p1 n0 n1 reqs t
   pids=$(backends)
   declare -A seen=()
   for p in $pids; do before[$p]=$(ticks "$p"); seen[$p]=1; done
   n0=$(sessions)
-  s0=$(ticks "$server")
+  s0=$(ticks "$server") x0=$(switches "$server")
   out=$(wrk -t"${THREADS:-1}" -c"$conns" -d"$duration" ${hdr[$1]:+-H "${hdr[$1]}"} "${url[$1]}")
-  s1=$(ticks "$server")
+  s1=$(ticks "$server") x1=$(switches "$server")
   n1=$(sessions)
   p0=0 p1=0
   # A backend that ended during the run is left out (its time is lost with
@@ -129,19 +134,20 @@ run() { # name: one wrk run; prints "req/s serverµs pgµs new-sessions"
   fi
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   awk -v rps="$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" -v n="$reqs" -v s=$((s1 - s0)) -v p=$((p1 - p0)) \
-    -v hz="$hz" -v c=$((n1 - n0)) 'BEGIN {printf "%.0f %.1f %.1f %d", rps, s / hz / n * 1e6, p / hz / n * 1e6, c}'
+    -v hz="$hz" -v c=$((n1 - n0)) -v x=$((x1 - x0)) \
+    'BEGIN {printf "%.0f %.1f %.1f %d %.2f", rps, s / hz / n * 1e6, p / hz / n * 1e6, c, x / n}'
 }
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 echo "examples/login on PostgreSQL $(psql "$admin" -qAtc 'SHOW server_version'), wrk -t${THREADS:-1} -c$conns -d$duration, $rounds rounds, $(nproc) CPUs, server flags: ${SERVER_ARGS:-none}"
 check
-printf '%-6s %-8s %9s %11s %11s %9s\n' round route 'req/s' 'server µs' 'pg µs' 'new conns'
+printf '%-6s %-8s %9s %11s %11s %9s %9s\n' round route 'req/s' 'server µs' 'pg µs' 'new conns' 'switches'
 for i in $(seq "$rounds"); do
   for k in "${!names[@]}"; do
     n=${names[$(((k + i - 1) % ${#names[@]}))]}
     res=$(run "$n")
-    read -r rps scpu pcpu newc <<<"$res"
-    printf '%-6s %-8s %9s %11s %11s %9s\n' "$i" "$n" "$rps" "$scpu" "$pcpu" "$newc"
+    read -r rps scpu pcpu newc sw <<<"$res"
+    printf '%-6s %-8s %9s %11s %11s %9s %9s\n' "$i" "$n" "$rps" "$scpu" "$pcpu" "$newc" "$sw"
     echo "$rps" >>"$tmp/rps.$n"; echo "$scpu" >>"$tmp/cpu.$n"; echo "$pcpu" >>"$tmp/pg.$n"
   done
   check

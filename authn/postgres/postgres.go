@@ -11,10 +11,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/authn/internal/hotread"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 )
@@ -33,11 +36,32 @@ func Open(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticat
 	if err != nil {
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)
 	}
-	sqldb.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	sqldb.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	conns := max(4, 2*runtime.GOMAXPROCS(0))
+	sqldb.SetMaxOpenConns(conns)
+	// As many kept open as may be open: database/sql keeps two by default,
+	// and closed the others after each burst, only to open them again.
+	sqldb.SetMaxIdleConns(conns)
 	if err := sqldb.PingContext(ctx); err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)
 	}
-	return authn.NewOwned(ctx, bun.NewDB(sqldb, pgdialect.New()), cfg)
+	reads, err := newReader(url, readConns())
+	if err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("authn/postgres: open: %w", err)
+	}
+	a, err := authn.NewOwned(hotread.With(ctx, reads), bun.NewDB(sqldb, pgdialect.New()), cfg)
+	if err != nil {
+		reads.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// readConns is the size of the pool of the hot reads (see reader).
+func readConns() int {
+	if n, err := strconv.Atoi(os.Getenv("DEBUG_READ_CONNS")); err == nil {
+		return n
+	}
+	return max(2, runtime.GOMAXPROCS(0))
 }
