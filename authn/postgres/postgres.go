@@ -45,7 +45,7 @@ func Open(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticat
 		sqldb.Close()
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)
 	}
-	reads, err := newReader(url, readConns())
+	reads, err := newReader(url, readConns(), readTimeout)
 	if err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)

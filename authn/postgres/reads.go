@@ -46,8 +46,9 @@ var errClosed = errors.New("authn/postgres: reader closed")
 // breaks a connection. A round trip is bounded by readTimeout, after which
 // pgx closes its connection.
 type reader struct {
-	pool  *pgxpool.Pool
-	queue chan *read
+	pool    *pgxpool.Pool
+	queue   chan *read
+	timeout time.Duration // bounds a round trip
 	// ctx ends at Close: the round trips under way end, and the
 	// goroutines with them.
 	ctx    context.Context
@@ -75,9 +76,9 @@ const (
 )
 
 // newReader opens a reader on url with conns connections, each served by
-// one goroutine. The pool connects lazily; Read fails while the database
-// cannot be reached.
-func newReader(url string, conns int) (*reader, error) {
+// one goroutine, whose round trips end after timeout. The pool connects
+// lazily; Read fails while the database cannot be reached.
+func newReader(url string, conns int, timeout time.Duration) (*reader, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, err
@@ -87,7 +88,7 @@ func newReader(url string, conns int) (*reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{pool: pool, queue: make(chan *read, conns*maxBatch)}
+	r := &reader{pool: pool, queue: make(chan *read, conns*maxBatch), timeout: timeout}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for range conns {
 		r.done.Go(r.serve)
@@ -195,7 +196,7 @@ func (r *reader) roundTrip(batch []*read) {
 	if len(firsts) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, readTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
 	defer cancel()
 	results := r.pool.SendBatch(ctx, b)
 	errs := make([]error, len(firsts))
