@@ -11,9 +11,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/minimost/minimost/authn"
@@ -26,11 +24,21 @@ import (
 // postgresql:// URL, or a key=value string, as pgx reads them, e.g.
 // "postgres://user@host/db?sslmode=verify-full") and returns an
 // Authenticator over it, made by [authn.NewOwned]: its Close closes the
-// pool. The pool holds at most max(4, 2×GOMAXPROCS) connections. Open
-// fails when the database cannot be reached.
+// pools. Open fails when the database cannot be reached.
+//
+// It opens two pools. The reads made on every authenticated request (the
+// user behind a cached Basic credential, a session, an app token) run on
+// one pgx connection of their own: the reads that wait while one round
+// trip is out go together in the next, as one pipeline, so that a busy
+// server makes one round trip for many requests (each read is still sent
+// after its request asked, and sees every commit made before). Everything
+// else runs through database/sql and bun on a pool of at most
+// max(4, 2×GOMAXPROCS) connections, all kept open once opened. So Open
+// holds at most max(4, 2×GOMAXPROCS) + 1 connections.
 //
 // To use a pool of the application's own, give authn.New a *bun.DB on
-// pgdialect and a database/sql pool of the "pgx" driver instead.
+// pgdialect and a database/sql pool of the "pgx" driver instead; its hot
+// reads are then prepared statements on that pool, one round trip each.
 func Open(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticator, error) {
 	sqldb, err := sql.Open("pgx", url)
 	if err != nil {
@@ -45,7 +53,7 @@ func Open(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticat
 		sqldb.Close()
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)
 	}
-	reads, err := newReader(url, readConns(), readTimeout)
+	reads, err := newReader(url, readConns, readTimeout)
 	if err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("authn/postgres: open: %w", err)
@@ -56,12 +64,4 @@ func Open(ctx context.Context, url string, cfg authn.Config) (*authn.Authenticat
 		return nil, err
 	}
 	return a, nil
-}
-
-// readConns is the size of the pool of the hot reads (see reader).
-func readConns() int {
-	if n, err := strconv.Atoi(os.Getenv("DEBUG_READ_CONNS")); err == nil {
-		return n
-	}
-	return max(2, runtime.GOMAXPROCS(0))
 }
