@@ -16,6 +16,10 @@
 #
 #   scripts/bench-postgres.sh [duration, default 4s] [connections, default 16] [rounds, default 3]
 #
+# Then it runs scripts/pgread on the same database: what a bare prepared
+# point read costs the client through database/sql and through pgxpool,
+# 16 goroutines on 4 connections, no HTTP: the driver's floor.
+#
 # Environment:
 #   PGURL      an administrator's URL of the PostgreSQL server (default
 #              postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
@@ -160,4 +164,14 @@ for n in "${names[@]}"; do
   awk -v n="$n" -v r="$rps" -v o="$open_rps" -v c="$cpu" -v oc="$open_cpu" -v pg="$pg" \
     'BEGIN {printf "%-8s %9s %8.2f %11.1f %14.1f %11.1f\n", n, r, r / o, c, c - oc, pg}'
 done
-grep -i 'error\|warn' "$tmp/login.log" >&2 || true
+
+# The driver's floor: a bare prepared point read, 16 goroutines on 4
+# connections, no HTTP (scripts/pgread), in the same database.
+go build -o "$tmp/pgread" ./scripts/pgread
+echo
+for mode in sql pgxpool; do
+  "$tmp/pgread" -db "$dburl" -mode "$mode" -goroutines 16 -conns 4 -d "$duration"
+done
+# Requests cancelled by wrk's closing connections at the end of each run
+# are logged as failed closed; other lines would be news.
+grep -iv 'context canceled' "$tmp/login.log" | grep -i 'error\|warn' >&2 || true

@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -116,83 +115,6 @@ func reader(ctx context.Context, url, mode string, conns int) (func(context.Cont
 			var until sql.NullFloat64
 			return stmt.QueryRowContext(ctx, "demo").Scan(&hash, &until)
 		}, func() { stmt.Close(); db.Close() }, nil
-	case "batch", "anybatch":
-		cfg, err := pgxpool.ParseConfig(url)
-		if err != nil {
-			return nil, nil, err
-		}
-		cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
-		pool, err := pgxpool.NewWithConfig(ctx, cfg)
-		if err != nil {
-			return nil, nil, err
-		}
-		type req struct {
-			key  string
-			hash string
-			err  error
-			done chan struct{}
-		}
-		queue := make(chan *req, 1024)
-		for range conns {
-			go func() {
-				var reqs []*req
-				for first := range queue {
-					reqs = append(reqs[:0], first)
-				drain:
-					for len(reqs) < 64 {
-						select {
-						case r := <-queue:
-							reqs = append(reqs, r)
-						default:
-							break drain
-						}
-					}
-					if mode == "anybatch" {
-						keys := make([]string, len(reqs))
-						for i, r := range reqs {
-							keys[i] = r.key
-						}
-						rows, err := pool.Query(context.Background(), "SELECT username, password_hash FROM pgread_users WHERE username = ANY($1)", keys)
-						got := map[string]string{}
-						if err == nil {
-							for rows.Next() {
-								var u, h string
-								rows.Scan(&u, &h)
-								got[u] = h
-							}
-							rows.Close()
-							err = rows.Err()
-						}
-						for _, r := range reqs {
-							r.hash, r.err = got[r.key], err
-							close(r.done)
-						}
-						continue
-					}
-					b := &pgx.Batch{}
-					for _, r := range reqs {
-						b.Queue(query, r.key).QueryRow(func(row pgx.Row) error {
-							var until sql.NullFloat64
-							r.err = row.Scan(&r.hash, &until)
-							return nil
-						})
-					}
-					err := pool.SendBatch(context.Background(), b).Close()
-					for _, r := range reqs {
-						if err != nil && r.err == nil {
-							r.err = err
-						}
-						close(r.done)
-					}
-				}
-			}()
-		}
-		return func(ctx context.Context) error {
-			r := &req{key: "demo", done: make(chan struct{})}
-			queue <- r
-			<-r.done
-			return r.err
-		}, func() { close(queue); pool.Close() }, nil
 	case "pgxpool":
 		cfg, err := pgxpool.ParseConfig(url)
 		if err != nil {
