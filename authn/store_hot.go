@@ -26,16 +26,17 @@ type column struct {
 	dest any
 }
 
-// userColumns are the columns of the user read, into row.
+// userColumns are the columns of the user read, into row: expressions on
+// the user's row u (a subquery may use u.username).
 func userColumns(row *userHashRow) []column {
 	return []column{
-		{"password_hash", &row.stored},
-		{"lockout_until", &row.until},
+		{"u.password_hash", &row.stored},
+		{"u.lockout_until", &row.until},
 	}
 }
 
 // userFrom is the rest of the user read: one row by primary key.
-const userFrom = "FROM users WHERE username = ?"
+const userFrom = "FROM users AS u WHERE u.username = ?"
 
 // sessionColumns are the columns of the session read, into sess.
 func sessionColumns(sess *model.Session) []column {

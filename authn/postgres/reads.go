@@ -70,6 +70,9 @@ type reader struct {
 type read struct {
 	query, key string
 	dest       []any
+	// sent is the index, in its round trip, of the statement whose row
+	// it gets; -1 for none (abandoned). Only the serving goroutine uses it.
+	sent int
 	// state is waiting until either the caller gives up (abandoned) or a
 	// goroutine starts handing it its row (filling): only one of them
 	// may change it, so no row is scanned into dest after the caller left.
@@ -196,11 +199,15 @@ func (r *reader) roundTrip(batch []*read) {
 	firsts := make([]*read, 0, len(batch))
 	b := &pgx.Batch{}
 	for _, rd := range batch {
-		if rd.state.Load() == abandoned || sameAs(firsts, rd) != nil {
+		rd.sent = -1
+		if rd.state.Load() == abandoned {
 			continue
 		}
-		firsts = append(firsts, rd)
-		b.Queue(rd.query, rd.key)
+		if rd.sent = sameAs(firsts, rd); rd.sent < 0 {
+			rd.sent = len(firsts)
+			firsts = append(firsts, rd)
+			b.Queue(rd.query, rd.key)
+		}
 	}
 	if len(firsts) == 0 {
 		return
@@ -209,8 +216,8 @@ func (r *reader) roundTrip(batch []*read) {
 	defer cancel()
 	results := r.pool.SendBatch(ctx, b)
 	errs := make([]error, len(firsts))
-	for i, first := range firsts {
-		errs[i] = r.scan(results, first, batch)
+	for i := range firsts {
+		errs[i] = r.scan(results, i, batch)
 	}
 	if err := results.Close(); err != nil {
 		for i := range errs {
@@ -220,29 +227,27 @@ func (r *reader) roundTrip(batch []*read) {
 		}
 	}
 	for _, rd := range batch {
-		first := sameAs(firsts, rd)
-		for i, f := range firsts {
-			if f == first {
-				rd.finish(errs[i])
-			}
+		if rd.sent >= 0 {
+			rd.finish(errs[rd.sent])
 		}
 	}
 }
 
-// sameAs returns the read of firsts with rd's statement and key, or nil.
-func sameAs(firsts []*read, rd *read) *read {
-	for _, f := range firsts {
+// sameAs returns the index in firsts of the read with rd's statement and
+// key, or -1.
+func sameAs(firsts []*read, rd *read) int {
+	for i, f := range firsts {
 		if f.query == rd.query && f.key == rd.key {
-			return f
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
-// scan reads the result of first's statement and scans its row into every
-// read of batch with first's statement and key that still waits. It returns
+// scan reads the result of the statement sent i-th and scans its row into
+// every read of batch that shares it and still waits. It returns
 // sql.ErrNoRows for no row, and the statement's error.
-func (r *reader) scan(results pgx.BatchResults, first *read, batch []*read) error {
+func (r *reader) scan(results pgx.BatchResults, i int, batch []*read) error {
 	rows, err := results.Query()
 	if err != nil {
 		return err
@@ -255,7 +260,7 @@ func (r *reader) scan(results pgx.BatchResults, first *read, batch []*read) erro
 		return sql.ErrNoRows
 	}
 	for _, rd := range batch {
-		if rd.query != first.query || rd.key != first.key || !rd.state.CompareAndSwap(waiting, filling) {
+		if rd.sent != i || !rd.state.CompareAndSwap(waiting, filling) {
 			continue
 		}
 		if err := rows.Scan(rd.dest...); err != nil {
