@@ -17,7 +17,8 @@ import (
 const (
 	// readConns is the size of the reader's pool: one connection, one
 	// round trip at a time. Measured with examples/login under wrk (16
-	// clients) on 2 CPUs shared with PostgreSQL: with one, the reads that
+	// clients) on 2 CPUs shared with PostgreSQL (before the yield in
+	// serve): with one, the reads that
 	// wait while a round trip is out go together in the next, and a cached
 	// request cost the server 38–49 µs of CPU and PostgreSQL 6–9 µs; with
 	// two, the second connection mostly carried reads alone, 41–60 µs and
