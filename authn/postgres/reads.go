@@ -18,12 +18,12 @@ const (
 	// readConns is the size of the reader's pool: one connection, one
 	// round trip at a time. Measured with examples/login under wrk (16
 	// clients) on 2 CPUs shared with PostgreSQL (before the yield in
-	// serve): with one, the reads that
-	// wait while a round trip is out go together in the next, and a cached
-	// request cost the server 38–49 µs of CPU and PostgreSQL 6–9 µs; with
-	// two, the second connection mostly carried reads alone, 41–60 µs and
-	// 8–20 µs. One round trip at a time still carries maxBatch reads:
-	// 128,000 reads a second at a round trip of 1 ms.
+	// serve): with one, the reads that wait while a round trip is out go
+	// together in the next, and a cached request cost the server 38–49 µs
+	// of CPU and PostgreSQL 6–9 µs; with two, the second connection mostly
+	// carried reads alone, 41–60 µs and 8–20 µs. One round trip at a time
+	// still carries maxBatch reads: 128,000 reads a second at a round trip
+	// of 1 ms.
 	readConns = 1
 	// maxBatch bounds the reads sent in one round trip.
 	maxBatch = 128
