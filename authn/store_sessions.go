@@ -108,7 +108,7 @@ func nullIfEmpty(s string) any {
 	return s
 }
 
-// session reads the session of tokenHash with a prepared statement (or
+// session reads the session of tokenHash with its hot read (or
 // from memory: see fastReads), if its user exists and is not locked with
 // no end (see sessionFrom); errNoSession when there is none. Whether it is still live is the caller's to judge.
 func (s *store) session(ctx context.Context, tokenHash string) (model.Session, error) {

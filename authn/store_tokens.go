@@ -102,7 +102,7 @@ type tokenRow struct {
 	userLock, adminLock sql.NullFloat64
 }
 
-// token reads the token of tokenHash with a prepared statement: one read by
+// token reads the token of tokenHash with its hot read: one read by
 // primary key, joined on two primary keys, or from memory (see
 // fastReads). errNoToken when there is none
 // (or its user is gone or locked with no end).
