@@ -141,6 +141,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minimost/minimost/authn/internal/hotread"
 	"github.com/minimost/minimost/authn/internal/seal"
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/middleware"
@@ -345,7 +346,9 @@ type Authenticator struct {
 // exceptions: the reads made on every authenticated request (the user's row
 // behind a cached Basic credential, see [Authenticator.BasicAuth], the
 // session behind a cookie and an app token) are statements prepared once on
-// db.DB, and bun does not run hooks for prepared statements; the writes
+// db.DB, and bun does not run hooks for prepared statements (on a database
+// opened by the postgres package's Open they run on a pgx connection of
+// their own instead); the writes
 // that return a row (the lockout's claim, a logout's deletion, the session
 // a password change keeps) are built by bun and run on db.DB, or the
 // transaction's *sql.Tx, with database/sql's QueryRowContext, whose Scan
@@ -408,7 +411,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 
 	var err error
-	if a.store, err = newStore(ctx, db); err != nil {
+	if a.store, err = newStore(ctx, db, hotread.From(ctx)); err != nil {
 		return nil, err
 	}
 	if !cfg.ReadEveryRequest {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/minimost/minimost/authn/internal/hotread"
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
@@ -44,13 +45,14 @@ type store struct {
 }
 
 // newStore creates the tables that are missing, switches SQLite to WAL and
-// prepares the hot reads.
-func newStore(ctx context.Context, db *bun.DB) (*store, error) {
+// prepares the hot reads, or has reader run them (see hotReads). The
+// store's close closes reader.
+func newStore(ctx context.Context, db *bun.DB, reader hotread.Reader) (*store, error) {
 	s := &store{db: db, dialect: db.Dialect().Name()}
 	if err := s.createSchema(ctx); err != nil {
 		return nil, err
 	}
-	hot, err := prepareHotReads(ctx, db)
+	hot, err := prepareHotReads(ctx, db, reader)
 	if err != nil {
 		return nil, err
 	}
