@@ -91,6 +91,15 @@ type Stats struct {
 	// counted as such, and a session's or token's last use written when
 	// due.
 	ReadsSkipped int64 `json:"ReadsSkipped"`
+	// MailSent counts mails the Mailer took (verification and reset
+	// links); MailFailed those it refused at every attempt; MailDropped
+	// those never tried because the mail queue was full.
+	MailSent    int64 `json:"MailSent"`
+	MailFailed  int64 `json:"MailFailed"`
+	MailDropped int64 `json:"MailDropped"`
+	// ResetRequests counts password reset requests (the reset route and
+	// Recovery.RequestReset), whoever they named.
+	ResetRequests int64 `json:"ResetRequests"`
 }
 
 // counters are the atomics behind Stats.
@@ -104,6 +113,7 @@ type counters struct {
 	registered, passwordChanged                   atomic.Int64
 	crossOriginRefused                            atomic.Int64
 	readsSkipped                                  atomic.Int64
+	mailSent, mailFailed, resetRequests           atomic.Int64
 }
 
 // Stats returns the counters as they are now. It is safe to call
@@ -129,6 +139,10 @@ func (a *Authenticator) Stats() Stats {
 		PasswordChanged:    c.passwordChanged.Load(),
 		CrossOriginRefused: c.crossOriginRefused.Load(),
 		ReadsSkipped:       c.readsSkipped.Load(),
+		MailSent:           c.mailSent.Load(),
+		MailFailed:         c.mailFailed.Load(),
+		MailDropped:        a.mailDropped(),
+		ResetRequests:      c.resetRequests.Load(),
 	}
 }
 

@@ -48,7 +48,7 @@ func (s *store) createSchema(ctx context.Context) error {
 				return err
 			}
 		}
-		return nil
+		return createRecoverySchema(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("authn: creating tables: %w", err)

@@ -71,6 +71,9 @@ func (s *store) addUser(ctx context.Context, username string, insert func(contex
 		if err := deleteTokens(ctx, tx, username); err != nil {
 			return err
 		}
+		if err := deleteRecovery(ctx, tx, username); err != nil {
+			return err
+		}
 		return deleteSessions(ctx, tx, username)
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -100,6 +103,9 @@ func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 			if err := deleteTokens(ctx, tx, u.Username); err != nil {
 				return err
 			}
+			if err := deleteRecovery(ctx, tx, u.Username); err != nil {
+				return err
+			}
 		case err != nil:
 			return err
 		}
@@ -113,7 +119,7 @@ func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 			return err
 		}
 		if existed {
-			if err := rebind(ctx, tx, "tokens", u.Username, old, u.PasswordHash); err != nil {
+			if err := rebindKept(ctx, tx, u.Username, old, u.PasswordHash); err != nil {
 				return err
 			}
 		}
@@ -163,7 +169,7 @@ func (s *store) setPassword(ctx context.Context, username, encoded string) error
 		old, err = s.lockedHash(ctx, tx, username)
 		return err
 	}, func(ctx context.Context, tx bun.Tx) error {
-		if err := rebind(ctx, tx, "tokens", username, old, encoded); err != nil {
+		if err := rebindKept(ctx, tx, username, old, encoded); err != nil {
 			return err
 		}
 		return clearAdminLock(ctx, tx, username)
@@ -252,6 +258,9 @@ func (s *store) deleteUser(ctx context.Context, username string) error {
 			return err
 		}
 		if err := deleteTokens(ctx, tx, username); err != nil {
+			return err
+		}
+		if err := deleteRecovery(ctx, tx, username); err != nil {
 			return err
 		}
 		return deleteSessions(ctx, tx, username)
