@@ -239,6 +239,10 @@ func TestRecoveryEndToEnd(t *testing.T) {
 		if got := httpDo(t, browser, "GET", s.url+"/sessions", ""); got.status != http.StatusUnauthorized {
 			t.Fatalf("the old session after the reset: %d, want 401", got.status)
 		}
+		var rows int
+		if err := db.Raw.NewSelect().Table("sessions").ColumnExpr("count(*)").Where("username = 'alice'").Scan(ctx, &rows); err != nil || rows != 0 {
+			t.Fatalf("%d session rows of alice after the reset (%v), want none", rows, err)
+		}
 		if err := s.a.Authenticate(ctx, "alice", goodPassword); !errors.Is(err, authn.ErrInvalidCredentials) {
 			t.Fatalf("old password after the reset: %v", err)
 		}
