@@ -320,9 +320,10 @@ func TestResetAnswersAlike(t *testing.T) {
 		}
 		// The queue has one worker: once alice's second mail is in,
 		// every request before it was handled.
-		msgs := s.mail.Wait(t, 2, 10*time.Second)
+		s.mail.Wait(t, 2, 10*time.Second)
 		time.Sleep(100 * time.Millisecond)
-		if msgs = s.mail.Messages(); len(msgs) != 2 {
+		msgs := s.mail.Messages()
+		if len(msgs) != 2 {
 			t.Fatalf("%d mails, want alice's 2", len(msgs))
 		}
 		for _, m := range msgs {
@@ -554,9 +555,9 @@ func TestResetLockout(t *testing.T) {
 			t.Fatal(err)
 		}
 		httpDo(t, s.client(t), "POST", s.url+"/reset", `{"email":"alice@example.com"}`)
-		msgs := s.mail.Wait(t, 1, 10*time.Second)
+		s.mail.Wait(t, 1, 10*time.Second)
 		time.Sleep(100 * time.Millisecond)
-		if msgs = s.mail.Messages(); len(msgs) != 1 {
+		if msgs := s.mail.Messages(); len(msgs) != 1 {
 			t.Fatalf("%d mails: want only the one after Unlock", len(msgs))
 		}
 	})
