@@ -551,6 +551,14 @@ func TestResetLockout(t *testing.T) {
 			t.Fatalf("reset route under Lock: %d %s", got.status, got.body)
 		}
 		httpDo(t, s.client(t), "POST", s.url+"/reset", `{"username":"alice"}`)
+		// The request is handled after its answer: wait for it, so that
+		// the Unlock below comes after.
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.log.String(), "an administrator locked; no mail"); {
+			if time.Now().After(deadline) {
+				t.Fatalf("the request under Lock was not handled:\n%s", s.log)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		if err := s.a.Unlock(ctx, "alice"); err != nil {
 			t.Fatal(err)
 		}
