@@ -893,3 +893,50 @@ func (l *syncLog) String() string {
 }
 
 func (l *syncLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// TestRecoveryRoutes: without a Mailer the recovery routes are not served
+// and the login form links no reset; with one, the pages keep the strict
+// Content-Security-Policy, say no-referrer, and a cross-origin POST is
+// refused.
+func TestRecoveryRoutes(t *testing.T) {
+	t.Parallel()
+	plain := testdb.SQLite(t).Open(t, authn.Config{})
+	for _, path := range []string{"/reset", "/reset/confirm", "/email", "/email/verify"} {
+		if code := serve(plain.Routes(), httptest.NewRequest("GET", path, nil)); code != http.StatusNotFound {
+			t.Errorf("GET %s without a Mailer: %d, want 404", path, code)
+		}
+	}
+	w := httptest.NewRecorder()
+	plain.Routes().ServeHTTP(w, httptest.NewRequest("GET", "/login", nil))
+	if strings.Contains(w.Body.String(), "/reset") {
+		t.Errorf("the login form links a reset without a Mailer")
+	}
+
+	a := testdb.SQLite(t).Open(t, authn.Config{Mailer: &countingMailer{}, HTTP: authn.HTTPConfig{BaseURL: "https://example.com", Prefix: "/auth"}})
+	w = httptest.NewRecorder()
+	a.Routes().ServeHTTP(w, httptest.NewRequest("GET", "/auth/login", nil))
+	if !strings.Contains(w.Body.String(), `href="/auth/reset"`) {
+		t.Errorf("the login form links no reset:\n%s", w.Body)
+	}
+	for _, path := range []string{"/auth/reset", "/auth/reset/confirm?token=x"} {
+		w := httptest.NewRecorder()
+		a.Routes().ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if csp := w.Header().Get("Content-Security-Policy"); csp != authn.DefaultContentSecurityPolicy || w.Header().Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("GET %s: CSP %q, Referrer-Policy %q", path, csp, w.Header().Get("Referrer-Policy"))
+		}
+	}
+	r := httptest.NewRequest("POST", "https://example.com/auth/reset", strings.NewReader("username=alice"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Origin", "https://evil.example")
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	if code := serve(a.Routes(), r); code != http.StatusForbidden {
+		t.Errorf("cross-origin POST /reset: %d, want 403", code)
+	}
+	for _, body := range []string{`{}`, `{"username":""}`, `{"username":"` + strings.Repeat("a", 300) + `"}`, `{"other":"x"}`} {
+		r := httptest.NewRequest("POST", "/auth/reset", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		if code := serve(a.Routes(), r); code != http.StatusBadRequest {
+			t.Errorf("POST /reset %s: %d, want 400", body, code)
+		}
+	}
+}
