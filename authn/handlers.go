@@ -78,6 +78,13 @@ type FormData struct {
 	// after it, when a link to verify it was queued.
 	AskEmail  bool
 	EmailSent bool
+	// SecondFactors, for the code page of a login's second step, lists
+	// what may finish the login: "totp", "recovery_code" (see the Method
+	// constants).
+	SecondFactors []string
+	// TOTP is, for the TOTP page, the state of the user's second factor
+	// and what to show: a new secret, recovery codes.
+	TOTP *TOTPPage
 }
 
 // Notices name, in FormData.NoticeCode and SessionsData.NoticeCode, what a
@@ -231,24 +238,31 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 		fail(status, code, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
-	stored, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait())
-	if err == nil {
-		err = h.startSession(w, r, in.Username, stored, in.Remember && h.offerRemember)
-	}
-	if !spendsBudget(err) {
-		res.Cancel() // a success, or a failure not the client's that counted nothing
-	}
-	switch {
-	case isClientFailure(err):
-		fail(http.StatusUnauthorized, CodeInvalidCredentials, msgInvalid, "invalid username or password")
-	case err != nil:
+	remember := in.Remember && h.offerRemember
+	// A login replaces the browser's pending login, if any.
+	if err := h.dropPending(w, r); err != nil {
+		res.Cancel()
 		h.failClosed(w, r, err)
 		fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable, "service unavailable, try again later")
-	case isJSON:
-		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
-	default:
-		h.redirect(w, r, localRedirect(in.Next, h.afterLoginPath))
+		return
 	}
+	p, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait(), passwordLogin)
+	if err == nil && p.factors != 0 {
+		// The right password of an account with a second factor: a
+		// pending login, no session yet, and the counter not reset.
+		var handle string
+		if handle, err = h.a.startPending(r.Context(), p, remember, localRedirect(in.Next, "")); err == nil {
+			res.Cancel()
+			h.answerSecondFactor(w, r, handle, p.factors)
+			return
+		}
+	} else if err == nil {
+		err = h.startSession(w, r, in.Username, p.hash, remember)
+	}
+	h.answerLogin(w, r, res, err, loginAnswer{
+		username: in.Username, next: in.Next, jsonInvalid: "invalid username or password",
+		fail: func(status int, code, msg string) { fail(status, code, msg, "") },
+	})
 }
 
 // startSession ends the sessions the request came with, if any (a new
@@ -292,6 +306,9 @@ func (h *handlers) logoutHandler() http.Handler {
 	post := h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Every cookie of the name: one tossed in from elsewhere too.
 		users, err := h.endSessions(r.Context(), r)
+		if err == nil {
+			err = h.dropPending(w, r)
+		}
 		if err != nil {
 			h.unavailable(w, r, err)
 			return
@@ -585,6 +602,8 @@ var (
 	builtinReset        = defaultTemplates.Lookup("reset.html")
 	builtinResetConfirm = defaultTemplates.Lookup("reset_confirm.html")
 	builtinEmail        = defaultTemplates.Lookup("email.html")
+	builtinVerify       = defaultTemplates.Lookup("login_verify.html")
+	builtinTOTP         = defaultTemplates.Lookup("totp.html")
 )
 
 // contentSecurityPolicy is the policy of a page of t: the configured one,
@@ -594,7 +613,10 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	switch {
 	case h.csp != "":
 		return h.csp
-	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions,
+	case t == builtinTOTP:
+		// The TOTP page shows its QR code as a data: image.
+		return strings.Replace(DefaultContentSecurityPolicy, "default-src 'none';", "default-src 'none'; img-src data:;", 1)
+	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions || t == builtinVerify,
 		t == builtinReset || t == builtinResetConfirm || t == builtinEmail:
 		return DefaultContentSecurityPolicy
 	}

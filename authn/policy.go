@@ -92,7 +92,6 @@ const (
 	CodeIdentifierRequired   = "identifier_required"    // a reset request without a name or address
 	CodeInvalidLink          = "invalid_link"           // unknown, used or expired link
 	CodeSecondFactorRequired = "second_factor_required" // a reset of an account with a second factor, without its code
-	CodeInvalidCode          = "invalid_code"           // a wrong code of the second factor
 	CodeAccountLocked        = "account_locked"         // an administrator's lock holds
 	CodeTooManyResetRequests = "too_many_reset_requests"
 )

@@ -348,15 +348,21 @@ func (r *Recovery) ResetLink(ctx context.Context, username string) (string, erro
 // type's documentation says. It returns the user. It fails with
 // ErrInvalidLink, a *RuleError for a password the policy refuses (the
 // link still works then), ErrLocked when an administrator's lock holds,
-// and ErrSecondFactorRequired for an account with a second factor, whose
-// reset goes through the reset route, which asks for it first.
+// and ErrSecondFactorRequired for an account with a second factor: see
+// ResetWithCode.
 func (r *Recovery) Reset(ctx context.Context, token, newPassword string) (string, error) {
 	return r.a.resetWithLink(ctx, token, newPassword, "", noWait)
 }
 
-// ErrSecondFactorRequired: the account has a second factor, which a reset
-// must check before it sets the password.
-var ErrSecondFactorRequired = errors.New("authn: the account has a second factor; its code is needed")
+// ResetWithCode is Reset for an account with a second factor: code (a TOTP
+// code, or a recovery code) is checked first, as the second step of a
+// login checks it (claimed and counted toward the lockout; a locked
+// account is refused with a *LockedError until the lock ends), and a
+// wrong one fails with ErrInvalidCredentials, the link still working. For
+// an account without a second factor the code is ignored.
+func (r *Recovery) ResetWithCode(ctx context.Context, token, code, newPassword string) (string, error) {
+	return r.a.resetWithLink(ctx, token, newPassword, code, noWait)
+}
 
 // resetWithLink is Reset, with the code of the account's second factor
 // (when it has one), waiting for hashing capacity within wait.
@@ -372,7 +378,7 @@ func (a *Authenticator) resetWithLink(ctx context.Context, token, newPassword, c
 	if err := a.policy.Check(username, newPassword); err != nil {
 		return username, err
 	}
-	if err := a.resetSecondFactor(ctx, username, code, wait); err != nil {
+	if err := a.resetSecondFactor(ctx, link, code, wait); err != nil {
 		return username, err
 	}
 	encoded, err := a.hash(ctx, newPassword, wait)
@@ -386,12 +392,13 @@ func (a *Authenticator) resetWithLink(ctx context.Context, token, newPassword, c
 	case err != nil:
 		return username, err
 	}
-	a.emit(ctx, Event{Type: EventPasswordChanged, Username: username, Reason: ReasonReset})
+	a.emit(ctx, Event{Type: EventPasswordChanged, Username: username, Reason: ReasonResetLink})
 	return username, nil
 }
 
-// ReasonReset is the Reason of the EventPasswordChanged of a reset.
-const ReasonReset Reason = "reset by link"
+// ReasonResetLink is the Reason of the EventPasswordChanged of a reset
+// by link (Recovery.Reset, the reset route).
+const ReasonResetLink Reason = "reset by link"
 
 // peekReset reads a reset link without using it up.
 func (a *Authenticator) peekReset(ctx context.Context, token string) (model.RecoveryToken, error) {
@@ -401,14 +408,38 @@ func (a *Authenticator) peekReset(ctx context.Context, token string) (model.Reco
 	return a.store.peekRecoveryToken(ctx, tokenHash(token), kindReset, a.now())
 }
 
-// resetSecondFactor is the check of the account's second factor before a
-// reset sets the password: nil for an account without one.
-//
-// Not done yet: this is the seam where the login core's check of a
-// second factor (claimed as a login attempt) plugs in. Until then no
-// account has a second factor.
-func (a *Authenticator) resetSecondFactor(ctx context.Context, username, code string, wait hashWait) error {
-	return nil
+// resetSecondFactor checks the second factor of the account of link
+// before a reset sets its password: nil for an account without one,
+// ErrSecondFactorRequired without a code. A code (TOTP, or a recovery
+// code) is checked by the login core's step (proveCode), as the second
+// step of a login checks it: claimed first, in the lockout's one atomic
+// statement (a wrong code counts toward the lockout, and a locked account
+// is refused), only while the account still has the hash the link is
+// bound to; a TOTP time step once, a recovery code used up. The login is
+// not finished: no session starts, and the reset's transaction clears the
+// counter.
+func (a *Authenticator) resetSecondFactor(ctx context.Context, link model.RecoveryToken, code string, wait hashWait) error {
+	has, err := a.hasSecondFactor(ctx, link.Username)
+	switch {
+	case err != nil:
+		return err
+	case !has:
+		return nil
+	case code == "":
+		return ErrSecondFactorRequired
+	}
+	_, err = a.proveCode(ctx, pendingLogin{username: link.Username, userHash: link.UserHash}, code, wait)
+	return err
+}
+
+// hasSecondFactor reports whether username's account has a second factor,
+// as the login core reads it.
+func (a *Authenticator) hasSecondFactor(ctx context.Context, username string) (bool, error) {
+	factors, err := a.store.factorsOf(ctx, []string{username})
+	if err != nil {
+		return false, err
+	}
+	return factors[username] != 0, nil
 }
 
 // newRecoveryToken stores a new link of kind for username, bound to the

@@ -940,3 +940,83 @@ func TestRecoveryRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestResetAsksSecondFactor: the reset link of an account with TOTP asks
+// for its code before the new password is set: without one the link is
+// refused (401) and still works; a wrong code counts toward the lockout
+// like a wrong password; a replayed code is refused; the right code sets
+// the password, and the login afterwards still asks for the second
+// factor. A recovery code works once in its place.
+func TestResetAsksSecondFactor(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		s := newRecoverySite(t, db, func(c *authn.Config) { c.Now = clk.Now })
+		ctx := context.Background()
+		secret, recoveryCodes := enrolTOTP(t, s.a, clk, "alice")
+		if err := s.a.Recovery().SetEmail(ctx, "alice", "alice@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if got := httpDo(t, s.client(t), "POST", s.url+"/reset", `{"username":"alice"}`); got.status != http.StatusAccepted {
+			t.Fatalf("POST /reset: %d", got.status)
+		}
+		link := mustLink(t, s.mail.Wait(t, 1, 10*time.Second)[0])
+		token := tokenOf(t, link)
+		page := httpDo(t, s.client(t), "GET", link, "")
+		if page.status != 200 || !strings.Contains(page.body, `name="code"`) {
+			t.Fatalf("the reset page of a TOTP account asks no code: %d\n%s", page.status, page.body)
+		}
+		confirm := func(code, pw string) seen {
+			return httpDo(t, s.client(t), "POST", s.url+"/reset/confirm", jsonBody(map[string]any{"token": token, "new_password": pw, "code": code}))
+		}
+		if got := confirm("", newPassword); got.status != http.StatusUnauthorized || !strings.Contains(got.body, authn.CodeSecondFactorRequired) {
+			t.Fatalf("reset without the code: %d %s", got.status, got.body)
+		}
+		if n := failedAttempts(t, s.a, "alice"); n != 0 {
+			t.Fatalf("a reset without a code counted %d attempts", n)
+		}
+		wrong := codeAt(t, secret, clk.Now().Add(-10*time.Minute))
+		if got := confirm(wrong, newPassword); got.status != http.StatusUnauthorized || !strings.Contains(got.body, authn.CodeInvalidCode) {
+			t.Fatalf("reset with a wrong code: %d %s", got.status, got.body)
+		}
+		if n := failedAttempts(t, s.a, "alice"); n != 1 {
+			t.Fatalf("a wrong code counted %d attempts, want 1", n)
+		}
+		if _, err := s.a.Recovery().Reset(ctx, token, newPassword); !errors.Is(err, authn.ErrSecondFactorRequired) {
+			t.Fatalf("Reset without a code: %v, want ErrSecondFactorRequired", err)
+		}
+		if err := s.a.Authenticate(ctx, "alice", goodPassword); !errors.Is(err, authn.ErrSecondFactorRequired) {
+			t.Fatalf("the old password before the reset: %v", err)
+		}
+		code := codeAt(t, secret, clk.Now())
+		if got := confirm(code, newPassword); got.status != http.StatusNoContent {
+			t.Fatalf("reset with the right code: %d %s", got.status, got.body)
+		}
+		if n := failedAttempts(t, s.a, "alice"); n != 0 {
+			t.Fatalf("after the reset: %d failed attempts, want 0", n)
+		}
+		// The new password is a password: the second factor is still asked.
+		if err := s.a.Authenticate(ctx, "alice", newPassword); !errors.Is(err, authn.ErrSecondFactorRequired) {
+			t.Fatalf("the new password alone: %v, want ErrSecondFactorRequired", err)
+		}
+		// The same code again, with a new link: refused (a time step once).
+		link2, err := s.a.Recovery().ResetLink(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.a.Recovery().ResetWithCode(ctx, tokenOf(t, link2), code, "a third passphrase 1234"); !errors.Is(err, authn.ErrInvalidCredentials) {
+			t.Fatalf("a replayed code: %v, want ErrInvalidCredentials", err)
+		}
+		// A recovery code in its place, once.
+		if _, err := s.a.Recovery().ResetWithCode(ctx, tokenOf(t, link2), recoveryCodes[0], "a third passphrase 1234"); err != nil {
+			t.Fatalf("a recovery code: %v", err)
+		}
+		link3, err := s.a.Recovery().ResetLink(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.a.Recovery().ResetWithCode(ctx, tokenOf(t, link3), recoveryCodes[0], "a fourth passphrase 5678"); !errors.Is(err, authn.ErrInvalidCredentials) {
+			t.Fatalf("a recovery code twice: %v, want ErrInvalidCredentials", err)
+		}
+	})
+}

@@ -20,6 +20,11 @@ import (
 //
 // (see Recovery for what they promise)
 //
+//	GET, POST  {Prefix}/login/verify  the second step of a login (see TOTP)
+//	GET, POST  {Prefix}/totp      the TOTP second factor: enrol (POST {"password"}),
+//	POST       {Prefix}/totp/confirm  confirm it ({"code"}: the recovery codes),
+//	POST       {Prefix}/totp/disable  and turn it off ({"password","code"})
+//
 // Any other path answers 404. It matches r.URL.Path exactly (no trailing
 // slash, no cleaning), so it is mounted where the router leaves the path
 // whole, with Prefix set to the mount point:
@@ -58,6 +63,10 @@ func (h *handlers) routes() http.Handler {
 		"/password": in.passwordHandler(),
 	}
 	table["/sessions"] = in.sessionsHandler()
+	table["/login/verify"] = in.loginVerifyHandler()
+	for path, route := range in.totpHandlers() {
+		table[path] = route
+	}
 	if in.allowRegistration {
 		table["/register"] = in.registerHandler()
 	}

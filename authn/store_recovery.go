@@ -31,34 +31,12 @@ var errInvalidLink = errors.New("authn: the link is invalid or has expired")
 // errAddressTaken: the address is the verified address of another account.
 var errAddressTaken = errors.New("authn: the address belongs to another account")
 
-// createRecoverySchema creates the tables of recovery in tx, the
-// transaction of createSchema.
+// createRecoverySchema creates the table of recovery that belongs to no
+// user (the counts of reset requests) in tx, the transaction of
+// createSchema; the others are in userTables.
 func createRecoverySchema(ctx context.Context, tx bun.Tx) error {
-	for _, m := range []any{(*model.Email)(nil), (*model.RecoveryToken)(nil), (*model.RecoveryLimit)(nil)} {
-		if _, err := tx.NewCreateTable().Model(m).IfNotExists().Exec(ctx); err != nil {
-			return err
-		}
-	}
-	for _, column := range []string{"username", "expires_at"} {
-		_, err := tx.NewCreateIndex().Model((*model.RecoveryToken)(nil)).IfNotExists().
-			Index("recovery_tokens_" + column + "_idx").Column(column).Exec(ctx)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// deleteRecovery deletes username's address and links, inside the
-// transaction of the change that requires it (the deletion of the user, or
-// the creation of a user of a name whose rows were left behind).
-func deleteRecovery(ctx context.Context, db bun.IDB, username string) error {
-	for _, m := range []any{(*model.Email)(nil), (*model.RecoveryToken)(nil)} {
-		if _, err := db.NewDelete().Model(m).Where("username = ?", username).Exec(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := tx.NewCreateTable().Model((*model.RecoveryLimit)(nil)).IfNotExists().Exec(ctx)
+	return err
 }
 
 // insertRecoveryToken stores t, bound to its user's hash as it is now,
