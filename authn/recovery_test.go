@@ -1020,3 +1020,41 @@ func TestResetAsksSecondFactor(t *testing.T) {
 		}
 	})
 }
+
+// TestRegistrationEmail: with RegistrationEmail, a registration may give
+// an address, which is mailed a link that verifies it; an invalid one is
+// refused before the account is made. The email route removes it.
+func TestRegistrationEmail(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		s := newRecoverySite(t, db, nil)
+		ctx := context.Background()
+		c := s.client(t)
+		if got := httpDo(t, c, "POST", s.url+"/register", jsonBody(map[string]any{"username": "carol", "password": goodPassword, "email": "carol@"})); got.status != 400 || !strings.Contains(got.body, authn.CodeEmailInvalid) {
+			t.Fatalf("registration with an invalid address: %d %s", got.status, got.body)
+		}
+		if _, err := s.a.Account(ctx, "carol"); !errors.Is(err, authn.ErrNotFound) {
+			t.Fatalf("an account was made with an invalid address: %v", err)
+		}
+		if got := httpDo(t, c, "POST", s.url+"/register", jsonBody(map[string]any{"username": "carol", "password": goodPassword, "email": "carol@example.com"})); got.status != http.StatusCreated {
+			t.Fatalf("registration: %d %s", got.status, got.body)
+		}
+		m := s.mail.Wait(t, 1, 10*time.Second)[0]
+		if m.To[0] != "carol@example.com" {
+			t.Fatalf("mailed to %v", m.To)
+		}
+		if got := httpDo(t, s.client(t), "GET", mustLink(t, m), ""); got.status != http.StatusNoContent {
+			t.Fatalf("verification: %d %s", got.status, got.body)
+		}
+		if addr, _ := s.a.Recovery().Email(ctx, "carol"); addr != "carol@example.com" {
+			t.Fatalf("address %q", addr)
+		}
+		s.signIn(t, c, "carol", goodPassword)
+		if got := httpDo(t, c, "POST", s.url+"/email", jsonBody(map[string]any{"remove": true, "password": goodPassword})); got.status != http.StatusNoContent {
+			t.Fatalf("removing the address: %d %s", got.status, got.body)
+		}
+		if addr, _ := s.a.Recovery().Email(ctx, "carol"); addr != "" {
+			t.Fatalf("address after removal %q", addr)
+		}
+	})
+}
