@@ -152,6 +152,9 @@ var (
 	// Authenticator has no Config.Mailer, or no HTTPConfig.BaseURL to
 	// build links from.
 	ErrNoMail = errors.New("authn: recovery mail is not configured (Config.Mailer, HTTPConfig.BaseURL)")
+	// ErrTooManyMails: an account asked for more verification mails than
+	// RecoveryConfig.RequestsPerAccount allows in a RequestWindow.
+	ErrTooManyMails = errors.New("authn: too many mails asked for; try again later")
 )
 
 // SetEmail stores address as username's verified address, at once: the
@@ -194,7 +197,8 @@ func (r *Recovery) RemoveEmail(ctx context.Context, username string) error {
 // verified address (see VerifyEmail); the address the user had, if any,
 // stays until then. The mail goes through the mail queue: a nil error
 // means that the link was stored and the mail queued, not sent. It fails
-// with ErrInvalidEmail, ErrNotFound, or ErrNoMail without a Mailer.
+// with ErrInvalidEmail, ErrNotFound, ErrNoMail without a Mailer, and
+// ErrTooManyMails beyond RecoveryConfig.RequestsPerAccount a window.
 func (r *Recovery) RequestVerification(ctx context.Context, username, address string) error {
 	a := r.a
 	if err := CheckEmail(address); err != nil {
@@ -202,6 +206,17 @@ func (r *Recovery) RequestVerification(ctx context.Context, username, address st
 	}
 	if a.mailer == nil || a.recovery.baseURL == "" {
 		return ErrNoMail
+	}
+	// Bounded as reset mails are, so that an account cannot be made to
+	// mail somebody else's address over and over.
+	if a.recovery.perAccount >= 0 {
+		counts, err := a.store.countRequests(ctx, []string{limitHash("verify\x00" + username)}, a.now(), a.recovery.window)
+		if err != nil {
+			return err
+		}
+		if counts[0] > int64(a.recovery.perAccount) {
+			return ErrTooManyMails
+		}
 	}
 	m, err := a.verificationMail(ctx, username, address)
 	if err != nil {

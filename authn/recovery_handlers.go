@@ -46,6 +46,7 @@ const (
 	msgCodeWrong       = "The code is not right."
 	msgEmailTaken      = "This address is already used by another account."
 	msgTooManyRequests = "Too many requests from your network. Try again later."
+	msgTooManyMails    = "Too many links were asked for this account. Try again later."
 	msgEmailSent       = "A link is on its way to the new address. It counts once you follow it."
 	msgEmailVerified   = "Your email address is verified: password reset links go there."
 )
@@ -383,6 +384,10 @@ func (h *handlers) postEmail(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		answer(http.StatusUnauthorized, CodeInvalidCredentials, msgWrongCurrent)
+	case errors.Is(err, ErrTooManyMails):
+		res.Cancel()
+		w.Header().Set("Retry-After", retryAfter(h.a.recovery.window))
+		answer(http.StatusTooManyRequests, CodeTooManyResetRequests, msgTooManyMails)
 	default:
 		if !spendsBudget(err) {
 			res.Cancel()

@@ -1058,3 +1058,50 @@ func TestRegistrationEmail(t *testing.T) {
 		}
 	})
 }
+
+// TestVerificationBound: an account asks for at most RequestsPerAccount
+// verification mails a window (then 429), so that it cannot mail another
+// address over and over; the background cleanup deletes expired links
+// and old counts.
+func TestVerificationBound(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		s := newRecoverySite(t, db, func(c *authn.Config) {
+			c.Now = clk.Now
+			c.Recovery.RequestsPerAccount = 2
+			c.HTTP.SessionCleanupInterval = 20 * time.Millisecond
+		})
+		ctx := context.Background()
+		if err := s.a.Register(ctx, "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		c := s.client(t)
+		s.signIn(t, c, "alice", goodPassword)
+		var statuses []int
+		for range 3 {
+			statuses = append(statuses, httpDo(t, c, "POST", s.url+"/email", jsonBody(map[string]any{"email": "victim@example.com", "password": goodPassword})).status)
+		}
+		if statuses[0] != 202 || statuses[1] != 202 || statuses[2] != 429 {
+			t.Fatalf("statuses %v, want 202 202 429", statuses)
+		}
+		count := func(table string) int {
+			var n int
+			if err := db.Raw.NewSelect().Table(table).ColumnExpr("count(*)").Scan(ctx, &n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if count("recovery_tokens") == 0 || count("recovery_limits") == 0 {
+			t.Fatal("no rows to clean")
+		}
+		clk.Advance(25 * time.Hour)
+		deadline := time.Now().Add(10 * time.Second)
+		for count("recovery_tokens")+count("recovery_limits") != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("after the links' and counts' end: %d links, %d counts left", count("recovery_tokens"), count("recovery_limits"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
