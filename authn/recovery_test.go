@@ -38,7 +38,7 @@ func newRecoverySite(t *testing.T, db *testdb.DB, change func(*authn.Config)) *r
 	t.Helper()
 	mail := testsmtp.Start(t, testsmtp.Config{StartTLS: true, Username: "mailer", Password: "smtp secret 123"})
 	sender, err := smtp.New(smtp.Config{
-		Addr: mail.Addr, From: "Example <no-seen@example.com>",
+		Addr: mail.Addr, From: "Example <no-reply@example.com>",
 		Username: "mailer", Password: "smtp secret 123",
 		TLSConfig: tlsTrusting(mail), Timeout: 5 * time.Second,
 	})
@@ -87,7 +87,7 @@ type seen struct {
 	body   string
 }
 
-// httpDo sends a JSON POST (body not "") or a GET and returns the seen.
+// httpDo sends a JSON POST (body not "") or a GET and returns what the client saw.
 func httpDo(t *testing.T, c *http.Client, method, url, body string) seen {
 	t.Helper()
 	var r *http.Request
@@ -311,12 +311,12 @@ func TestResetAnswersAlike(t *testing.T) {
 		}
 		for i, got := range answers[1:] {
 			if got.status != answers[0].status || got.body != answers[0].body || !sameHeader(got.header, answers[0].header) {
-				t.Errorf("seen %d differs from the unknown name's: %d %v %q against %d %v %q", i+1,
+				t.Errorf("answer %d differs from the unknown name's: %d %v %q against %d %v %q", i+1,
 					got.status, got.header, got.body, answers[0].status, answers[0].header, answers[0].body)
 			}
 		}
 		if answers[0].status != http.StatusAccepted || len(answers[0].header.Values("Set-Cookie")) != 0 {
-			t.Fatalf("seen: %d, cookies %v", answers[0].status, answers[0].header.Values("Set-Cookie"))
+			t.Fatalf("answer: %d, cookies %v", answers[0].status, answers[0].header.Values("Set-Cookie"))
 		}
 		// The queue has one worker: once alice's second mail is in,
 		// every request before it was handled.
@@ -663,7 +663,7 @@ func TestSMTPServerDown(t *testing.T) {
 	mail := testsmtp.Start(t, testsmtp.Config{})
 	addr := mail.Addr
 	mail.Close()
-	sender, err := smtp.New(smtp.Config{Addr: addr, From: "no-seen@example.com", Username: "mailer", Password: "smtp secret 123", Security: smtp.Plaintext, Timeout: time.Second})
+	sender, err := smtp.New(smtp.Config{Addr: addr, From: "no-reply@example.com", Username: "mailer", Password: "smtp secret 123", Security: smtp.Plaintext, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -707,7 +707,7 @@ func TestSMTPServerDown(t *testing.T) {
 func TestSMTPRetry(t *testing.T) {
 	t.Parallel()
 	mail := testsmtp.Start(t, testsmtp.Config{FailFirst: 2})
-	sender, err := smtp.New(smtp.Config{Addr: mail.Addr, From: "no-seen@example.com", Security: smtp.Plaintext})
+	sender, err := smtp.New(smtp.Config{Addr: mail.Addr, From: "no-reply@example.com", Security: smtp.Plaintext})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1102,6 +1102,62 @@ func TestVerificationBound(t *testing.T) {
 				t.Fatalf("after the links' and counts' end: %d links, %d counts left", count("recovery_tokens"), count("recovery_limits"))
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// TestAddressBoundToHash: a hash written outside the library voids the
+// verified address (no reset mail goes to it), and a name deleted and
+// made again outside inherits none; the library's own changes of
+// password keep it.
+func TestAddressBoundToHash(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		s := newRecoverySite(t, db, nil)
+		ctx := context.Background()
+		if err := s.a.Register(ctx, "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.a.Recovery().SetEmail(ctx, "alice", "alice@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.a.SetPassword(ctx, "alice", newPassword); err != nil {
+			t.Fatal(err)
+		}
+		if addr, _ := s.a.Recovery().Email(ctx, "alice"); addr != "alice@example.com" {
+			t.Fatalf("after SetPassword: %q", addr)
+		}
+		// Deleted and made again outside: the Python application.
+		if _, err := db.Raw.ExecContext(ctx, "DELETE FROM users WHERE username = 'alice'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Raw.ExecContext(ctx, "INSERT INTO users (username, password_hash, failed_attempts) VALUES ('alice', 'pbkdf2:sha256:1000$x$y', 0)"); err != nil {
+			t.Fatal(err)
+		}
+		if addr, _ := s.a.Recovery().Email(ctx, "alice"); addr != "" {
+			t.Fatalf("a name made again outside inherits the address %q", addr)
+		}
+		httpDo(t, s.client(t), "POST", s.url+"/reset", `{"email":"alice@example.com"}`)
+		httpDo(t, s.client(t), "POST", s.url+"/reset", `{"username":"alice"}`)
+		// Another account may now verify the address.
+		if err := s.a.Register(ctx, "bob", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.a.Recovery().SetEmail(ctx, "bob", "alice@example.com"); err != nil {
+			t.Fatalf("the voided address for another account: %v", err)
+		}
+		if err := s.a.Recovery().RequestVerification(ctx, "bob", "bob@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		// The queue runs in order: bob's mail in means the resets were
+		// handled, and sent nothing.
+		s.mail.Wait(t, 1, 10*time.Second)
+		var to []string
+		for _, m := range s.mail.Messages() {
+			to = append(to, m.To...)
+		}
+		if len(to) != 1 || to[0] != "bob@example.com" {
+			t.Fatalf("mails to %v, want bob's alone", to)
 		}
 	})
 }
