@@ -1175,3 +1175,55 @@ func TestAddressBoundToHash(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyOneAddressRace: links that verify one address for several
+// accounts, followed at once on two instances, give it to one account;
+// the others are told it is taken (409), none fails.
+func TestVerifyOneAddressRace(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		s1 := newRecoverySite(t, db, nil)
+		s2 := newRecoverySite(t, db, nil)
+		ctx := context.Background()
+		const n = 6
+		links := make([]string, n)
+		for i := range n {
+			name := fmt.Sprintf("user%d", i)
+			if err := s1.a.Register(ctx, name, goodPassword); err != nil {
+				t.Fatal(err)
+			}
+			if err := s1.a.Recovery().RequestVerification(ctx, name, "Shared@example.com"); err != nil {
+				t.Fatal(err)
+			}
+			links[i] = mustLink(t, s1.mail.Wait(t, i+1, 10*time.Second)[i])
+		}
+		statuses := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				site := s1
+				if i%2 == 1 {
+					site = s2
+				}
+				link := strings.Replace(links[i], s1.url, site.url, 1)
+				statuses[i] = httpDo(t, site.client(t), "GET", link, "").status
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, st := range statuses {
+			switch st {
+			case http.StatusNoContent:
+				won++
+			case http.StatusConflict:
+			default:
+				t.Errorf("status %d", st)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("statuses %v: want one 204, the rest 409", statuses)
+		}
+	})
+}

@@ -313,6 +313,15 @@ func (s *store) setEmail(ctx context.Context, username, address string, now time
 // freed first.
 func (s *store) putEmail(ctx context.Context, tx bun.Tx, username, address, userHash string, now time.Time) error {
 	key := addressKey(address)
+	if s.postgres() {
+		// Two verifications of one address for two accounts at once would
+		// each find it free: the second would fail on the unique key, in a
+		// transaction PostgreSQL then refuses to go on with. A lock on the
+		// address, until the commit, runs them one after the other.
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?, hashtext(?))", emailLockClass, key); err != nil {
+			return err
+		}
+	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM emails WHERE address_key = ? AND username <> ?
 AND NOT EXISTS (SELECT 1 FROM users AS u WHERE u.username = emails.username AND u.password_hash = emails.user_hash)`, key, username)
 	if err != nil {
@@ -331,17 +340,12 @@ AND NOT EXISTS (SELECT 1 FROM users AS u WHERE u.username = emails.username AND 
 		Set("address = EXCLUDED.address").Set("address_key = EXCLUDED.address_key").
 		Set("verified_at = EXCLUDED.verified_at").Set("user_hash = EXCLUDED.user_hash").
 		Returning("NULL").Exec(ctx)
-	if err != nil {
-		// Two verifications of one address for two accounts at once, on
-		// PostgreSQL: the unique key decides, and the loser is told so.
-		var again bool
-		if tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM emails WHERE address_key = ? AND username <> ?)", key, username).Scan(&again) == nil && again {
-			return errAddressTaken
-		}
-		return err
-	}
-	return nil
+	return err
 }
+
+// emailLockClass is the first key of putEmail's PostgreSQL advisory locks
+// ("mail" in ASCII), a key space apart from the other advisory locks.
+const emailLockClass = 0x6d61696c
 
 // email reads username's verified address, if it is bound to the user's
 // current hash; "" when there is none.
