@@ -260,6 +260,16 @@ type Config struct {
 	// last commit could be remembered until the next one.
 	ReadEveryRequest bool
 
+	// Mailer sends the mails of account recovery: the links that verify
+	// an email address and the password reset links (see Recovery). nil
+	// means no mail: the routes that send it ({Prefix}/email and
+	// {Prefix}/reset) are not served, and the login form links no reset.
+	// With a Mailer, HTTPConfig.BaseURL is required (New fails without
+	// it): links are built from it, never from a request's Host.
+	Mailer Mailer
+	// Recovery configures account recovery: link lifetimes, the bounds on
+	// reset requests, the mail queue and the mails' templates.
+	Recovery RecoveryConfig
 	// SecretKey seals the TOTP secrets stored in the database (AES-256-GCM):
 	// 32 bytes, kept outside the database, so that a copy of the database
 	// alone does not give them. nil means: Open keeps a key of its own in a
@@ -330,6 +340,12 @@ type Authenticator struct {
 	// HTTP throttle counts it: the key of HashSlotsPerClient.
 	clientPrefix func(netip.Addr) netip.Prefix
 
+	// mailer is Config.Mailer; mail its queue (nil without a Mailer);
+	// recovery the settings of account recovery.
+	mailer   Mailer
+	mail     *mailQueue
+	recovery recoverySettings
+
 	bgctx context.Context    // ends at Close
 	stop  context.CancelFunc // ends bgctx
 	bg    sync.WaitGroup     // the background goroutines
@@ -372,8 +388,17 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if cfg.SecretKey != nil && len(cfg.SecretKey) != seal.KeySize {
 		return nil, fmt.Errorf("authn: Config.SecretKey has %d bytes, not %d", len(cfg.SecretKey), seal.KeySize)
 	}
+	if cfg.Mailer != nil && cfg.HTTP.BaseURL == "" {
+		return nil, errors.New("authn: Config.Mailer is set but HTTPConfig.BaseURL is empty: reset and verification links are built from it (never from a request's Host)")
+	}
+	recovery, err := newRecoverySettings(cfg.Recovery, cfg.HTTP)
+	if err != nil {
+		return nil, err
+	}
 	a := &Authenticator{
 		sealKey:   sealKey{key: bytes.Clone(cfg.SecretKey)},
+		mailer:    cfg.Mailer,
+		recovery:  recovery,
 		hasher:    cfg.Hasher,
 		threshold: cfg.LockoutThreshold,
 		duration:  cfg.LockoutDuration,
@@ -410,7 +435,6 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		a.policy.MaxBytes = limit // checked when a password is set, before hashing
 	}
 
-	var err error
 	if a.store, err = newStore(ctx, db, hotread.From(ctx)); err != nil {
 		return nil, err
 	}
@@ -446,6 +470,17 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.every(throttleLogWindow, a.handlers.flushThrottleLog)
 	if a.store.fast != nil {
 		a.every(fileCheckInterval, a.store.fast.watch)
+	}
+	if a.handlers.cleanupEvery > 0 {
+		a.every(a.handlers.cleanupEvery, a.cleanRecovery)
+	}
+	if a.mailer != nil {
+		a.mail = &mailQueue{jobs: make(chan mailJob, a.recovery.queueSize)}
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			a.runMail(a.bgctx)
+		}()
 	}
 	return a, nil
 }

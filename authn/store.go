@@ -161,6 +161,18 @@ func rebind(ctx context.Context, tx bun.Tx, table, username, from, to string) er
 	return err
 }
 
+// rebindKept carries the rows of username that a change of hash made by
+// this package keeps, its app tokens and its verified address, from the
+// hash from over to the hash to, in the transaction of the change.
+func rebindKept(ctx context.Context, tx bun.Tx, username, from, to string) error {
+	for _, table := range []string{"tokens", "emails"} {
+		if err := rebind(ctx, tx, table, username, from, to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // oneRow turns the result of a statement on one user into ErrNotFound when
 // it touched no row.
 func oneRow(res sql.Result, err error) error {

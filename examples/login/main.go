@@ -5,6 +5,15 @@
 // the Authenticator's counters (Stats) as expvar JSON under "authn".
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
+//	                        [-smtp HOST:PORT -base-url URL [-smtp-security starttls|tls|none] [-smtp-user USER] [-mail-from ADDR]]
+//
+// With -smtp, users may set an email address (/email, and when they
+// register) and reset a forgotten password ("Forgot your password?" on the
+// login page): links are mailed through that SMTP server, built from
+// -base-url (the address browsers use for this server, such as
+// http://127.0.0.1:8080), with STARTTLS by default. The SMTP password, if
+// any, is read from the environment variable SMTP_PASSWORD, never from the
+// command line. Without -smtp, it says that reset mail is off.
 //
 // When the database has no users it creates "demo" and prints its password
 // once; when it has users, it says so and how to set demo's password with
@@ -30,6 +39,7 @@ import (
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/authn/postgres"
+	"github.com/minimost/minimost/authn/smtp"
 	"github.com/minimost/minimost/examples/internal/demo"
 )
 
@@ -42,7 +52,16 @@ func main() {
 	threshold := fs.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
 	duration := fs.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
 	hashWait := fs.Duration("hash-wait", 5*time.Second, "how long a login waits for a free hashing slot before 503")
+	smtpAddr := fs.String("smtp", "", "SMTP server (host:port) for reset and verification mail; none: reset mail is off")
+	smtpSecurity := fs.String("smtp-security", "starttls", "how the SMTP connection is protected: starttls, tls or none (none: credentials only to a loopback host)")
+	smtpUser := fs.String("smtp-user", "", "SMTP user name (AUTH); the password is read from $SMTP_PASSWORD")
+	mailFrom := fs.String("mail-from", "no-reply@localhost", "the From address of the mail")
+	baseURL := fs.String("base-url", "", "the URL browsers use for this server (https://…, or http:// for a loopback address); required with -smtp")
 	os.Exit(demo.Main(fs, os.Args[1:], func(ctx context.Context) error {
+		mailer, err := newMailer(*smtpAddr, *smtpSecurity, *smtpUser, os.Getenv("SMTP_PASSWORD"), *mailFrom, *baseURL)
+		if err != nil {
+			return err
+		}
 		cfg := authn.Config{
 			LockoutThreshold: *threshold,
 			LockoutDuration:  *duration,
@@ -52,7 +71,12 @@ func main() {
 				// The Python application this stands in for let anyone
 				// sign up; registration is off unless asked for.
 				AllowRegistration: true,
+				BaseURL:           *baseURL,
+				RegistrationEmail: true,
 			},
+		}
+		if mailer != nil {
+			cfg.Mailer = mailer
 		}
 		return run(ctx, os.Stdout, *addr, *db, *demoPassword, cfg)
 	}))
@@ -72,6 +96,9 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 		return err
 	}
 	defer a.Close()
+	if cfg.Mailer == nil {
+		fmt.Fprintln(out, "Reset mail is off: no -smtp given, so there is no \"Forgot your password?\" and no email address page.")
+	}
 	err = demo.CreateUser(ctx, out, a, db, demoPassword, func(pw string) string {
 		return fmt.Sprintf("Open http://%s/ and sign in as demo, or: curl -c jar -d 'username=demo&password=%s' http://%s/login", l.Addr(), pw, l.Addr())
 	})
@@ -83,7 +110,7 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	// /login, /logout, /register, /password and /sessions (HTTPConfig.Prefix
 	// is ""); any other path no pattern below claims answers 404 there.
 	mux.Handle("/", a.Routes())
-	mux.Handle("/{$}", a.RequireSession(http.HandlerFunc(home)))
+	mux.Handle("/{$}", a.RequireSession(home(cfg.Mailer != nil)))
 	// The same users, for scripts: HTTP Basic authentication.
 	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(api)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -108,16 +135,37 @@ var homePage = template.Must(template.New("home").Parse(`<!doctype html>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:4rem auto;padding:0 1rem}
 button{font:inherit;padding:.4rem 1rem}</style></head>
 <body><main>
-<h1>Hello, {{.}}</h1>
+<h1>Hello, {{.User}}</h1>
 <p>You are signed in. This page is served only to users with a session.</p>
-<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a> · <a href="/totp">Two-step sign-in</a></p>
+<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a> · <a href="/totp">Two-step sign-in</a>{{if .Mail}} · <a href="/email">Email address</a>{{end}}</p>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 </main></body></html>
 `))
 
 // home is the application's own page: authn.Username tells who is there.
-func home(w http.ResponseWriter, r *http.Request) {
-	user, _ := authn.Username(r.Context())
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	homePage.Execute(w, user)
+// With mail, it links the email address page.
+func home(mail bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.Username(r.Context())
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		homePage.Execute(w, struct {
+			User string
+			Mail bool
+		}{user, mail})
+	})
+}
+
+// newMailer is the SMTP sender of the flags, or nil without -smtp.
+func newMailer(addr, security, user, password, from, baseURL string) (authn.Mailer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	if baseURL == "" {
+		return nil, fmt.Errorf("-smtp needs -base-url: the links in the mail are built from it")
+	}
+	sec, err := smtp.ParseSecurity(security)
+	if err != nil {
+		return nil, err
+	}
+	return smtp.New(smtp.Config{Addr: addr, From: from, Username: user, Password: password, Security: sec})
 }
