@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -887,26 +886,6 @@ func TestResetFailingDatabase(t *testing.T) {
 
 // tlsTrusting is a TLS configuration that trusts srv's certificate.
 func tlsTrusting(srv *testsmtp.Server) *tls.Config { return &tls.Config{RootCAs: srv.RootCAs} }
-
-// syncLog is a log that may be read while it is written.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *syncLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // TestRecoveryRoutes: without a Mailer the recovery routes are not served
 // and the login form links no reset; with one, the pages keep the strict

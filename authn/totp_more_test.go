@@ -370,24 +370,6 @@ func TestTOTPKeyFile(t *testing.T) {
 	}
 }
 
-// syncLog is a log buffer safe for the writes of several goroutines.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // pendingLogin is a browser with a pending login of a user on a server of a.
 type pendingBrowser struct {
 	c   *http.Client
