@@ -141,6 +141,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minimost/minimost/authn/internal/hotread"
 	"github.com/minimost/minimost/authn/internal/seal"
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/middleware"
@@ -259,11 +260,23 @@ type Config struct {
 	// last commit could be remembered until the next one.
 	ReadEveryRequest bool
 
+	// Mailer sends the mails of account recovery: the links that verify
+	// an email address and the password reset links (see Recovery). nil
+	// means no mail: the routes that send it ({Prefix}/email and
+	// {Prefix}/reset) are not served, and the login form links no reset.
+	// With a Mailer, HTTPConfig.BaseURL is required (New fails without
+	// it): links are built from it, never from a request's Host.
+	Mailer Mailer
+	// Recovery configures account recovery: link lifetimes, the bounds on
+	// reset requests, the mail queue and the mails' templates.
+	Recovery RecoveryConfig
 	// SecretKey seals the TOTP secrets stored in the database (AES-256-GCM):
 	// 32 bytes, kept outside the database, so that a copy of the database
 	// alone does not give them. nil means: Open keeps a key of its own in a
 	// file beside the database (its path with ".key" added, mode 0600,
-	// made at the first Open, and logged), and New has none, so that TOTP
+	// made at the first TOTP enrolment, and logged then; a key file that
+	// is there but unreadable, not a key, or readable by others fails
+	// Open), and New has none, so that TOTP
 	// enrolment fails with ErrNoSecretKey and a TOTP code cannot be checked
 	// (503; recovery codes still work). Losing the key loses every TOTP second
 	// factor: an administrator removes them (TOTP.Reset, authctl 2fa
@@ -306,9 +319,8 @@ type Authenticator struct {
 	failureTiming failureTiming
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
-	// secretKey seals TOTP secrets (Config.SecretKey, or Open's key
-	// file); nil: none.
-	secretKey []byte
+	// sealKey seals TOTP secrets: Config.SecretKey, or Open's key file.
+	sealKey sealKey
 
 	// handlers are the HTTP side: settings, Basic credential cache,
 	// throttle log.
@@ -328,6 +340,12 @@ type Authenticator struct {
 	// HTTP throttle counts it: the key of HashSlotsPerClient.
 	clientPrefix func(netip.Addr) netip.Prefix
 
+	// mailer is Config.Mailer; mail its queue (nil without a Mailer);
+	// recovery the settings of account recovery.
+	mailer   Mailer
+	mail     *mailQueue
+	recovery recoverySettings
+
 	bgctx context.Context    // ends at Close
 	stop  context.CancelFunc // ends bgctx
 	bg    sync.WaitGroup     // the background goroutines
@@ -344,7 +362,9 @@ type Authenticator struct {
 // exceptions: the reads made on every authenticated request (the user's row
 // behind a cached Basic credential, see [Authenticator.BasicAuth], the
 // session behind a cookie and an app token) are statements prepared once on
-// db.DB, and bun does not run hooks for prepared statements; the writes
+// db.DB, and bun does not run hooks for prepared statements (on a database
+// opened by the postgres package's Open they run on a pgx connection of
+// their own instead); the writes
 // that return a row (the lockout's claim, a logout's deletion, the session
 // a password change keeps) are built by bun and run on db.DB, or the
 // transaction's *sql.Tx, with database/sql's QueryRowContext, whose Scan
@@ -368,8 +388,17 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if cfg.SecretKey != nil && len(cfg.SecretKey) != seal.KeySize {
 		return nil, fmt.Errorf("authn: Config.SecretKey has %d bytes, not %d", len(cfg.SecretKey), seal.KeySize)
 	}
+	if cfg.Mailer != nil && cfg.HTTP.BaseURL == "" {
+		return nil, errors.New("authn: Config.Mailer is set but HTTPConfig.BaseURL is empty: reset and verification links are built from it (never from a request's Host)")
+	}
+	recovery, err := newRecoverySettings(cfg.Recovery, cfg.HTTP)
+	if err != nil {
+		return nil, err
+	}
 	a := &Authenticator{
-		secretKey: bytes.Clone(cfg.SecretKey),
+		sealKey:   sealKey{key: bytes.Clone(cfg.SecretKey)},
+		mailer:    cfg.Mailer,
+		recovery:  recovery,
 		hasher:    cfg.Hasher,
 		threshold: cfg.LockoutThreshold,
 		duration:  cfg.LockoutDuration,
@@ -406,8 +435,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		a.policy.MaxBytes = limit // checked when a password is set, before hashing
 	}
 
-	var err error
-	if a.store, err = newStore(ctx, db); err != nil {
+	if a.store, err = newStore(ctx, db, hotread.From(ctx)); err != nil {
 		return nil, err
 	}
 	if !cfg.ReadEveryRequest {
@@ -445,6 +473,17 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 	if a.store.fast != nil {
 		a.every(fileCheckInterval, a.store.fast.watch)
+	}
+	if a.handlers.cleanupEvery > 0 {
+		a.every(a.handlers.cleanupEvery, a.cleanRecovery)
+	}
+	if a.mailer != nil {
+		a.mail = &mailQueue{jobs: make(chan mailJob, a.recovery.queueSize)}
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			a.runMail(a.bgctx)
+		}()
 	}
 	return a, nil
 }

@@ -27,6 +27,9 @@ type credentials struct {
 	// Remember asks a login for a remembered session (see
 	// HTTPConfig.RememberFor).
 	Remember bool `json:"remember"`
+	// Email is, for a registration, the optional address to verify (see
+	// HTTPConfig.RegistrationEmail).
+	Email string `json:"email"`
 }
 
 // decodeCredentials reads a form (urlencoded or multipart) or JSON body.
@@ -51,7 +54,7 @@ func decodeCredentials(r *http.Request) (in credentials, status int, code string
 // fields maps the names of the fields to where their values go.
 func (in *credentials) fields() fieldSet {
 	return fieldSet{
-		text:  map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next},
+		text:  map[string]*string{"username": &in.Username, "password": &in.Password, "next": &in.Next, "email": &in.Email},
 		flags: map[string]*bool{"remember": &in.Remember},
 	}
 }

@@ -70,6 +70,14 @@ type FormData struct {
 	Notice     string
 	NoticeCode string
 
+	// ResetPath is, for the login form, the page that sends a password
+	// reset link, or "" when there is none (no Config.Mailer).
+	ResetPath string
+	// AskEmail is true, for registration, when the form asks for an
+	// optional email address (HTTPConfig.RegistrationEmail); EmailSent,
+	// after it, when a link to verify it was queued.
+	AskEmail  bool
+	EmailSent bool
 	// SecondFactors, for the code page of a login's second step, lists
 	// what may finish the login: "totp", "recovery_code" (see the Method
 	// constants).
@@ -97,6 +105,8 @@ const (
 	// NoticeOtherSessionsEnded: the sessions page, after the user ended
 	// all their other sessions.
 	NoticeOtherSessionsEnded = "other_sessions_ended"
+	// NoticePasswordReset: the login form after a password reset.
+	NoticePasswordReset = "password_reset"
 )
 
 // noticeMessage is the text of a notice code, or "" for any other value.
@@ -108,6 +118,8 @@ func noticeMessage(code string) string {
 		return "The session was ended. It is signed out."
 	case NoticeOtherSessionsEnded:
 		return "All your other sessions were ended. They are signed out."
+	case NoticePasswordReset:
+		return "Your password was reset, and every session signed out. Sign in with the new password."
 	}
 	return ""
 }
@@ -184,7 +196,7 @@ func (h *handlers) loginHandler() http.Handler {
 		// After a logout the browser holds no session cookie: a request
 		// that sends one is still signed in, whatever its URL says.
 		if len(r.CookiesNamed(h.cookieName)) == 0 {
-			f.NoticeCode, f.Notice = noticeOf(r, NoticeSignedOut)
+			f.NoticeCode, f.Notice = noticeOf(r, NoticeSignedOut, NoticePasswordReset)
 		}
 		h.render(w, http.StatusOK, h.loginTemplate, f)
 	})
@@ -199,7 +211,7 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 	return FormData{
 		Action: formAction(r), Error: msg, Username: username, Next: localRedirect(next, ""),
 		LoginPath: h.loginPath, RegisterPath: h.registerPath, OfferRemember: h.offerRemember,
-		AppName: h.appName, HomePath: h.homePath,
+		AppName: h.appName, HomePath: h.homePath, ResetPath: h.resetPath,
 	}
 }
 
@@ -354,7 +366,10 @@ func (h *handlers) registerHandler() http.Handler {
 }
 
 func (h *handlers) registerForm(r *http.Request, msg, username string) FormData {
-	return h.withPolicy(h.loginForm(r, msg, username, ""))
+	f := h.withPolicy(h.loginForm(r, msg, username, ""))
+	f.ResetPath = ""
+	f.AskEmail = h.askEmail()
+	return f
 }
 
 func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
@@ -372,6 +387,7 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 		f := h.registerForm(r, msg, in.Username)
 		f.ErrorCode = code
 		f.Done = status == http.StatusCreated
+		f.EmailSent = f.Done && in.Email != ""
 		h.render(w, status, h.registerTemplate, f)
 	}
 	// A registration may fail, and spends the client's failure budget
@@ -391,6 +407,13 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 		answer(status, code, codeMessage(code))
 		return
 	}
+	if in.Email != "" && !h.askEmail() {
+		in.Email = "" // not asked for: ignored, as any field the form has not
+	}
+	if in.Email != "" && CheckEmail(in.Email) != nil {
+		answer(http.StatusBadRequest, CodeEmailInvalid, codeMessage(CodeEmailInvalid))
+		return
+	}
 	regRes, err := h.reserve(w, r, h.registrations, in.Username)
 	switch {
 	case errors.Is(err, errOverBudget):
@@ -408,6 +431,9 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		res.cancel(r.Context())
+		if in.Email != "" {
+			h.requestVerification(r, in.Username, in.Email)
+		}
 		answer(http.StatusCreated, "", "")
 	case errors.As(err, &rule):
 		answer(http.StatusBadRequest, rule.Code, rule.Message())
@@ -453,6 +479,8 @@ func codeMessage(code string) string {
 		return "Too many accounts were created from your network. Try again later."
 	case CodeUnavailable:
 		return "Registration is unavailable right now. Try again shortly."
+	case CodeEmailInvalid:
+		return "Enter one email address, such as name@example.com."
 	}
 	return "The form could not be read. Reload the page and send it again."
 }
@@ -580,7 +608,9 @@ func (h *handlers) render(w http.ResponseWriter, status int, t *template.Templat
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Content-Security-Policy", h.contentSecurityPolicy(t))
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Referrer-Policy", "same-origin")
+	if hdr.Get("Referrer-Policy") == "" { // the recovery pages set no-referrer
+		hdr.Set("Referrer-Policy", "same-origin")
+	}
 	w.WriteHeader(status)
 	if err := t.Execute(w, data); err != nil {
 		h.a.logger.Error("authn: rendering a form", "error", err)
@@ -595,8 +625,12 @@ var (
 	builtinRegister = defaultTemplates.Lookup("register.html")
 	builtinPassword = defaultTemplates.Lookup("password.html")
 	builtinSessions = defaultTemplates.Lookup("sessions.html")
-	builtinVerify   = defaultTemplates.Lookup("login_verify.html")
-	builtinTOTP     = defaultTemplates.Lookup("totp.html")
+
+	builtinReset        = defaultTemplates.Lookup("reset.html")
+	builtinResetConfirm = defaultTemplates.Lookup("reset_confirm.html")
+	builtinEmail        = defaultTemplates.Lookup("email.html")
+	builtinVerify       = defaultTemplates.Lookup("login_verify.html")
+	builtinTOTP         = defaultTemplates.Lookup("totp.html")
 )
 
 // contentSecurityPolicy is the policy of a page of t: the configured one,
@@ -609,7 +643,8 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	case t == builtinTOTP:
 		// The TOTP page shows its QR code as a data: image.
 		return strings.Replace(DefaultContentSecurityPolicy, "default-src 'none';", "default-src 'none'; img-src data:;", 1)
-	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions || t == builtinVerify:
+	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions || t == builtinVerify,
+		t == builtinReset || t == builtinResetConfirm || t == builtinEmail:
 		return DefaultContentSecurityPolicy
 	}
 	return CustomContentSecurityPolicy

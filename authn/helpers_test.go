@@ -125,3 +125,24 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 func readsFromMemory(db *testdb.DB) bool {
 	return db.Name == "sqlite" && runtime.GOOS == "linux"
 }
+
+// syncLog is a log buffer safe for the writes of several goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// logger is a text logger writing to l.
+func (l *syncLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }

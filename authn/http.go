@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -64,6 +65,24 @@ type HTTPConfig struct {
 	// fails for a value that is not a local path, so that the link never
 	// leads to another site.
 	HomePath string
+
+	// BaseURL is the address at which browsers reach the paths that
+	// Routes sees: links in mail (password reset, email verification) are
+	// BaseURL + Prefix + the route, and never built from a request's Host
+	// header, which a client chooses. "https://example.com" with Prefix
+	// "/auth" mails https://example.com/auth/reset/confirm?token=…; under
+	// http.StripPrefix, where Prefix is "", BaseURL names the mount point
+	// ("https://example.com/auth"). It must be an absolute https URL with
+	// no query, fragment or user information; http is accepted for a
+	// loopback host (localhost, 127.0.0.1, [::1]) or with InsecureCookies
+	// (development). New fails for any other value, and when
+	// Config.Mailer is set without it. Without it, no link is made and the
+	// recovery routes are not served.
+	BaseURL string
+	// RegistrationEmail lets the registration form (with a Config.Mailer)
+	// ask for an email address, optional: when one is given, a link that
+	// verifies it is mailed after the account is created.
+	RegistrationEmail bool
 
 	// SessionIdleTimeout ends a session not used for this long. 0 means
 	// 30 minutes.
@@ -176,6 +195,15 @@ type HTTPConfig struct {
 	// the same rules as the forms' templates. It is executed with a
 	// SessionsData.
 	SessionsTemplate *template.Template
+	// ResetTemplate (the request for a reset link, {Prefix}/reset),
+	// ResetConfirmTemplate (the new password, {Prefix}/reset/confirm) and
+	// EmailTemplate (the address of the signed-in user, {Prefix}/email,
+	// and the page of a verification link) replace the built-in pages of
+	// account recovery, under the same rules as the forms' templates.
+	// They are executed with a RecoveryData.
+	ResetTemplate        *template.Template
+	ResetConfirmTemplate *template.Template
+	EmailTemplate        *template.Template
 
 	// ContentSecurityPolicy, when set, is sent as is as the
 	// Content-Security-Policy of every page the handlers render (the
@@ -223,7 +251,39 @@ func (c HTTPConfig) validate() error {
 	if c.HomePath != "" && localRedirect(c.HomePath, "") == "" {
 		return fmt.Errorf("authn: HTTPConfig.HomePath %q: not a local path (one that starts with a single \"/\")", c.HomePath)
 	}
+	if err := checkBaseURL(c.BaseURL, c.InsecureCookies); err != nil {
+		return fmt.Errorf("authn: HTTPConfig.BaseURL %q: %w", c.BaseURL, err)
+	}
 	return nil
+}
+
+// checkBaseURL reports what is wrong with a BaseURL: "" or an absolute
+// https URL (http for a loopback host, or with insecure for development)
+// with a host and no user information, query or fragment.
+func checkBaseURL(s string, insecure bool) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return err
+	case u.Host == "" || u.Opaque != "":
+		return errors.New("not an absolute URL with a host")
+	case u.User != nil:
+		return errors.New("has user information")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(s, "?#"):
+		return errors.New("has a query or a fragment")
+	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return errors.New("has a space or control character")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme != "http":
+		return errors.New(`must start with "https://"`)
+	case insecure || isLoopbackHost(u.Hostname()):
+		return nil
+	}
+	return errors.New(`http is only for a loopback host or with InsecureCookies: use "https://"`)
 }
 
 // checkPrefix reports what is wrong with a Prefix: "" or a clean path
@@ -287,6 +347,10 @@ type web struct {
 	verifyTemplate, totpTemplate    *template.Template
 	passwordTemplate                *template.Template
 	sessionsTemplate                *template.Template
+	resetTemplate, confirmTemplate  *template.Template
+	emailTemplate                   *template.Template
+	registrationEmail               bool
+	resetPath                       string // the reset page the login form links; "" for none
 	crossOrigin                     *http.CrossOriginProtection
 }
 
@@ -316,6 +380,10 @@ func newWeb(c HTTPConfig) web {
 		registerTemplate:   c.RegisterTemplate,
 		passwordTemplate:   c.PasswordTemplate,
 		sessionsTemplate:   c.SessionsTemplate,
+		resetTemplate:      c.ResetTemplate,
+		confirmTemplate:    c.ResetConfirmTemplate,
+		emailTemplate:      c.EmailTemplate,
+		registrationEmail:  c.RegistrationEmail,
 		crossOrigin:        http.NewCrossOriginProtection(),
 	}
 	w.wwwAuthenticate = basicChallenge(w.realm)
@@ -361,6 +429,15 @@ func newWeb(c HTTPConfig) web {
 	}
 	if w.sessionsTemplate == nil {
 		w.sessionsTemplate = builtinSessions
+	}
+	if w.resetTemplate == nil {
+		w.resetTemplate = builtinReset
+	}
+	if w.confirmTemplate == nil {
+		w.confirmTemplate = builtinResetConfirm
+	}
+	if w.emailTemplate == nil {
+		w.emailTemplate = builtinEmail
 	}
 	w.verifyTemplate, w.totpTemplate = builtinVerify, builtinTOTP
 	return w

@@ -9,9 +9,46 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/minimost/minimost/authn/internal/seal"
 )
+
+// sealKey is the key that seals TOTP secrets: Config.SecretKey, or the
+// key file of Open, read at Open when it is there and otherwise at the
+// first use, and made by the first enrolment (another process may have
+// made it since this one opened the database).
+type sealKey struct {
+	mu   sync.Mutex
+	key  []byte // nil: not known yet, or none
+	path string // Open's key file; "": none (New without Config.SecretKey)
+}
+
+// get returns the key, reading Open's key file when it is not known yet
+// and, when create is true, making it if it is missing: ErrNoSecretKey
+// when there is none.
+func (k *sealKey) get(create bool, logger *slog.Logger) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.key != nil {
+		return k.key, nil
+	}
+	if k.path == "" {
+		return nil, ErrNoSecretKey
+	}
+	key, err := readKeyFile(k.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !create {
+			return nil, fmt.Errorf("%w: the key file %s is missing", ErrNoSecretKey, k.path)
+		}
+		key, err = keyFile(k.path, logger)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authn: the TOTP key file: %w", err)
+	}
+	k.key = key
+	return key, nil
+}
 
 // keyFile returns the key that seals TOTP secrets for Open, kept in the
 // file path (the database's path with ".key" added) as 64 hex digits: read

@@ -85,6 +85,15 @@ const (
 	CodeCrossOrigin          = "cross_origin"
 
 	CodeCurrentPasswordRequired = "current_password_required"
+
+	// Codes of account recovery.
+	CodeEmailInvalid         = "email_invalid"           // not one plain address
+	CodeEmailTaken           = "email_taken"             // another account verified it first
+	CodeIdentifierRequired   = "identifier_required"     // a reset request without a name or address
+	CodeInvalidLink          = "invalid_link"            // unknown, used or expired link
+	CodeSecondFactorRequired = "second_factor_required"  // a reset of an account with a second factor, without its code
+	CodeAccountLocked        = "account_locked"          // an administrator's lock holds
+	CodeTooManyResetRequests = "too_many_reset_requests" // the client's bound on reset requests, or the account's on verification mails (429)
 )
 
 // RuleError is the error of a username or a password that breaks a rule:

@@ -13,6 +13,13 @@ import (
 //	GET, POST  {Prefix}/register  RegisterHandler (with AllowRegistration only)
 //	GET, POST  {Prefix}/sessions  SessionsHandler
 //	GET, POST  {Prefix}/password  ChangePasswordHandler
+//	GET, POST  {Prefix}/email     the signed-in user's address (with Config.Mailer)
+//	GET        {Prefix}/email/verify  a verification link (with Config.Mailer)
+//	GET, POST  {Prefix}/reset     ask for a password reset link (with Config.Mailer)
+//	GET, POST  {Prefix}/reset/confirm  a reset link: the new password (with HTTPConfig.BaseURL)
+//
+// (see Recovery for what they promise)
+//
 //	GET, POST  {Prefix}/login/verify  the second step of a login (see TOTP)
 //	GET, POST  {Prefix}/totp      the TOTP second factor: enrol (POST {"password"}),
 //	POST       {Prefix}/totp/confirm  confirm it ({"code"}: the recovery codes),
@@ -46,6 +53,9 @@ func (h *handlers) routes() http.Handler {
 	if in.registerPath == "" && in.allowRegistration {
 		in.registerPath = in.prefix + "/register"
 	}
+	if h.a.mailer != nil {
+		in.resetPath = in.prefix + "/reset"
+	}
 	// One line per route: the path under Prefix and its handler.
 	table := map[string]http.Handler{
 		"/login":    in.loginHandler(),
@@ -59,6 +69,16 @@ func (h *handlers) routes() http.Handler {
 	}
 	if in.allowRegistration {
 		table["/register"] = in.registerHandler()
+	}
+	// Account recovery: the page of a reset link wherever links can be
+	// made (BaseURL), the routes that mail them with a Mailer.
+	if h.a.recovery.baseURL != "" {
+		table["/reset/confirm"] = in.confirmHandler()
+	}
+	if h.a.mailer != nil {
+		table["/reset"] = in.resetHandler()
+		table["/email"] = in.emailHandler()
+		table["/email/verify"] = in.verifyHandler()
 	}
 	prefix := h.prefix
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +94,7 @@ func (h *handlers) routes() http.Handler {
 }
 
 // routeNames are the last segments of the paths Routes serves.
-var routeNames = []string{"/login", "/logout", "/register", "/password", "/sessions"}
+var routeNames = []string{"/login", "/logout", "/register", "/password", "/sessions", "/reset", "/reset/confirm", "/email", "/email/verify"}
 
 // warnMisplaced logs, once per Authenticator, a request that Routes does
 // not serve for one of its own route names under another path than

@@ -61,8 +61,15 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 	if err != nil {
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
+	keyPath := ""
 	if cfg.SecretKey == nil {
-		if cfg.SecretKey, err = keyFile(abs+".key", cfg.Logger); err != nil {
+		// A key file that is there is read now, so that a bad one fails
+		// Open; a missing one is made at the first enrolment.
+		keyPath = abs + ".key"
+		switch key, err := readKeyFile(keyPath); {
+		case err == nil:
+			cfg.SecretKey = key
+		case !errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("authn: open %s: %w", path, err)
 		}
 	}
@@ -79,6 +86,9 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 		return nil, fmt.Errorf("authn: open %s: %w", path, nested(err))
 	}
 	a.ownsDB = true
+	if cfg.SecretKey == nil {
+		a.sealKey.path = keyPath
+	}
 	a.warnIfShared(ctx, abs)
 	if err := a.watchFile(ctx, gate, sqldb); err != nil {
 		a.Close()

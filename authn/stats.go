@@ -91,6 +91,15 @@ type Stats struct {
 	// counted as such, and a session's or token's last use written when
 	// due.
 	ReadsSkipped int64 `json:"ReadsSkipped"`
+	// MailSent counts mails the Mailer took (verification and reset
+	// links); MailFailed those it refused at every attempt; MailDropped
+	// those never tried because the mail queue was full.
+	MailSent    int64 `json:"MailSent"`
+	MailFailed  int64 `json:"MailFailed"`
+	MailDropped int64 `json:"MailDropped"`
+	// ResetRequests counts password reset requests (the reset route and
+	// Recovery.RequestReset), whoever they named.
+	ResetRequests int64 `json:"ResetRequests"`
 	// CodeFailed counts the logins of LoginFailed refused at the second
 	// step for their code (a part of LoginFailed, not added to it): a
 	// wrong, replayed or malformed TOTP or recovery code, or a second step
@@ -116,6 +125,7 @@ type counters struct {
 	registered, passwordChanged                   atomic.Int64
 	crossOriginRefused                            atomic.Int64
 	readsSkipped                                  atomic.Int64
+	mailSent, mailFailed, resetRequests           atomic.Int64
 	codeFailed, secondFactorRequired              atomic.Int64
 	secondFactorPending                           atomic.Int64
 }
@@ -143,6 +153,10 @@ func (a *Authenticator) Stats() Stats {
 		PasswordChanged:    c.passwordChanged.Load(),
 		CrossOriginRefused: c.crossOriginRefused.Load(),
 		ReadsSkipped:       c.readsSkipped.Load(),
+		MailSent:           c.mailSent.Load(),
+		MailFailed:         c.mailFailed.Load(),
+		MailDropped:        a.mailDropped(),
+		ResetRequests:      c.resetRequests.Load(),
 
 		CodeFailed:           c.codeFailed.Load(),
 		SecondFactorRequired: c.secondFactorRequired.Load(),

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/minimost/minimost/authn/internal/hotread"
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
@@ -44,13 +45,14 @@ type store struct {
 }
 
 // newStore creates the tables that are missing, switches SQLite to WAL and
-// prepares the hot reads.
-func newStore(ctx context.Context, db *bun.DB) (*store, error) {
+// prepares the hot reads, or has reader run them (see hotReads). The
+// store's close closes reader.
+func newStore(ctx context.Context, db *bun.DB, reader hotread.Reader) (*store, error) {
 	s := &store{db: db, dialect: db.Dialect().Name()}
 	if err := s.createSchema(ctx); err != nil {
 		return nil, err
 	}
-	hot, err := prepareHotReads(ctx, db)
+	hot, err := prepareHotReads(ctx, db, reader)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +159,18 @@ func (s *store) lockedHash(ctx context.Context, tx bun.Tx, username string) (str
 func rebind(ctx context.Context, tx bun.Tx, table, username, from, to string) error {
 	_, err := tx.ExecContext(ctx, "UPDATE "+table+" SET user_hash = ? WHERE username = ? AND user_hash = ?", to, username, from)
 	return err
+}
+
+// rebindKept carries the rows of username that a change of hash made by
+// this package keeps, its app tokens and its verified address, from the
+// hash from over to the hash to, in the transaction of the change.
+func rebindKept(ctx context.Context, tx bun.Tx, username, from, to string) error {
+	for _, table := range []string{"tokens", "emails"} {
+		if err := rebind(ctx, tx, table, username, from, to); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // oneRow turns the result of a statement on one user into ErrNotFound when

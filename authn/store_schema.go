@@ -53,7 +53,7 @@ func (s *store) createSchema(ctx context.Context) error {
 				}
 			}
 		}
-		return nil
+		return createRecoverySchema(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("authn: creating tables: %w", err)
@@ -92,6 +92,8 @@ var userTables = []userTable{
 	{(*model.PendingLogin)(nil), "pending_logins", []string{"username", "expires_at"}},
 	{(*model.TOTPSecret)(nil), "totp_secrets", nil},
 	{(*model.RecoveryCode)(nil), "recovery_codes", []string{"username"}},
+	{(*model.Email)(nil), "emails", nil},
+	{(*model.RecoveryToken)(nil), "recovery_tokens", []string{"username", "expires_at"}},
 }
 
 // deleteOwned deletes username's rows in every table of userTables, inside

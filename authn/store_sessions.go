@@ -108,15 +108,15 @@ func nullIfEmpty(s string) any {
 	return s
 }
 
-// session reads the session of tokenHash with a prepared statement (or
+// session reads the session of tokenHash with its hot read (or
 // from memory: see fastReads), if its user exists and is not locked with
-// no end (see sessionRead); errNoSession when there is none. Whether it is still live is the caller's to judge.
+// no end (see sessionFrom); errNoSession when there is none. Whether it is still live is the caller's to judge.
 func (s *store) session(ctx context.Context, tokenHash string) (model.Session, error) {
 	if err := s.check(); err != nil {
 		return model.Session{}, err
 	}
 	sess, err := s.sessions.read(tokenHash, func() (sess model.Session, err error) {
-		err = s.hot.session.QueryRowContext(s.hot.context(ctx), tokenHash).Scan(&sess.Username, &sess.LastSeen, &sess.ExpiresAt, &sess.Remembered)
+		err = s.hot.read(ctx, &s.hot.session, tokenHash, sessionColumns(&sess))
 		return sess, err
 	})
 	if errors.Is(err, sql.ErrNoRows) {

@@ -102,21 +102,7 @@ type tokenRow struct {
 	userLock, adminLock sql.NullFloat64
 }
 
-// tokenRead reads a token with its user's lock and the administrator's, if
-// the user exists, still has the hash the token is bound to (see
-// model.Token.UserHash), and is not locked with no end (as sessionRead: how an
-// administrator of the Python application disables an account). Whether a
-// lock in time stops the token is the caller's to judge: one of failed
-// passwords does not, one of Lock does.
-func tokenRead() string {
-	return fmt.Sprintf(`SELECT t.username, t.last_used, u.lockout_until, l.lockout_until
-FROM tokens AS t JOIN users AS u ON u.username = t.username
-LEFT JOIN admin_locks AS l ON l.username = t.username
-WHERE t.token_hash = ? AND t.user_hash = u.password_hash
-AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, int64(minLockSeconds), int64(maxLockSeconds))
-}
-
-// token reads the token of tokenHash with a prepared statement: one read by
+// token reads the token of tokenHash with its hot read: one read by
 // primary key, joined on two primary keys, or from memory (see
 // fastReads). errNoToken when there is none
 // (or its user is gone or locked with no end).
@@ -125,8 +111,7 @@ func (s *store) token(ctx context.Context, tokenHash string) (tokenRow, error) {
 		return tokenRow{}, err
 	}
 	row, err := s.tokens.read(tokenHash, func() (row tokenRow, err error) {
-		err = s.hot.token.QueryRowContext(s.hot.context(ctx), tokenHash).
-			Scan(&row.username, &row.lastUsed, &row.userLock, &row.adminLock)
+		err = s.hot.read(ctx, &s.hot.token, tokenHash, tokenColumns(&row))
 		return row, err
 	})
 	if errors.Is(err, sql.ErrNoRows) {

@@ -96,8 +96,9 @@ func (t *TOTP) Enroll(ctx context.Context, username, password string) (TOTPEnrol
 
 func (t *TOTP) enroll(ctx context.Context, username, password string, wait hashWait) (TOTPEnrolment, error) {
 	a := t.a
-	if a.secretKey == nil {
-		return TOTPEnrolment{}, ErrNoSecretKey
+	sealKey, err := a.sealKey.get(true, a.logger)
+	if err != nil {
+		return TOTPEnrolment{}, err
 	}
 	if _, err := a.authenticate(ctx, username, password, wait, passwordAgain); err != nil {
 		return TOTPEnrolment{}, err
@@ -109,7 +110,7 @@ func (t *TOTP) enroll(ctx context.Context, username, password string, wait hashW
 	if err != nil {
 		return TOTPEnrolment{}, fmt.Errorf("authn: making a TOTP secret: %w", err)
 	}
-	sealed, err := seal.Seal(a.secretKey, []byte(key.Secret()), username)
+	sealed, err := seal.Seal(sealKey, []byte(key.Secret()), username)
 	if err != nil {
 		return TOTPEnrolment{}, fmt.Errorf("authn: sealing a TOTP secret: %w", err)
 	}
@@ -147,9 +148,6 @@ func (a *Authenticator) totpIssuer() string {
 // ErrNotFound.
 func (t *TOTP) Confirm(ctx context.Context, username, code string) ([]string, error) {
 	a := t.a
-	if a.secretKey == nil {
-		return nil, ErrNoSecretKey
-	}
 	row, err := a.store.totpSecret(ctx, username)
 	switch {
 	case errors.Is(err, sql.ErrNoRows) || err == nil && row.Confirmed:
@@ -325,10 +323,11 @@ func (a *Authenticator) proveTOTP(ctx context.Context, p pendingLogin, code stri
 // the sealed secret of username is code, or -1. Every step is computed and
 // compared in constant time, whichever matches.
 func (a *Authenticator) matchStep(sealed, username, code string) (int64, error) {
-	if a.secretKey == nil {
-		return -1, ErrNoSecretKey
+	sealKey, err := a.sealKey.get(false, a.logger)
+	if err != nil {
+		return -1, err
 	}
-	secret, err := seal.Open(a.secretKey, sealed, username)
+	secret, err := seal.Open(sealKey, sealed, username)
 	if err != nil {
 		a.logger.Error("authn: a TOTP secret does not open with the configured key (another key? reset the user's second factor)", "user", username, "error", err)
 		return -1, fmt.Errorf("authn: opening the TOTP secret of %s: %w", quoteName(username), err)

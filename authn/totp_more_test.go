@@ -322,14 +322,16 @@ func TestTOTPRoutes(t *testing.T) {
 }
 
 // TestTOTPKeyFile: Open without Config.SecretKey keeps a key in a file
-// beside the database, mode 0600, says so in the log, and reads it back on
-// the next Open, so that a secret sealed before still opens; a key file
-// others may read is refused. New without a key refuses enrolments.
+// beside the database, made at the first enrolment (an application that
+// never enrols gets no file), mode 0600, named in the log; an instance
+// opened before the file existed reads it when it needs it, and the next
+// Open reads it back, so that a secret sealed before still opens; a key
+// file others may read fails Open.
 func TestTOTPKeyFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "auth.db")
-	var logs bytes.Buffer
+	var logs syncLog
 	ctx := context.Background()
 	clk := newClock()
 	open := func() *authn.Authenticator {
@@ -339,7 +341,11 @@ func TestTOTPKeyFile(t *testing.T) {
 		}
 		return a
 	}
-	a := open()
+	a, other := open(), open()
+	if _, err := os.Stat(path + ".key"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a key file before any enrolment: %v", err)
+	}
+	secret, _ := enrolTOTP(t, a, clk, "alice")
 	fi, err := os.Stat(path + ".key")
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v, %v; want mode 0600", fi, err)
@@ -347,11 +353,16 @@ func TestTOTPKeyFile(t *testing.T) {
 	if !strings.Contains(logs.String(), "auth.db.key") {
 		t.Errorf("the log does not name the key file:\n%s", logs.String())
 	}
-	secret, _ := enrolTOTP(t, a, clk, "alice")
+	p := pendingLoginOf(t, other, "alice")
+	if st, body := post(t, p.c, p.url+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != 200 {
+		t.Errorf("a code on an instance opened before the key file was made: %d %s", st, body)
+	}
 	a.Close()
+	other.Close()
+	clk.Advance(30 * time.Second)
 	a = open()
 	defer a.Close()
-	p := pendingLoginOf(t, a, "alice")
+	p = pendingLoginOf(t, a, "alice")
 	if st, body := post(t, p.c, p.url+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != 200 {
 		t.Errorf("a code after reopening with the key file: %d %s", st, body)
 	}

@@ -58,12 +58,24 @@ type server struct {
 // test.
 func startLogin(ctx context.Context, t *testing.T, bin, pw string, args ...string) *server {
 	t.Helper()
+	return startLoginAt(ctx, t, bin, pw, freeAddr(t), args...)
+}
+
+// freeAddr returns a host:port of 127.0.0.1 that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startLoginAt is startLogin on addr, for a test that must name the
+// address in args (-base-url).
+func startLoginAt(ctx context.Context, t *testing.T, bin, pw, addr string, args ...string) *server {
+	t.Helper()
 	s := &server{addr: addr, out: &output{}}
 	db := filepath.Join(t.TempDir(), "auth.db")
 	cmd := exec.Command(bin, append([]string{"-addr", addr, "-db", db, "-demo-password", pw}, args...)...)

@@ -136,6 +136,65 @@ type ClientBudget struct {
 	UpdatedAt float64 `bun:"updated_at,notnull"`
 }
 
+// Email is one row of the emails table: a user's verified email address,
+// where a password reset link may be sent. An address counts only once its
+// owner followed the verification link mailed to it: an address waiting
+// for that lives in its RecoveryToken, not here. A verified address
+// belongs to one account (AddressKey is unique).
+type Email struct {
+	bun.BaseModel `bun:"table:emails"`
+
+	Username string `bun:"username,pk,type:text"`
+	// Address is the address as its owner typed it.
+	Address string `bun:"address,notnull,type:text"`
+	// AddressKey is Address lower-cased: addresses that differ only in
+	// case are one address, for uniqueness and for a reset by address.
+	AddressKey string `bun:"address_key,notnull,unique,type:text"`
+	// VerifiedAt is a Unix time in seconds.
+	VerifiedAt float64 `bun:"verified_at,notnull"`
+	// UserHash is the user's password_hash when the address was verified,
+	// as Session.UserHash: a hash written outside authn (the Python
+	// application, SQL) voids the address, so that a name deleted and
+	// created again outside inherits none. authn's own changes of
+	// password carry it over.
+	UserHash string `bun:"user_hash,notnull,type:text"`
+}
+
+// RecoveryToken is one row of the recovery_tokens table: a password reset
+// link, or the link that verifies an email address. Only the SHA-256 of
+// the link's random token is stored; a row is consumed (deleted) by the
+// one statement that uses it, on any instance.
+type RecoveryToken struct {
+	bun.BaseModel `bun:"table:recovery_tokens"`
+
+	TokenHash string `bun:"token_hash,pk,type:text"`
+	// Kind is "reset" or "verify".
+	Kind     string `bun:"kind,notnull,type:text"`
+	Username string `bun:"username,notnull,type:text"`
+	// UserHash is the user's password_hash when the link was made: the
+	// link works only while the user still has it, so that a change of
+	// password in between voids it.
+	UserHash string `bun:"user_hash,notnull,type:text"`
+	// Address is, for a verification, the address being verified.
+	Address string `bun:"address,type:text,nullzero"`
+	// CreatedAt and ExpiresAt are Unix times in seconds.
+	CreatedAt float64 `bun:"created_at,notnull"`
+	ExpiresAt float64 `bun:"expires_at,notnull"`
+}
+
+// RecoveryLimit is one row of the recovery_limits table: how many reset
+// requests one key (an account or what was typed, or a client's network,
+// as a SHA-256) made in the current window. Every instance counts in the
+// same rows.
+type RecoveryLimit struct {
+	bun.BaseModel `bun:"table:recovery_limits"`
+
+	KeyHash string `bun:"key_hash,pk,type:text"`
+	// WindowStart is a Unix time in seconds.
+	WindowStart float64 `bun:"window_start,notnull"`
+	Count       int64   `bun:"count,notnull"`
+}
+
 // PendingLogin is one row of the pending_logins table: a login whose
 // password was right, on an account with a second factor, waiting for that
 // factor. The browser holds a random handle in a cookie of its own; only

@@ -52,7 +52,10 @@ type command struct {
 	// itself (backup, restore): run opens no Authenticator for them, and
 	// refuses a PostgreSQL URL.
 	sqliteFile bool
-	run        func(ctx context.Context, c *call) error
+	// configure, when set, adjusts the Config of the command's
+	// Authenticator from its flags (reset-link's BaseURL).
+	configure func(c *call, cfg *authn.Config)
+	run       func(ctx context.Context, c *call) error
 }
 
 // call is one command being run.
@@ -117,7 +120,11 @@ func run(ctx context.Context, args []string, e env) int {
 	}
 	if !cmd.sqliteFile {
 		// The library's own log lines would mix with the tool's messages.
-		a, err := demo.Open(ctx, *db, authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: e.hasher}, postgres.Open)
+		cfg := authn.Config{Logger: slog.New(slog.DiscardHandler), Hasher: e.hasher}
+		if cmd.configure != nil {
+			cmd.configure(c, &cfg)
+		}
+		a, err := demo.Open(ctx, *db, cfg, postgres.Open)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "authctl: %s\n", escapeControls(err.Error()))
 			return exitError

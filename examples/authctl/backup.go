@@ -30,6 +30,12 @@ SQLite's VACUUM INTO copies one snapshot of it, the commits not yet
 checkpointed from the -wal file included. The copy is then read back and
 checked, and the number of its users is shown.
 
+The key that seals the TOTP secrets (auth.db.key beside the database, once a
+user has enrolled) is not in the copy: keep a copy of it apart from the
+database's, since a copy of the database alone must not give the secrets,
+and a database restored without it needs "2fa reset" for every user with
+TOTP.
+
 PostgreSQL: use pg_dump.
 
 Example:

@@ -28,7 +28,7 @@ import (
 )
 
 // commandOrder is the order of the help text.
-var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "2fa", "import-htpasswd", "import-db", "backup", "restore"}
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "2fa", "email", "reset-link", "import-htpasswd", "import-db", "backup", "restore"}
 
 func commands() map[string]command {
 	return map[string]command{
@@ -244,6 +244,81 @@ Example:
 					return err
 				}
 				fmt.Fprintf(c.stderr, "ended %d sessions of %s\n", n, displayName(c.args[0]))
+				return nil
+			},
+		},
+		"email": {
+			name: "email", args: "[-remove] NAME [ADDRESS]", minArgs: 1, maxArgs: 2,
+			summary: "show, set or remove a user's verified email address (where reset links go)",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("remove", false, "remove NAME's address") },
+			help: `Shows NAME's verified email address, the one password reset links are mailed
+to ("-" when there is none). With ADDRESS, sets it, verified at once: the
+administrator's word stands for the link a user follows. An address belongs
+to one account: one that another account verified is refused. With -remove,
+deletes it (NAME then cannot reset a forgotten password by mail).
+
+Examples:
+  authctl email alice
+  authctl email alice alice@example.com
+  authctl email -remove alice`,
+			run: func(ctx context.Context, c *call) error {
+				name, r := c.args[0], c.a.Recovery()
+				switch {
+				case c.flag("remove") && len(c.args) == 2:
+					return usageError{"-remove takes no ADDRESS"}
+				case c.flag("remove"):
+					if _, err := c.a.Account(ctx, name); err != nil {
+						return err
+					}
+					if err := r.RemoveEmail(ctx, name); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.stderr, "removed the address of %s\n", name)
+					return nil
+				case len(c.args) == 2:
+					if err := r.SetEmail(ctx, name, c.args[1]); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.stderr, "the address of %s is %s\n", name, c.args[1])
+					return nil
+				}
+				address, err := r.Email(ctx, name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.stdout, or(address, "-"))
+				return nil
+			},
+		},
+		"reset-link": {
+			name: "reset-link", args: "-base-url URL NAME", minArgs: 1, maxArgs: 1,
+			summary: "print a one-time password reset link for a user (no mail)",
+			flags: func(fs *flag.FlagSet) {
+				fs.String("base-url", "", "the URL at which browsers reach the login routes, prefix included (https://example.com/auth)")
+			},
+			configure: func(c *call, cfg *authn.Config) {
+				cfg.HTTP.BaseURL = c.fs.Lookup("base-url").Value.String()
+			},
+			help: `Makes a password reset link for NAME and prints it, alone, on standard output,
+without mail: hand it to the user. It works once, for 30 minutes, while NAME's
+password stays the same; only the newest link of an account works. Following
+it, the user chooses the new password: an administrator never does. Every
+session of NAME ends then, with its app tokens. -base-url is required: the
+address of the site's routes as browsers see it, the routes' prefix included
+(https://example.com for routes at the root, https://example.com/auth under
+/auth), https, or http for localhost.
+
+Example:
+  authctl reset-link -base-url https://example.com alice`,
+			run: func(ctx context.Context, c *call) error {
+				if c.fs.Lookup("base-url").Value.String() == "" {
+					return usageError{"reset-link needs -base-url"}
+				}
+				link, err := c.a.Recovery().ResetLink(ctx, c.args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.stdout, link)
 				return nil
 			},
 		},

@@ -5,7 +5,16 @@
 // the Authenticator's counters (Stats) as expvar JSON under "authn".
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
+//	                        [-smtp HOST:PORT -base-url URL [-smtp-security starttls|tls|none] [-smtp-user USER] [-mail-from ADDR]]
 //	                        [-trusted-proxies 127.0.0.1/32] [-secret-key-file FILE]
+//
+// With -smtp, users may set an email address (/email, and when they
+// register) and reset a forgotten password ("Forgot your password?" on the
+// login page): links are mailed through that SMTP server, built from
+// -base-url (the address browsers use for this server, such as
+// http://127.0.0.1:8080), with STARTTLS by default. The SMTP password, if
+// any, is read from the environment variable SMTP_PASSWORD, never from the
+// command line. Without -smtp, it says that reset mail is off.
 //
 // When the database has no users it creates "demo" and prints its password
 // once; when it has users, it says so and how to set demo's password with
@@ -34,6 +43,7 @@ import (
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/authn/postgres"
+	"github.com/minimost/minimost/authn/smtp"
 	"github.com/minimost/minimost/examples/internal/demo"
 )
 
@@ -58,7 +68,16 @@ func main() {
 		return nil
 	})
 	keyFile := fs.String("secret-key-file", "", "file of 64 hex digits (openssl rand -hex 32), the key that seals TOTP secrets; needed with a postgres:// -db (a SQLite -db keeps one beside the file), the same for every instance")
+	smtpAddr := fs.String("smtp", "", "SMTP server (host:port) for reset and verification mail; none: reset mail is off")
+	smtpSecurity := fs.String("smtp-security", "starttls", "how the SMTP connection is protected: starttls, tls or none (none: credentials only to a loopback host)")
+	smtpUser := fs.String("smtp-user", "", "SMTP user name (AUTH); the password is read from $SMTP_PASSWORD")
+	mailFrom := fs.String("mail-from", "no-reply@localhost", "the From address of the mail")
+	baseURL := fs.String("base-url", "", "the URL browsers use for this server (https://…, or http:// for a loopback address); required with -smtp")
 	os.Exit(demo.Main(fs, os.Args[1:], func(ctx context.Context) error {
+		mailer, err := newMailer(*smtpAddr, *smtpSecurity, *smtpUser, os.Getenv("SMTP_PASSWORD"), *mailFrom, *baseURL)
+		if err != nil {
+			return err
+		}
 		var key []byte
 		if *keyFile != "" {
 			text, err := os.ReadFile(*keyFile)
@@ -80,7 +99,12 @@ func main() {
 				// The Python application this stands in for let anyone
 				// sign up; registration is off unless asked for.
 				AllowRegistration: true,
+				BaseURL:           *baseURL,
+				RegistrationEmail: true,
 			},
+		}
+		if mailer != nil {
+			cfg.Mailer = mailer
 		}
 		return run(ctx, os.Stdout, *addr, *db, *demoPassword, cfg)
 	}))
@@ -100,6 +124,9 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 		return err
 	}
 	defer a.Close()
+	if cfg.Mailer == nil {
+		fmt.Fprintln(out, "Reset mail is off: no -smtp given, so there is no \"Forgot your password?\" and no email address page.")
+	}
 	err = demo.CreateUser(ctx, out, a, db, demoPassword, func(pw string) string {
 		return fmt.Sprintf("Open http://%s/ and sign in as demo, or: curl -c jar -d 'username=demo&password=%s' http://%s/login", l.Addr(), pw, l.Addr())
 	})
@@ -111,7 +138,7 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	// /login, /logout, /register, /password and /sessions (HTTPConfig.Prefix
 	// is ""); any other path no pattern below claims answers 404 there.
 	mux.Handle("/", a.Routes())
-	mux.Handle("/{$}", a.RequireSession(http.HandlerFunc(home)))
+	mux.Handle("/{$}", a.RequireSession(home(cfg.Mailer != nil)))
 	// The same users, for scripts: HTTP Basic authentication.
 	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(api)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -136,16 +163,37 @@ var homePage = template.Must(template.New("home").Parse(`<!doctype html>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:4rem auto;padding:0 1rem}
 button{font:inherit;padding:.4rem 1rem}</style></head>
 <body><main>
-<h1>Hello, {{.}}</h1>
+<h1>Hello, {{.User}}</h1>
 <p>You are signed in. This page is served only to users with a session.</p>
-<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a> · <a href="/totp">Two-step sign-in</a></p>
+<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a> · <a href="/totp">Two-step sign-in</a>{{if .Mail}} · <a href="/email">Email address</a>{{end}}</p>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 </main></body></html>
 `))
 
 // home is the application's own page: authn.Username tells who is there.
-func home(w http.ResponseWriter, r *http.Request) {
-	user, _ := authn.Username(r.Context())
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	homePage.Execute(w, user)
+// With mail, it links the email address page.
+func home(mail bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.Username(r.Context())
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		homePage.Execute(w, struct {
+			User string
+			Mail bool
+		}{user, mail})
+	})
+}
+
+// newMailer is the SMTP sender of the flags, or nil without -smtp.
+func newMailer(addr, security, user, password, from, baseURL string) (authn.Mailer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	if baseURL == "" {
+		return nil, fmt.Errorf("-smtp needs -base-url: the links in the mail are built from it")
+	}
+	sec, err := smtp.ParseSecurity(security)
+	if err != nil {
+		return nil, err
+	}
+	return smtp.New(smtp.Config{Addr: addr, From: from, Username: user, Password: password, Security: sec})
 }
