@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,8 @@ func startLB(t *testing.T, args ...string) *lbSite {
 	t.Helper()
 	bin := nginxBinary(t)
 	db := testdb.Postgres(t)
-	args = append([]string{"-trusted-proxies", "127.0.0.1/32"}, args...)
+	addr := freeAddr(t) // nginx's, which the links the instances make name
+	args = append([]string{"-trusted-proxies", "127.0.0.1/32", "-base-url", "http://" + addr}, args...)
 	// The first creates the demo user; the others find it.
 	s := &lbSite{db: db.URL}
 	for range 3 {
@@ -47,7 +49,6 @@ func startLB(t *testing.T, args ...string) *lbSite {
 	for _, in := range s.instances {
 		fmt.Fprintf(&upstream, "        server %s;\n", strings.TrimPrefix(in.base, "http://"))
 	}
-	addr := freeAddr(t)
 	// Round robin (nginx's default) sends each request to the next
 	// instance: one flow's steps cross instances.
 	s.base = runNginx(t, bin, addr, fmt.Sprintf(`    upstream logins {
@@ -127,12 +128,14 @@ func (s *lbSite) everywhere(t *testing.T, what string, want int, send func() lbA
 // at one ends the session everywhere. Every flow's next step goes to
 // another instance, so state kept in one process would fail it.
 //
-// A second factor is enrolled through two instances and a login's password
-// and code steps go to two more. A passkey ceremony and a reset join here
-// as steps of one s.do each, followed by an everywhere check.
+// A reset link's form and new password go to two instances, and the reset
+// ends the sessions everywhere; a second factor is enrolled through two
+// instances and a login's password and code steps go to two more. A
+// passkey ceremony joins here as steps of one s.do each, followed by an
+// everywhere check.
 func TestInstancesBehindNginx(t *testing.T) {
 	t.Parallel()
-	const pw = "load balanced passphrase 42"
+	pw := "load balanced passphrase 42"           // a reset below sets another
 	key := filepath.Join(t.TempDir(), "totp.key") // every instance seals with the same key
 	if err := os.WriteFile(key, []byte(strings.Repeat("5e", 32)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -225,6 +228,27 @@ func TestInstancesBehindNginx(t *testing.T) {
 		t.Fatalf("logout at %s: %d %q", got.upstream, got.code, got.body)
 	}
 	s.everywhere(t, "the session after its logout", http.StatusUnauthorized, home(cookies))
+
+	// A reset link from authctl, its form at one instance and its new
+	// password at the next: every session ends everywhere, and the new
+	// password works.
+	cookies, _ = login()
+	link, err := url.Parse(strings.TrimSpace(authctl(t, s.db, "reset-link", "-base-url", s.base, "demo")))
+	if err != nil || link.Query().Get("token") == "" {
+		t.Fatalf("authctl reset-link printed %v (%v), want a link with a token", link, err)
+	}
+	token := link.Query().Get("token")
+	form := s.do(t, c, "GET", "/reset/confirm?token="+url.QueryEscape(token), "", nil, "Accept", "text/html")
+	pw = "a new load balanced passphrase 43"
+	reset := s.do(t, c, "POST", "/reset/confirm", `{"token":"`+token+`","new_password":"`+pw+`"}`, nil)
+	if form.code != http.StatusOK || reset.code != http.StatusNoContent || reset.upstream == form.upstream {
+		t.Fatalf("reset: form at %s %d, new password at %s %d %q; want 200 and 204 at two instances",
+			form.upstream, form.code, reset.upstream, reset.code, reset.body)
+	}
+	s.everywhere(t, "the session after the reset", http.StatusUnauthorized, home(cookies))
+	if again := s.do(t, c, "POST", "/reset/confirm", `{"token":"`+token+`","new_password":"yet another passphrase 44"}`, nil); again.code == http.StatusNoContent {
+		t.Errorf("the reset link used again at %s: %d, want it refused", again.upstream, again.code)
+	}
 
 	// A second factor: enrolled through two instances, and a login whose
 	// password step and code step go to two others. The pending login and
