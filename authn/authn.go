@@ -290,6 +290,9 @@ type Authenticator struct {
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
 
+	// passkeys is the WebAuthn relying party; nil when passkeys are off.
+	passkeys *passkeys
+
 	// handlers are the HTTP side: settings, Basic credential cache,
 	// throttle log.
 	handlers *handlers
@@ -383,6 +386,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	}
 
 	var err error
+	if a.passkeys, err = newPasskeys(cfg.HTTP); err != nil {
+		return nil, err
+	}
 	if a.store, err = newStore(ctx, db); err != nil {
 		return nil, err
 	}
@@ -414,6 +420,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.handlers.cleanupEvery > 0 {
 		a.every(a.handlers.cleanupEvery, a.cleanSessions)
+		if a.passkeys != nil {
+			a.every(a.handlers.cleanupEvery, a.cleanChallenges)
+		}
 	}
 	a.every(throttleLogWindow, a.handlers.flushThrottleLog)
 	if a.store.fast != nil {

@@ -19,9 +19,11 @@ const (
 	EventRegistered      EventType = "registered"
 	EventPasswordChanged EventType = "password_changed"
 	EventDeleted         EventType = "deleted"
-	EventLogout          EventType = "logout"        // one per session ended; Reason says why, unless by LogoutHandler
-	EventTokenCreated    EventType = "token_created" // CreateToken; TokenName names it
-	EventTokenRevoked    EventType = "token_revoked" // RevokeToken; TokenName names it
+	EventLogout          EventType = "logout"          // one per session ended; Reason says why, unless by LogoutHandler
+	EventTokenCreated    EventType = "token_created"   // CreateToken; TokenName names it
+	EventTokenRevoked    EventType = "token_revoked"   // RevokeToken; TokenName names it
+	EventPasskeyAdded    EventType = "passkey_added"   // a passkey registered
+	EventPasskeyRemoved  EventType = "passkey_removed" // Passkeys().Delete, or its route
 )
 
 // Reason says why something happened to an account: why a login failed,
@@ -42,7 +44,9 @@ const (
 	ReasonUnusableHash      Reason = "stored hash unusable"
 	ReasonChanged           Reason = "password changed during login" // or the user was deleted meanwhile
 	ReasonError             Reason = "database error"
-	ReasonUnknownToken      Reason = "unknown app token" // a Bearer token of no live token; a wrong user:token is a wrong password
+	ReasonUnknownToken      Reason = "unknown app token"            // a Bearer token of no live token; a wrong user:token is a wrong password
+	ReasonPasskeyFailed     Reason = "passkey not verified"         // a WebAuthn assertion that failed: unknown, used or expired challenge or credential, wrong signature
+	ReasonPasskeyCounter    Reason = "passkey sign count went back" // a possibly cloned authenticator
 )
 
 // ReasonImported is the Reason of the EventRegistered and

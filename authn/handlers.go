@@ -69,6 +69,13 @@ type FormData struct {
 	// form has NoticeSignedOut after a logout.
 	Notice     string
 	NoticeCode string
+
+	// Passkeys is true, for the login form of Routes with passkeys on
+	// (HTTPConfig.WebAuthnRPID), when the form offers "Sign in with a
+	// passkey": the built-in form then loads passkey.js (relative to the
+	// login page: Routes serves it beside) and marks the username field
+	// autocomplete="username webauthn" for the browser's autofill.
+	Passkeys bool
 }
 
 // Notices name, in FormData.NoticeCode and SessionsData.NoticeCode, what a
@@ -186,7 +193,7 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 	return FormData{
 		Action: formAction(r), Error: msg, Username: username, Next: localRedirect(next, ""),
 		LoginPath: h.loginPath, RegisterPath: h.registerPath, OfferRemember: h.offerRemember,
-		AppName: h.appName, HomePath: h.homePath,
+		AppName: h.appName, HomePath: h.homePath, Passkeys: h.offerPasskeys,
 	}
 }
 
@@ -550,6 +557,7 @@ var (
 	builtinRegister = defaultTemplates.Lookup("register.html")
 	builtinPassword = defaultTemplates.Lookup("password.html")
 	builtinSessions = defaultTemplates.Lookup("sessions.html")
+	builtinPasskeys = defaultTemplates.Lookup("passkeys.html")
 )
 
 // contentSecurityPolicy is the policy of a page of t: the configured one,
@@ -559,6 +567,8 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	switch {
 	case h.csp != "":
 		return h.csp
+	case t == builtinLogin && h.offerPasskeys, t == builtinPasskeys:
+		return PasskeyContentSecurityPolicy
 	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions:
 		return DefaultContentSecurityPolicy
 	}

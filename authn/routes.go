@@ -14,6 +14,11 @@ import (
 //	GET, POST  {Prefix}/sessions  SessionsHandler
 //	GET, POST  {Prefix}/password  ChangePasswordHandler
 //
+// With passkeys (HTTPConfig.WebAuthnRPID), also {Prefix}/passkeys (a
+// signed-in user's passkeys: list, add, rename, remove), {Prefix}/passkey/begin
+// and {Prefix}/passkey/finish (signing in with one) and {Prefix}/passkey.js
+// (the script of the ceremonies); see Passkeys.
+//
 // Any other path answers 404. It matches r.URL.Path exactly (no trailing
 // slash, no cleaning), so it is mounted where the router leaves the path
 // whole, with Prefix set to the mount point:
@@ -52,6 +57,16 @@ func (h *handlers) routes() http.Handler {
 	if in.allowRegistration {
 		table["/register"] = in.registerHandler()
 	}
+	if h.a.passkeys != nil {
+		in.offerPasskeys = true // the login form of Routes offers them
+		table["/login"] = in.loginHandler()
+		table["/passkey.js"] = in.passkeyScriptHandler()
+		table["/passkey/begin"] = in.passkeyBeginHandler()
+		table["/passkey/finish"] = in.passkeyFinishHandler()
+		table["/passkeys"] = in.passkeysHandler()
+		table["/passkeys/begin"] = in.passkeysBeginHandler()
+		table["/passkeys/finish"] = in.passkeysFinishHandler()
+	}
 	prefix := h.prefix
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, ok := strings.CutPrefix(r.URL.Path, prefix)
@@ -66,7 +81,7 @@ func (h *handlers) routes() http.Handler {
 }
 
 // routeNames are the last segments of the paths Routes serves.
-var routeNames = []string{"/login", "/logout", "/register", "/password", "/sessions"}
+var routeNames = []string{"/login", "/logout", "/register", "/password", "/sessions", "/passkeys"}
 
 // warnMisplaced logs, once per Authenticator, a request that Routes does
 // not serve for one of its own route names under another path than

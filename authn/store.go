@@ -159,6 +159,19 @@ func rebind(ctx context.Context, tx bun.Tx, table, username, from, to string) er
 	return err
 }
 
+// rebindCredentials carries username's app tokens and passkeys bound to
+// the hash from over to the hash to, in the transaction of a change of
+// hash that keeps them (SetPassword, ChangePassword, a re-hash, an import
+// over the user).
+func rebindCredentials(ctx context.Context, tx bun.Tx, username, from, to string) error {
+	for _, table := range []string{"tokens", "passkeys"} {
+		if err := rebind(ctx, tx, table, username, from, to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // oneRow turns the result of a statement on one user into ErrNotFound when
 // it touched no row.
 func oneRow(res sql.Result, err error) error {

@@ -140,7 +140,7 @@ func (s *store) resetAfterLogin(ctx context.Context, username string, change pas
 		if err := rebind(ctx, tx, "sessions", username, change.old, change.new); err != nil {
 			return err
 		}
-		return rebind(ctx, tx, "tokens", username, change.old, change.new)
+		return rebindCredentials(ctx, tx, username, change.old, change.new)
 	})
 	if err != nil {
 		return false, notWritten("resetting failed attempts and storing a re-hash", err)

@@ -37,7 +37,7 @@ func (s *store) changePassword(ctx context.Context, username, verified, encoded 
 		} else if err != nil {
 			return err
 		}
-		if err := rebind(ctx, tx, "tokens", username, verified, encoded); err != nil {
+		if err := rebindCredentials(ctx, tx, username, verified, encoded); err != nil {
 			return err
 		}
 		end := tx.NewDelete().Model((*model.Session)(nil)).Where("username = ?", username)

@@ -35,7 +35,8 @@ func (s *store) createSchema(ctx context.Context) error {
 				return err
 			}
 		}
-		models := []any{(*model.User)(nil), (*model.Session)(nil), (*model.Token)(nil), (*model.AdminLock)(nil)}
+		models := []any{(*model.User)(nil), (*model.Session)(nil), (*model.Token)(nil), (*model.AdminLock)(nil),
+			(*model.Passkey)(nil), (*model.PasskeyChallenge)(nil)}
 		for _, m := range models {
 			if _, err := tx.NewCreateTable().Model(m).IfNotExists().Exec(ctx); err != nil {
 				return err

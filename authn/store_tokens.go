@@ -154,13 +154,16 @@ func (s *store) touchToken(ctx context.Context, tokenHash string, now, since tim
 	return nil
 }
 
-// deleteTokens deletes username's tokens and the record of an
+// deleteTokens deletes username's tokens, passkeys and the record of an
 // administrator's lock, inside the transaction of the change that requires
 // it: the deletion of the user, or the creation of a user of that name
 // (a user deleted behind the library's back leaves them, and a new owner
 // of the name must not inherit them).
 func deleteTokens(ctx context.Context, db bun.IDB, username string) error {
 	if _, err := db.NewDelete().Model((*model.Token)(nil)).Where("username = ?", username).Exec(ctx); err != nil {
+		return err
+	}
+	if err := deletePasskeys(ctx, db, username); err != nil {
 		return err
 	}
 	return clearAdminLock(ctx, db, username)

@@ -113,7 +113,7 @@ func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 			return err
 		}
 		if existed {
-			if err := rebind(ctx, tx, "tokens", u.Username, old, u.PasswordHash); err != nil {
+			if err := rebindCredentials(ctx, tx, u.Username, old, u.PasswordHash); err != nil {
 				return err
 			}
 		}
@@ -163,7 +163,7 @@ func (s *store) setPassword(ctx context.Context, username, encoded string) error
 		old, err = s.lockedHash(ctx, tx, username)
 		return err
 	}, func(ctx context.Context, tx bun.Tx) error {
-		if err := rebind(ctx, tx, "tokens", username, old, encoded); err != nil {
+		if err := rebindCredentials(ctx, tx, username, old, encoded); err != nil {
 			return err
 		}
 		return clearAdminLock(ctx, tx, username)
