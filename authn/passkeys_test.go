@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
@@ -682,4 +683,166 @@ func (b *pkLog) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// A challenge lives passkeyChallengeTTL (5 minutes): later, it is refused.
+func TestPasskeyExpiredChallenge(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clock := testdb.NewClock()
+		cfg := pkConfig()
+		cfg.Now = clock.Now
+		a := db.Open(t, cfg)
+		srv := pkServer(t, a)
+		k := newSoftKey(t)
+		addPasskey(t, signUp(t, a, srv, "alice"), srv.URL, srv.URL, k, "k")
+		b := newPKClient(t)
+		_, opts := b.post(srv.URL+"/passkey/begin", struct{}{})
+		cred := k.get(t, opts)
+		clock.Advance(5*time.Minute + time.Second)
+		if st, _ := b.post(srv.URL+"/passkey/finish", map[string]any{"credential": cred}); st != http.StatusUnauthorized {
+			t.Fatalf("an expired challenge: %d", st)
+		}
+		// Within its life it works.
+		b = newPKClient(t)
+		_, opts = b.post(srv.URL+"/passkey/begin", struct{}{})
+		cred = k.get(t, opts)
+		clock.Advance(4 * time.Minute)
+		if st, body := b.post(srv.URL+"/passkey/finish", map[string]any{"credential": cred}); st != http.StatusOK {
+			t.Fatalf("a challenge 4 minutes old: %d %s", st, body)
+		}
+	})
+}
+
+// A failing disk: a challenge whose deletion is not written signs nobody
+// in (503), and a passkey whose insert is not written is not reported
+// added.
+func TestPasskeyFailingDisk(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		ctx := context.Background()
+		a, faults := db.OpenFaulty(t, pkConfig())
+		srv := pkServer(t, a)
+		b := signUp(t, a, srv, "alice")
+		k := newSoftKey(t)
+		_, opts := b.post(srv.URL+"/passkeys/begin", map[string]string{"password": pkPassword})
+		faults.Fail("INSERT INTO passkeys")
+		if st, _ := b.post(srv.URL+"/passkeys/finish", map[string]any{"name": "k", "credential": k.create(t, opts)}); st != http.StatusServiceUnavailable {
+			t.Fatalf("passkey insert not written: %d", st)
+		}
+		faults.Clear()
+		if list, _ := a.Passkeys().List(ctx, "alice"); len(list) != 0 {
+			t.Fatalf("a passkey whose insert failed: %+v", list)
+		}
+		addPasskey(t, b, srv.URL, srv.URL, k, "k")
+		c := newPKClient(t)
+		_, opts = c.post(srv.URL+"/passkey/begin", struct{}{})
+		cred := k.get(t, opts)
+		faults.Fail("DELETE FROM \"passkey_challenges\"")
+		st, _ := c.post(srv.URL+"/passkey/finish", map[string]any{"credential": cred})
+		if st != http.StatusServiceUnavailable || faults.Injected() == 0 {
+			t.Fatalf("challenge deletion not written: %d (%d faults)", st, faults.Injected())
+		}
+		faults.Clear()
+		if st, _ := c.get(srv.URL + "/passkeys"); st != http.StatusUnauthorized {
+			t.Fatalf("signed in after a failed challenge deletion: %d", st)
+		}
+	})
+}
+
+// New validates the relying party: a host name for the RP ID, and secure
+// origins under it (http for localhost only).
+func TestPasskeyConfig(t *testing.T) {
+	db := testdb.SQLite(t)
+	for _, tc := range []struct {
+		rpID    string
+		origins []string
+		ok      bool
+	}{
+		{"localhost", []string{"http://localhost:8080"}, true},
+		{"example.com", nil, true},
+		{"example.com", []string{"https://login.example.com", "https://example.com:8443"}, true},
+		{"example.com", []string{"http://example.com"}, false},        // not secure
+		{"example.com", []string{"https://example.org"}, false},       // not under the RP ID
+		{"example.com", []string{"https://example.com/login"}, false}, // a path
+		{"example.com:443", nil, false},
+		{"https://example.com", nil, false},
+		{"127.0.0.1", nil, false},
+		{"Example.com", nil, false},
+		{"", []string{"https://example.com"}, false}, // origins without an RP ID
+	} {
+		cfg := authn.Config{HTTP: authn.HTTPConfig{WebAuthnRPID: tc.rpID, WebAuthnOrigins: tc.origins}}
+		a, err := authn.Open(context.Background(), db.URL, cfg)
+		if err == nil {
+			if !a.Passkeys().Enabled() {
+				t.Errorf("%q %q: passkeys not enabled", tc.rpID, tc.origins)
+			}
+			a.Close()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("%q %q: err = %v, want ok %v", tc.rpID, tc.origins, err, tc.ok)
+		}
+	}
+	a, err := authn.Open(context.Background(), db.URL, authn.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.Passkeys().Enabled() {
+		t.Error("passkeys enabled without WebAuthnRPID")
+	}
+}
+
+// The pages: the login form offers passkeys with autofill and loads the
+// static script under a CSP without inline script; the script is served
+// as JavaScript.
+func TestPasskeyPages(t *testing.T) {
+	a := testdb.SQLite(t).Open(t, pkConfig())
+	srv := pkServer(t, a)
+	res, err := http.Get(srv.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	csp := res.Header.Get("Content-Security-Policy")
+	for _, want := range []string{`autocomplete="username webauthn"`, `<script src="passkey.js" defer></script>`, "Sign in with a passkey"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("login page lacks %s", want)
+		}
+	}
+	if csp != authn.PasskeyContentSecurityPolicy || strings.Contains(csp, "unsafe-inline'; script") || strings.Count(string(page), "<script") != 1 {
+		t.Errorf("CSP %q, %d scripts", csp, strings.Count(string(page), "<script"))
+	}
+	res, err = http.Get(srv.URL + "/passkey.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/javascript; charset=utf-8" || !strings.Contains(string(js), "navigator.credentials") ||
+		res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("passkey.js: %d %v", res.StatusCode, res.Header)
+	}
+	// Without passkeys, the login form is as it was: no script.
+	plain := pkServer(t, testdb.SQLite(t).Open(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}}))
+	res, _ = http.Get(plain.URL + "/login")
+	page, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if strings.Contains(string(page), "<script") || strings.Contains(string(page), "webauthn") || res.Header.Get("Content-Security-Policy") != authn.DefaultContentSecurityPolicy {
+		t.Error("a login form without passkeys has passkey parts")
+	}
+	if res, _ := http.Get(plain.URL + "/passkey.js"); res.StatusCode != http.StatusNotFound {
+		t.Errorf("passkey.js without passkeys: %d", res.StatusCode)
+	}
+	// The passkeys page, signed in.
+	b := signUp(t, a, srv, "alice")
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/passkeys", nil)
+	res, err = b.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(page), `id="passkey-add"`) || res.Header.Get("Content-Security-Policy") != authn.PasskeyContentSecurityPolicy {
+		t.Errorf("passkeys page: %d %s", res.StatusCode, page)
+	}
 }
