@@ -4,7 +4,12 @@
 // (or PostgreSQL). /healthz needs no authentication, nor does /debug/vars,
 // the Authenticator's counters (Stats) as expvar JSON under "authn".
 //
-//	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
+//	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW] [-passkeys http://localhost:8080]
+//
+// With -passkeys ORIGIN, users may add passkeys (on /passkeys) and sign in
+// with them; the relying party ID is ORIGIN's host name. Browsers allow
+// passkeys on https origins, and on http only for localhost: open the site
+// at ORIGIN (http://localhost:8080, not http://127.0.0.1:8080).
 //
 // When the database has no users it creates "demo" and prints its password
 // once; when it has users, it says so and how to set demo's password with
@@ -25,6 +30,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -42,6 +48,7 @@ func main() {
 	threshold := fs.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
 	duration := fs.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
 	hashWait := fs.Duration("hash-wait", 5*time.Second, "how long a login waits for a free hashing slot before 503")
+	passkeys := fs.String("passkeys", "", "turn passkeys on for this origin, such as http://localhost:8080 or https://example.com")
 	os.Exit(demo.Main(fs, os.Args[1:], func(ctx context.Context) error {
 		cfg := authn.Config{
 			LockoutThreshold: *threshold,
@@ -53,6 +60,14 @@ func main() {
 				// sign up; registration is off unless asked for.
 				AllowRegistration: true,
 			},
+		}
+		if *passkeys != "" {
+			u, err := url.Parse(*passkeys)
+			if err != nil {
+				return fmt.Errorf("-passkeys %q: %w", *passkeys, err)
+			}
+			cfg.HTTP.WebAuthnRPID = u.Hostname()
+			cfg.HTTP.WebAuthnOrigins = []string{*passkeys}
 		}
 		return run(ctx, os.Stdout, *addr, *db, *demoPassword, cfg)
 	}))
@@ -83,7 +98,7 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	// /login, /logout, /register, /password and /sessions (HTTPConfig.Prefix
 	// is ""); any other path no pattern below claims answers 404 there.
 	mux.Handle("/", a.Routes())
-	mux.Handle("/{$}", a.RequireSession(http.HandlerFunc(home)))
+	mux.Handle("/{$}", a.RequireSession(home(a.Passkeys().Enabled())))
 	// The same users, for scripts: HTTP Basic authentication.
 	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(api)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -108,16 +123,22 @@ var homePage = template.Must(template.New("home").Parse(`<!doctype html>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:4rem auto;padding:0 1rem}
 button{font:inherit;padding:.4rem 1rem}</style></head>
 <body><main>
-<h1>Hello, {{.}}</h1>
+<h1>Hello, {{.User}}</h1>
 <p>You are signed in. This page is served only to users with a session.</p>
-<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a></p>
+<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a>{{if .Passkeys}} · <a href="/passkeys">Your passkeys</a>{{end}}</p>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 </main></body></html>
 `))
 
 // home is the application's own page: authn.Username tells who is there.
-func home(w http.ResponseWriter, r *http.Request) {
-	user, _ := authn.Username(r.Context())
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	homePage.Execute(w, user)
+// It links the passkeys page when passkeys are on.
+func home(passkeys bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.Username(r.Context())
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		homePage.Execute(w, struct {
+			User     string
+			Passkeys bool
+		}{user, passkeys})
+	})
 }
