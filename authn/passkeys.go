@@ -534,6 +534,7 @@ func (a *Authenticator) beginPasskeyLogin(ctx context.Context) (ceremony, error)
 // and the hash the session is bound to.
 type passkeyProof struct {
 	username, verified string
+	credentialID       string // the passkey's
 }
 
 // finishPasskeyLogin verifies the browser's assertion (the JSON of a
@@ -587,7 +588,7 @@ func (a *Authenticator) finishPasskeyLogin(ctx context.Context, handle string, r
 	if err := a.passkeyUsable(ctx, row, cred); err != nil {
 		return passkeyProof{}, err
 	}
-	return passkeyProof{username: row.Username, verified: row.passwordHash}, nil
+	return passkeyProof{username: row.Username, verified: row.passwordHash, credentialID: row.CredentialID}, nil
 }
 
 // lookupPasskey reads the passkey of a credential ID that an assertion

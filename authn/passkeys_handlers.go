@@ -205,7 +205,7 @@ func (h *handlers) startPasskeySession(w http.ResponseWriter, r *http.Request, p
 	a := h.a
 	start := a.now()
 	token := newSessionToken()
-	ended, err := a.store.createPasskeySession(ctx, tokenHash(token), proof.username, proof.verified, start, a.lifetimeOf(remember), remember, newSessionClient(r), a.maxSessions, a.idleTimeouts())
+	ended, err := a.store.createPasskeySession(ctx, proof.credentialID, tokenHash(token), proof.username, proof.verified, start, a.lifetimeOf(remember), remember, newSessionClient(r), a.maxSessions, a.idleTimeouts())
 	if errors.Is(err, errSessionRefused) {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: proof.username, Reason: ReasonChanged})
 		return ErrPasskeyFailed

@@ -167,24 +167,6 @@ func (s *store) passkeyExists(ctx context.Context, credentialID string) (bool, e
 	return exists, nil
 }
 
-// userHandle returns the WebAuthn user handle of username's passkeys, or
-// "" when the user has none.
-func (s *store) userHandle(ctx context.Context, username string) (string, error) {
-	if err := s.check(); err != nil {
-		return "", err
-	}
-	var handle string
-	err := s.db.NewSelect().Model((*model.Passkey)(nil)).Column("user_handle").
-		Where("username = ?", username).OrderExpr("created_at ASC").Limit(1).Scan(ctx, &handle)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("authn: reading the passkeys of %s: %w", quoteName(username), err)
-	}
-	return handle, nil
-}
-
 // passkeyUse is what a verified assertion writes back to its passkey.
 type passkeyUse struct {
 	credentialID             string

@@ -42,11 +42,13 @@ func notAdminLockedArgs(now float64) []any {
 	return []any{float64(minLockSeconds), float64(maxLockSeconds), now}
 }
 
-// createPasskeySession is createSession for a passkey sign-in: a
-// lockout by failed passwords does not refuse it, an administrator's Lock
-// (or a lock with no end) does.
-func (s *store) createPasskeySession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int, idle idleTimeouts) (ended int64, err error) {
-	return s.createSessionIf(ctx, notAdminLockedSQL, notAdminLockedArgs(unixSeconds(now)), tokenHash, username, verified, now, lifetime, remembered, client, limit, idle)
+// createPasskeySession is createSession for a sign-in with the passkey of
+// credentialID: a lockout by failed passwords does not refuse it, an
+// administrator's Lock (or a lock with no end) does, and so does the
+// passkey's removal, or its hash no longer the user's, up to the insert.
+func (s *store) createPasskeySession(ctx context.Context, credentialID, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int, idle idleTimeouts) (ended int64, err error) {
+	cond := "(" + notAdminLockedSQL + ") AND EXISTS (SELECT 1 FROM passkeys AS p WHERE p.credential_id = ? AND p.username = users.username AND p.user_hash = users.password_hash)"
+	return s.createSessionIf(ctx, cond, append(notAdminLockedArgs(unixSeconds(now)), credentialID), tokenHash, username, verified, now, lifetime, remembered, client, limit, idle)
 }
 
 // createSessionIf is createSession with the user row's lock condition
