@@ -846,3 +846,24 @@ func TestPasskeyPages(t *testing.T) {
 		t.Errorf("passkeys page: %d %s", res.StatusCode, page)
 	}
 }
+
+// A challenge serves only its own ceremony: a registration's challenge,
+// signed as a sign-in's, signs nobody in.
+func TestPasskeyChallengeKind(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, pkConfig())
+		srv := pkServer(t, a)
+		b := signUp(t, a, srv, "alice")
+		k := newSoftKey(t)
+		addPasskey(t, b, srv.URL, srv.URL, k, "k")
+		st, opts := b.post(srv.URL+"/passkeys/begin", map[string]string{"password": pkPassword})
+		if st != http.StatusOK {
+			t.Fatal(st)
+		}
+		c := newPKClient(t)
+		setCookie(t, c, srv.URL, "passkey-login", cookieOf(t, b, srv.URL, "passkey-register"))
+		if st, body := c.post(srv.URL+"/passkey/finish", map[string]any{"credential": k.get(t, opts)}); st != http.StatusUnauthorized {
+			t.Fatalf("a registration's challenge used to sign in: %d %s", st, body)
+		}
+	})
+}
