@@ -23,6 +23,7 @@ import (
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/internal/testdb"
 	"github.com/minimost/minimost/middleware"
+	"github.com/pquerna/otp/totp"
 )
 
 // fail2banRegex returns the path of fail2ban-regex, or skips the test when
@@ -158,6 +159,66 @@ func TestFail2banFilter(t *testing.T) {
 	}
 }
 
+// enrolTOTPUser registers username with alicePassword and turns TOTP on,
+// at the real time: it returns the secret, whose current step is used.
+func enrolTOTPUser(t *testing.T, a *authn.Authenticator, username string) string {
+	t.Helper()
+	ctx := context.Background()
+	if err := a.Register(ctx, username, alicePassword); err != nil {
+		t.Fatal(err)
+	}
+	e, err := a.TOTP().Enroll(ctx, username, alicePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Confirmed with the code of the step before, so that the current
+	// step's code is free for a login.
+	prev, err := totp.GenerateCode(e.Secret, time.Now().Add(-30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.TOTP().Confirm(ctx, username, prev); err != nil {
+		t.Fatal(err)
+	}
+	return e.Secret
+}
+
+// totpCodeNow is the current code of a secret.
+func totpCodeNow(t *testing.T, secret string) string {
+	t.Helper()
+	code, err := totp.GenerateCode(secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// wrongCode is a code that is none of the accepted ones of secret now.
+func wrongCode(t *testing.T, secret string) string {
+	t.Helper()
+	accepted := map[string]bool{}
+	for _, d := range []time.Duration{-30 * time.Second, 0, 30 * time.Second} {
+		c, err := totp.GenerateCode(secret, time.Now().Add(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted[c] = true
+	}
+	for i := 0; ; i++ {
+		if c := fmt.Sprintf("%06d", i); !accepted[c] {
+			return c
+		}
+	}
+}
+
+// postStatus posts body as JSON with c and returns the status.
+func postStatus(t *testing.T, c *http.Client, url, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	return status(t, c, req)
+}
+
 // guessedToken returns the i-th of a token guesser's app tokens: the
 // shape of a real one ("mmt_" and 43 base64url characters), of no one.
 func guessedToken(i int) string {
@@ -229,6 +290,29 @@ func TestFail2banFilterHandlers(t *testing.T) {
 			if got := status(t, clientFrom("127.0.0.4"), bearer); got != 401 {
 				t.Fatalf("a guessed token from 127.0.0.4: %d, want 401", got)
 			}
+			// The second step: bob has TOTP. 127.0.0.5 has his password
+			// and sends a wrong code; 127.0.0.6 sends his password alone
+			// to BasicAuth; 127.0.0.7, the right code (not matched).
+			secret := enrolTOTPUser(t, a, "bob")
+			c5 := clientFrom("127.0.0.5")
+			c5.Jar, _ = cookiejar.New(nil)
+			if got := postStatus(t, c5, srv.URL+"/login", `{"username":"bob","password":"`+alicePassword+`"}`); got != 200 {
+				t.Fatalf("bob's password step: %d", got)
+			}
+			if got := postStatus(t, c5, srv.URL+"/login/verify", `{"code":"`+wrongCode(t, secret)+`"}`); got != 401 {
+				t.Fatalf("a wrong code from 127.0.0.5: %d, want 401", got)
+			}
+			basicBob, _ := http.NewRequest("GET", srv.URL+"/api/", nil)
+			basicBob.SetBasicAuth("bob", alicePassword)
+			if got := status(t, clientFrom("127.0.0.6"), basicBob); got != 401 {
+				t.Fatalf("bob's password alone from 127.0.0.6: %d, want 401", got)
+			}
+			c7 := clientFrom("127.0.0.7")
+			c7.Jar, _ = cookiejar.New(nil)
+			postStatus(t, c7, srv.URL+"/login", `{"username":"bob","password":"`+alicePassword+`"}`)
+			if got := postStatus(t, c7, srv.URL+"/login/verify", `{"code":"`+totpCodeNow(t, secret)+`"}`); got != 200 {
+				t.Fatalf("the right code from 127.0.0.7: %d, want 200", got)
+			}
 			logFile := filepath.Join(t.TempDir(), "minimost.log")
 			if err := os.WriteFile(logFile, []byte(logs.String()), 0o600); err != nil {
 				t.Fatal(err)
@@ -237,8 +321,8 @@ func TestFail2banFilterHandlers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("fail2ban-regex: %v\n%s", err, out)
 			}
-			if got := strings.Fields(string(out)); !slices.Equal(got, []string{"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.4"}) {
-				t.Fatalf("matched %q, want 127.0.0.2 three times, then 127.0.0.4\nlog:\n%s", got, logs)
+			if got := strings.Fields(string(out)); !slices.Equal(got, []string{"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.4", "127.0.0.5", "127.0.0.6"}) {
+				t.Fatalf("matched %q, want 127.0.0.2 three times, then 127.0.0.4, 127.0.0.5 and 127.0.0.6\nlog:\n%s", got, logs)
 			}
 		})
 	}

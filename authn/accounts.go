@@ -175,7 +175,17 @@ type Account struct {
 	// NeedsRehash is true when the next login will re-hash the password
 	// with the configured Hasher.
 	NeedsRehash bool
+	// SecondFactors names the second factors the account has ("totp"), or
+	// is empty: an account with one signs in with its password and then
+	// the factor, and its password alone is refused everywhere else (app
+	// tokens keep working). Delete removes them; SetPassword, an import
+	// and Lock keep them (Lock stops the second step as it stops a
+	// password); TOTP.Reset removes them.
+	SecondFactors []string
 }
+
+// SecondFactor reports whether the account has a second factor.
+func (acc Account) SecondFactor() bool { return len(acc.SecondFactors) > 0 }
 
 // Account returns the state of one user, or ErrNotFound.
 func (a *Authenticator) Account(ctx context.Context, username string) (Account, error) {
@@ -183,7 +193,13 @@ func (a *Authenticator) Account(ctx context.Context, username string) (Account, 
 	if err != nil {
 		return Account{}, err
 	}
-	return a.account(&u, a.now()), nil
+	acc := a.account(&u, a.now())
+	factors, err := a.store.factorsOf(ctx, []string{username})
+	if err != nil {
+		return Account{}, err
+	}
+	acc.SecondFactors = factors[username].kinds()
+	return acc, nil
 }
 
 // ListOptions selects a page of ListAccounts.
@@ -211,9 +227,18 @@ func (a *Authenticator) ListAccounts(ctx context.Context, opts ListOptions) ([]A
 	if err != nil {
 		return nil, err
 	}
+	names := make([]string, len(users))
+	for i := range users {
+		names[i] = users[i].Username
+	}
+	factors, err := a.store.factorsOf(ctx, names)
+	if err != nil {
+		return nil, err
+	}
 	accounts := make([]Account, len(users))
 	for i := range users {
 		accounts[i] = a.account(&users[i], now)
+		accounts[i].SecondFactors = factors[users[i].Username].kinds()
 	}
 	return accounts, nil
 }

@@ -39,44 +39,96 @@ import (
 // ends. A login whose claim waited must then take a slot again: if it
 // gets none before ctx ends, it fails with ErrBusy too, its attempt
 // counted and its password not checked.
+//
+// An account with a second factor (see Account.SecondFactor) is not signed
+// in by its password alone: the right password gets
+// ErrSecondFactorRequired, and counts toward the lockout as a failure does
+// (only a finished login, with the second factor, resets the counter).
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) error {
-	if _, err := a.authenticate(ctx, username, password, noWait); err != nil {
+	p, err := a.authenticate(ctx, username, password, noWait, passwordLogin)
+	if err != nil {
+		return err
+	}
+	if err := a.passwordAlone(ctx, p); err != nil {
 		return err
 	}
 	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
 }
 
+// passwordMode says what a password check is for.
+type passwordMode int
+
+const (
+	// passwordLogin: a login, which the password finishes only on an
+	// account without a second factor; on one with, the counter is not
+	// reset and the proof names the factors still to check.
+	passwordLogin passwordMode = iota
+	// passwordAgain: a signed-in user confirming their password (to change
+	// it, or to change their second factor): the password finishes the
+	// check, as on an account without a second factor.
+	passwordAgain
+)
+
 // authenticate is Authenticate, waiting for hashing capacity within wait
 // (and for its claim within one more: see checkPassword), and returning
-// the user's hash as it is stored after the login (the re-hash, if there
-// was one). It reports failures; the caller reports the
-// success once the login is complete (a session started, for the login
-// route).
-func (a *Authenticator) authenticate(ctx context.Context, username, password string, wait hashWait) (stored string, err error) {
+// the proof of the password: the user's hash as it is stored after the
+// login (the re-hash, if there was one) and, for a passwordLogin, the
+// second factors still to check (then the counter was not reset; see
+// finish). It reports failures; the caller reports the success once the
+// login is complete (a session started, for the login route).
+func (a *Authenticator) authenticate(ctx context.Context, username, password string, wait hashWait, mode passwordMode) (loginProof, error) {
 	// A broken database fails the login before it takes a hashing slot;
 	// the store would refuse each statement anyway.
 	if err := a.store.check(); err != nil {
-		return "", err
+		return loginProof{}, err
 	}
 	if err := a.acquire(ctx, wait); err != nil {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: loggable(username), Reason: ReasonBusy})
-		return "", err
+		return loginProof{}, err
 	}
 	// The padding of a failure counts from here: the wait for the slot is
 	// the server's load, not the account's doing, and must not shorten it.
 	start := time.Now()
 	change, err := a.checkPasswordInSlot(ctx, username, password, wait)
-	if err == nil {
-		err = a.resetAfterLogin(ctx, username, change)
+	p := loginProof{username: username, method: MethodPassword, hash: change.old, ownLock: change.ownLock}
+	switch {
+	case err != nil:
+	case mode == passwordLogin && a.factorsInUse(change.factors) != 0:
+		p.factors = a.factorsInUse(change.factors)
+		if err = a.holdForSecondFactor(ctx, username, change); err == nil {
+			p.hash = cmp.Or(change.new, change.old)
+		}
+	default:
+		p.rehash = change.new
+		err = a.finish(ctx, &p)
 	}
 	if err != nil {
 		if isClientFailure(err) {
 			a.failureTiming.pad(ctx, start)
 		}
-		return "", err
+		return loginProof{}, err
 	}
-	return cmp.Or(change.new, change.old), nil
+	return p, nil
+}
+
+// holdForSecondFactor ends the password step of a login on an account with
+// a second factor: the counter stays as the claim left it (the login is
+// not finished), a re-hash is stored, and an account that this very
+// attempt locked (its claim reached the threshold) is refused as locked,
+// since no finished login will clear that lock.
+func (a *Authenticator) holdForSecondFactor(ctx context.Context, username string, change passwordChange) error {
+	if change.ownLock.Valid {
+		a.emit(ctx, Event{Type: EventLockout, Username: username})
+		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: ReasonLocked})
+		t, forever := lockTime(change.ownLock.Float64)
+		return &LockedError{Until: t, Forever: forever}
+	}
+	if change.new == "" {
+		return nil
+	}
+	change.keepCount = true
+	return a.resetAfterLogin(ctx, username, change)
 }
 
 // checkPasswordInSlot runs checkPassword and releases the hashing slot the
@@ -96,6 +148,12 @@ type passwordChange struct {
 	// when it was the one that reached the threshold (its RETURNING); the
 	// reset may clear that lock and no other.
 	ownLock sql.NullFloat64
+	// factors are the account's second factors, as the claim saw them.
+	factors factorSet
+	// keepCount stores the re-hash without resetting the counter or the
+	// lock: the password step of an account with a second factor, whose
+	// login is not finished.
+	keepCount bool
 }
 
 // checkPassword runs steps 1, 2 and 4 of Authenticate, and the hashing of
@@ -118,7 +176,8 @@ func (a *Authenticator) checkPassword(ctx context.Context, slot *loginSlot, user
 	}
 	claimWait := wait.again()
 	loan := slot.lendAfter(claimWait.loanAfter())
-	stored, ownLock, err := a.claim(ctx, username, claimWait, loan)
+	c, err := a.claim(ctx, username, claimWait, loan)
+	stored, ownLock := c.stored, c.ownLock
 	lent := loan.stop()
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -157,7 +216,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, slot *loginSlot, user
 	if !ok {
 		return fail(ReasonWrongPassword, ErrInvalidCredentials)
 	}
-	change := passwordChange{old: stored, ownLock: ownLock}
+	change := passwordChange{old: stored, ownLock: ownLock, factors: c.factors}
 	if a.hasher.NeedsRehash(stored) {
 		// A failed re-hash must not fail a correct login: keep the old hash.
 		switch h, err := a.hashNow(ctx, password, wait); {
@@ -197,8 +256,10 @@ func (e countedBusyError) Error() string { return e.err.Error() + " (the attempt
 func (e countedBusyError) Unwrap() error { return e.err }
 
 // claim is step 2: it counts the attempt on an unlocked account and returns
-// its stored hash and, when this attempt reached the threshold, the lock it
-// wrote. sql.ErrNoRows means unknown user or locked. With lockout disabled
+// its stored hash, when this attempt reached the threshold, the lock it
+// wrote, and the account's second factors. sql.ErrNoRows means unknown
+// user or locked. Every guessable secret (a password, a TOTP code, a
+// recovery code) is checked only after its claim. With lockout disabled
 // it only reads, which waits for no lock: PostgreSQL reads the last
 // committed row, SQLite in WAL mode reads beside its writer.
 //
@@ -215,10 +276,9 @@ func (e countedBusyError) Unwrap() error { return e.err }
 // may wait that long; the others wait no longer than HashWait. A claim that ends so may or may not have counted the attempt
 // (the UPDATE may commit as its wait ends); it checks no password either
 // way.
-func (a *Authenticator) claim(ctx context.Context, username string, wait hashWait, loan *slotLoan) (stored string, ownLock sql.NullFloat64, err error) {
+func (a *Authenticator) claim(ctx context.Context, username string, wait hashWait, loan *slotLoan) (c claimed, err error) {
 	if a.threshold < 0 {
-		stored, err = a.store.unlockedHash(ctx, username, a.now())
-		return stored, ownLock, err
+		return a.store.unlockedHash(ctx, username, a.now())
 	}
 	if !wait.until.IsZero() {
 		var cancel context.CancelFunc
@@ -226,20 +286,22 @@ func (a *Authenticator) claim(ctx context.Context, username string, wait hashWai
 		defer cancel()
 	}
 	if ctx.Err() != nil {
-		return "", ownLock, claimWaitError{context.Cause(ctx)}
+		return c, claimWaitError{context.Cause(ctx)}
 	}
 	release, err := a.claimTurns.take(ctx, a.claimTurnKey(username), func(since time.Time) {
-		loan.lendBy(since.Add(wait.loanAfter())) // the claim ahead may be stuck
+		if loan != nil { // a code's check holds no hashing slot
+			loan.lendBy(since.Add(wait.loanAfter())) // the claim ahead may be stuck
+		}
 	})
 	if err != nil {
-		return "", ownLock, claimWaitError{err}
+		return c, claimWaitError{err}
 	}
 	defer release()
-	stored, ownLock, err = a.store.claim(ctx, username, a.now(), a.threshold, a.duration)
+	c, err = a.store.claim(ctx, username, a.now(), a.threshold, a.duration)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) && ctx.Err() != nil {
 		err = claimWaitError{fmt.Errorf("%w: %w", context.Cause(ctx), nested(err))}
 	}
-	return stored, ownLock, err
+	return c, err
 }
 
 // claimWaitError is the error of a claim whose wait ended before it was

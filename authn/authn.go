@@ -125,6 +125,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -137,6 +138,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/minimost/minimost/authn/internal/seal"
 	"github.com/minimost/minimost/authn/password"
 	"github.com/minimost/minimost/middleware"
 	"github.com/uptrace/bun"
@@ -254,6 +256,18 @@ type Config struct {
 	// last commit could be remembered until the next one.
 	ReadEveryRequest bool
 
+	// SecretKey seals the TOTP secrets stored in the database (AES-256-GCM):
+	// 32 bytes, kept outside the database, so that a copy of the database
+	// alone does not give them. nil means: Open keeps a key of its own in a
+	// file beside the database (its path with ".key" added, mode 0600,
+	// made at the first Open, and logged), and New has none, so that TOTP
+	// enrolment fails with ErrNoSecretKey and accounts with a TOTP second
+	// factor cannot finish a login. Losing the key loses every TOTP second
+	// factor: an administrator removes them (TOTP.Reset, authctl 2fa
+	// reset) and the users enrol again. Every instance sharing a database
+	// needs the same key.
+	SecretKey []byte
+
 	// HTTP settings: see HTTPConfig.
 	HTTP HTTPConfig
 }
@@ -289,6 +303,9 @@ type Authenticator struct {
 	failureTiming failureTiming
 	// maxPasswordBytes bounds the passwords Authenticate hashes.
 	maxPasswordBytes int
+	// secretKey seals TOTP secrets (Config.SecretKey, or Open's key
+	// file); nil: none.
+	secretKey []byte
 
 	// passkeys is the WebAuthn relying party; nil when passkeys are off.
 	passkeys *passkeys
@@ -348,7 +365,11 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	if err := cfg.HTTP.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.SecretKey != nil && len(cfg.SecretKey) != seal.KeySize {
+		return nil, fmt.Errorf("authn: Config.SecretKey has %d bytes, not %d", len(cfg.SecretKey), seal.KeySize)
+	}
 	a := &Authenticator{
+		secretKey: bytes.Clone(cfg.SecretKey),
 		hasher:    cfg.Hasher,
 		threshold: cfg.LockoutThreshold,
 		duration:  cfg.LockoutDuration,

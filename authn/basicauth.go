@@ -203,15 +203,16 @@ func (h *handlers) cachedLogin(ctx context.Context, username, pw string) error {
 		h.a.stats.basicCacheMisses.Add(1)
 		return errNotCached
 	}
-	stored, locked, err := h.a.currentHash(ctx, username)
+	row, err := h.a.store.userHash(ctx, username)
+	locked := row.until.Valid && lockedAt(row.until.Float64, h.a.now())
 	switch {
-	case err == nil && !locked && verified == stored:
+	case err == nil && !locked && h.a.factorsInUse(row.factors) == 0 && verified == row.stored:
 		h.a.stats.basicCacheHits.Add(1)
 		return nil
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
 		return err
 	}
-	c.forget(username, pw) // changed, locked or deleted: check in full
+	c.forget(username, pw) // changed, locked, deleted or given a second factor: check in full
 	h.a.stats.basicCacheMisses.Add(1)
 	return errNotCached
 }
@@ -219,22 +220,18 @@ func (h *handlers) cachedLogin(ctx context.Context, username, pw string) error {
 // basicLogin authenticates a Basic credential in full, through
 // authenticate (claim, verify, reset), and remembers it if it is good.
 func (h *handlers) basicLogin(ctx context.Context, username, pw string) error {
-	stored, err := h.a.authenticate(ctx, username, pw, h.newHashWait())
+	p, err := h.a.authenticate(ctx, username, pw, h.newHashWait(), passwordLogin)
 	if err != nil {
 		return err
 	}
+	if err := h.a.passwordAlone(ctx, p); err != nil {
+		return err // an account with a second factor: a token, not a password
+	}
 	if h.cache != nil {
-		h.cache.add(username, pw, stored)
+		h.cache.add(username, pw, p.hash)
 	}
 	h.a.emit(ctx, Event{Type: EventLoginSucceeded, Username: username})
 	return nil
-}
-
-// currentHash reads a user's hash and whether the user is locked now: one
-// read by primary key, the whole cost of a cached request.
-func (a *Authenticator) currentHash(ctx context.Context, username string) (stored string, locked bool, err error) {
-	stored, until, err := a.store.userHash(ctx, username)
-	return stored, until.Valid && lockedAt(until.Float64, a.now()), err
 }
 
 // parseBasicAuth reads the Authorization header as RFC 7617 says: the

@@ -19,11 +19,21 @@ const (
 	EventRegistered      EventType = "registered"
 	EventPasswordChanged EventType = "password_changed"
 	EventDeleted         EventType = "deleted"
-	EventLogout          EventType = "logout"          // one per session ended; Reason says why, unless by LogoutHandler
-	EventTokenCreated    EventType = "token_created"   // CreateToken; TokenName names it
-	EventTokenRevoked    EventType = "token_revoked"   // RevokeToken; TokenName names it
-	EventPasskeyAdded    EventType = "passkey_added"   // a passkey registered
-	EventPasskeyRemoved  EventType = "passkey_removed" // Passkeys().Delete, or its route
+	EventLogout          EventType = "logout"        // one per session ended; Reason says why, unless by LogoutHandler
+	EventTokenCreated    EventType = "token_created" // CreateToken; TokenName names it
+	EventTokenRevoked    EventType = "token_revoked" // RevokeToken; TokenName names it
+	// EventTOTPEnabled: a TOTP second factor was confirmed (TOTP.Confirm).
+	EventTOTPEnabled EventType = "totp_enabled"
+	// EventTOTPDisabled: a TOTP second factor was removed, by its user
+	// (TOTP.Disable) or by an administrator (TOTP.Reset: Reason "reset").
+	EventTOTPDisabled EventType = "totp_disabled"
+	// EventRecoveryCodeUsed: a recovery code was used up at a login's
+	// second step; EventLoginSucceeded follows when the login finishes.
+	EventRecoveryCodeUsed EventType = "recovery_code_used"
+	// EventPasskeyAdded: a passkey was registered; EventPasskeyRemoved: one
+	// was removed (Passkeys().Delete, its route, authctl passkeys remove).
+	EventPasskeyAdded   EventType = "passkey_added"
+	EventPasskeyRemoved EventType = "passkey_removed"
 )
 
 // Reason says why something happened to an account: why a login failed,
@@ -44,10 +54,32 @@ const (
 	ReasonUnusableHash      Reason = "stored hash unusable"
 	ReasonChanged           Reason = "password changed during login" // or the user was deleted meanwhile
 	ReasonError             Reason = "database error"
-	ReasonUnknownToken      Reason = "unknown app token"            // a Bearer token of no live token; a wrong user:token is a wrong password
-	ReasonPasskeyFailed     Reason = "passkey not verified"         // a WebAuthn assertion that failed: unknown, used or expired challenge or credential, wrong signature
-	ReasonPasskeyCounter    Reason = "passkey sign count went back" // a possibly cloned authenticator
+	ReasonUnknownToken      Reason = "unknown app token" // a Bearer token of no live token; a wrong user:token is a wrong password
+
+	// ReasonSecondFactorRequired: the right password of an account with a
+	// second factor, given alone (Authenticate, BasicAuth, forward auth).
+	ReasonSecondFactorRequired Reason = "second factor required"
+	// ReasonWrongCode: a wrong TOTP or recovery code at a login's second
+	// step (or to disable the factor).
+	ReasonWrongCode Reason = "wrong code"
+	// ReasonUsedCode: a TOTP code of a time step already used (a replay).
+	ReasonUsedCode Reason = "code already used"
+	// ReasonMalformedCode: no TOTP or recovery code at all (not counted).
+	ReasonMalformedCode Reason = "malformed code"
+	// ReasonNoPendingLogin: a second step without a pending login (none,
+	// expired, or finished by another request).
+	ReasonNoPendingLogin Reason = "no pending login"
+	// ReasonPasskeyFailed: a WebAuthn assertion that failed (an unknown,
+	// used or expired challenge or credential, a wrong signature).
+	ReasonPasskeyFailed Reason = "passkey not verified"
+	// ReasonPasskeyCounter: a passkey whose sign count did not go up (a
+	// cloned authenticator?).
+	ReasonPasskeyCounter Reason = "passkey sign count went back"
 )
+
+// ReasonReset is the Reason of the EventTOTPDisabled of TOTP.Reset, an
+// administrator's removal.
+const ReasonReset Reason = "reset"
 
 // ReasonImported is the Reason of the EventRegistered and
 // EventPasswordChanged of a user written by ImportUser.

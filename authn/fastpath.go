@@ -43,8 +43,9 @@ type fastReads struct {
 
 // userHashRow is the part of a user's row that userHash reads.
 type userHashRow struct {
-	stored string
-	until  sql.NullFloat64
+	stored  string
+	until   sql.NullFloat64
+	factors factorSet // the account's second factors: a cached password alone no longer serves
 }
 
 // openFastReads returns the fast reads of db, or nil when db is not a

@@ -52,7 +52,8 @@ func openAt(t *testing.T, path string) *Authenticator {
 func startSession(t *testing.T, a *Authenticator, username string) string {
 	t.Helper()
 	ctx := context.Background()
-	stored, _, err := a.store.userHash(ctx, username)
+	row, err := a.store.userHash(ctx, username)
+	stored := row.stored
 	if err != nil {
 		t.Fatal(err)
 	}

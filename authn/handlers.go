@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"html/template"
@@ -70,12 +71,37 @@ type FormData struct {
 	Notice     string
 	NoticeCode string
 
+	// SecondFactors, for the code page of a login's second step, lists
+	// what may finish the login: "totp", "recovery_code" (see the Method
+	// constants).
+	SecondFactors []string
+	// TOTP is, for the TOTP page, the state of the user's second factor
+	// and what to show: a new secret, recovery codes.
+	TOTP *TOTPPage
+
 	// Passkeys is true, for the login form of Routes with passkeys on
 	// (HTTPConfig.WebAuthnRPID), when the form offers "Sign in with a
 	// passkey": the built-in form then loads passkey.js (relative to the
 	// login page: Routes serves it beside) and marks the username field
-	// autocomplete="username webauthn" for the browser's autofill.
+	// autocomplete="username webauthn" for the browser's autofill. It is
+	// true on the page of a login's second step too, which offers the
+	// passkey when SecondFactors lists "passkey".
 	Passkeys bool
+	// PasskeyPath is where Routes serves its passkey routes, as the
+	// browser sees it (the mount point: "" or "/auth"): the built-in
+	// pages load PasskeyPath+"/passkey.js" and call the routes under it.
+	PasskeyPath string
+}
+
+// Offers reports whether a login's second step may be finished by method
+// ("totp", "recovery_code", "passkey"): whether SecondFactors lists it.
+func (f FormData) Offers(method string) bool {
+	for _, m := range f.SecondFactors {
+		if m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // Notices name, in FormData.NoticeCode and SessionsData.NoticeCode, what a
@@ -193,8 +219,20 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 	return FormData{
 		Action: formAction(r), Error: msg, Username: username, Next: localRedirect(next, ""),
 		LoginPath: h.loginPath, RegisterPath: h.registerPath, OfferRemember: h.offerRemember,
-		AppName: h.appName, HomePath: h.homePath, Passkeys: h.offerPasskeys,
+		AppName: h.appName, HomePath: h.homePath, Passkeys: h.offerPasskeys, PasskeyPath: h.mountPath(r),
 	}
+}
+
+// mountPath is where the browser sees Routes mounted: the path of r (a
+// page of Routes) without its route, under http.StripPrefix too.
+func (h *handlers) mountPath(r *http.Request) string {
+	p := formAction(r)
+	for _, route := range []string{"/login/verify", "/login", "/passkeys"} {
+		if mount, ok := strings.CutSuffix(p, route); ok {
+			return mount
+		}
+	}
+	return h.prefix
 }
 
 func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
@@ -225,24 +263,31 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 		fail(status, code, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
 	}
-	stored, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait())
-	if err == nil {
-		err = h.startSession(w, r, in.Username, stored, in.Remember && h.offerRemember)
-	}
-	if !spendsBudget(err) {
-		res.Cancel() // a success, or a failure not the client's that counted nothing
-	}
-	switch {
-	case isClientFailure(err):
-		fail(http.StatusUnauthorized, CodeInvalidCredentials, msgInvalid, "invalid username or password")
-	case err != nil:
+	remember := in.Remember && h.offerRemember
+	// A login replaces the browser's pending login, if any.
+	if err := h.dropPending(w, r); err != nil {
+		res.Cancel()
 		h.failClosed(w, r, err)
 		fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable, "service unavailable, try again later")
-	case isJSON:
-		writeJSON(w, http.StatusOK, map[string]string{"username": in.Username})
-	default:
-		h.redirect(w, r, localRedirect(in.Next, h.afterLoginPath))
+		return
 	}
+	p, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait(), passwordLogin)
+	if err == nil && p.factors != 0 {
+		// The right password of an account with a second factor: a
+		// pending login, no session yet, and the counter not reset.
+		var handle string
+		if handle, err = h.a.startPending(r.Context(), p, remember, localRedirect(in.Next, "")); err == nil {
+			res.Cancel()
+			h.answerSecondFactor(w, r, handle, p.factors)
+			return
+		}
+	} else if err == nil {
+		err = h.startSession(w, r, in.Username, p.hash, remember)
+	}
+	h.answerLogin(w, r, res, err, loginAnswer{
+		username: in.Username, next: in.Next, jsonInvalid: "invalid username or password",
+		fail: func(status int, code, msg string) { fail(status, code, msg, "") },
+	})
 }
 
 // startSession ends the sessions the request came with, if any (a new
@@ -251,12 +296,21 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 // (remember-me) when remember is true. It reports the login as succeeded,
 // or as failed when the account changed since the password check.
 func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username, verified string, remember bool) error {
+	return h.startSessionWith(w, r, username, remember, func(ctx context.Context) (string, error) {
+		return h.a.createSession(ctx, username, verified, remember, newSessionClient(r))
+	})
+}
+
+// startSessionWith is startSession with the insert of the session,
+// create, which returns its token: the password's (createSession) or a
+// passkey's (createPasskeySession), each under its lock rule.
+func (h *handlers) startSessionWith(w http.ResponseWriter, r *http.Request, username string, remember bool, create func(context.Context) (string, error)) error {
 	ctx := r.Context()
 	if _, err := h.endSessions(ctx, r); err != nil {
 		return err
 	}
 	start := h.a.now()
-	token, err := h.a.createSession(ctx, username, verified, remember, newSessionClient(r))
+	token, err := create(ctx)
 	if errors.Is(err, errSessionRefused) {
 		return h.a.changedDuringLogin(ctx, username)
 	}
@@ -286,6 +340,9 @@ func (h *handlers) logoutHandler() http.Handler {
 	post := h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Every cookie of the name: one tossed in from elsewhere too.
 		users, err := h.endSessions(r.Context(), r)
+		if err == nil {
+			err = h.dropPending(w, r)
+		}
 		if err != nil {
 			h.unavailable(w, r, err)
 			return
@@ -558,6 +615,8 @@ var (
 	builtinPassword = defaultTemplates.Lookup("password.html")
 	builtinSessions = defaultTemplates.Lookup("sessions.html")
 	builtinPasskeys = defaultTemplates.Lookup("passkeys.html")
+	builtinVerify   = defaultTemplates.Lookup("login_verify.html")
+	builtinTOTP     = defaultTemplates.Lookup("totp.html")
 )
 
 // contentSecurityPolicy is the policy of a page of t: the configured one,
@@ -567,9 +626,12 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	switch {
 	case h.csp != "":
 		return h.csp
-	case t == builtinLogin && h.offerPasskeys, t == builtinPasskeys:
+	case t == builtinLogin && h.offerPasskeys, t == builtinVerify && h.offerPasskeys, t == builtinPasskeys:
 		return PasskeyContentSecurityPolicy
-	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions:
+	case t == builtinTOTP:
+		// The TOTP page shows its QR code as a data: image.
+		return strings.Replace(DefaultContentSecurityPolicy, "default-src 'none';", "default-src 'none'; img-src data:;", 1)
+	case t == builtinLogin || t == builtinRegister || t == builtinPassword || t == builtinSessions || t == builtinVerify:
 		return DefaultContentSecurityPolicy
 	}
 	return CustomContentSecurityPolicy

@@ -304,6 +304,7 @@ type web struct {
 	basicAuthCacheSize              int
 	userHeader                      string // HTTPConfig.ForwardAuthUserHeader, canonical
 	loginTemplate, registerTemplate *template.Template
+	verifyTemplate, totpTemplate    *template.Template
 	passwordTemplate                *template.Template
 	sessionsTemplate                *template.Template
 	crossOrigin                     *http.CrossOriginProtection
@@ -384,6 +385,7 @@ func newWeb(c HTTPConfig) web {
 	if w.sessionsTemplate == nil {
 		w.sessionsTemplate = builtinSessions
 	}
+	w.verifyTemplate, w.totpTemplate = builtinVerify, builtinTOTP
 	return w
 }
 
@@ -578,9 +580,10 @@ func (h *handlers) failClosed(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // isClientFailure reports whether err is the client's fault: wrong or
-// unknown credentials, or a locked account.
+// unknown credentials, a locked account, or a password alone where a
+// second factor is required.
 func isClientFailure(err error) bool {
-	return errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrLocked)
+	return errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrLocked) || errors.Is(err, ErrSecondFactorRequired)
 }
 
 // spendsBudget reports whether a login that ended with err spends its

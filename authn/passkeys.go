@@ -530,28 +530,23 @@ func (a *Authenticator) beginPasskeyLogin(ctx context.Context) (ceremony, error)
 	return a.storeCeremony(ctx, ceremonyLogin, "", "", session, assertion)
 }
 
-// passkeyProof is what a verified passwordless sign-in proves: the user,
-// and the hash the session is bound to.
-type passkeyProof struct {
-	username, verified string
-	credentialID       string // the passkey's
-}
-
 // finishPasskeyLogin verifies the browser's assertion (the JSON of a
-// PublicKeyCredential) for the sign-in of handle, and records the
-// passkey's use. Every failure is ErrPasskeyFailed (reported, with the
-// user when the credential was known), or a database error: an unknown
-// credential is verified against a dummy key, so that it costs what a
-// known one does. The passkey must still be bound to its user's hash, and
-// no administrator's Lock may hold; a lockout by failed passwords does
-// not stop it.
-func (a *Authenticator) finishPasskeyLogin(ctx context.Context, handle string, response []byte) (passkeyProof, error) {
+// PublicKeyCredential) for the sign-in of handle, records the passkey's
+// use, and returns the proof of a passwordless sign-in: the user, the hash
+// the session is bound to, and the passkey's lock rule (lockAdminOnly).
+// Every failure is ErrPasskeyFailed (reported, with the user when the
+// credential was known), or a database error: an unknown credential is
+// verified against a dummy key, so that it costs what a known one does.
+// The passkey must still be bound to its user's hash, and no
+// administrator's Lock may hold; a lockout by failed passwords does not
+// stop it.
+func (a *Authenticator) finishPasskeyLogin(ctx context.Context, handle string, response []byte) (loginProof, error) {
 	if a.passkeys == nil {
-		return passkeyProof{}, ErrPasskeysDisabled
+		return loginProof{}, ErrPasskeysDisabled
 	}
-	fail := func(username string, reason Reason, err error) (passkeyProof, error) {
+	fail := func(username string, reason Reason, err error) (loginProof, error) {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: username, Reason: reason})
-		return passkeyProof{}, err
+		return loginProof{}, err
 	}
 	_, session, err := a.takeCeremony(ctx, handle, ceremonyLogin)
 	switch {
@@ -585,10 +580,121 @@ func (a *Authenticator) finishPasskeyLogin(ctx context.Context, handle string, r
 	case !known: // verified against the dummy key: cannot happen
 		return fail("", ReasonPasskeyFailed, fmt.Errorf("%w: unknown credential", ErrPasskeyFailed))
 	}
-	if err := a.passkeyUsable(ctx, row, cred); err != nil {
-		return passkeyProof{}, err
+	if err := a.passkeyUsable(ctx, row, cred, true); err != nil {
+		return loginProof{}, err
 	}
-	return passkeyProof{username: row.Username, verified: row.passwordHash, credentialID: row.CredentialID}, nil
+	return loginProof{username: row.Username, hash: row.passwordHash, method: MethodPasskey,
+		lock: lockAdminOnly, credentialID: row.CredentialID}, nil
+}
+
+// createPasskeySession stores the session of a passwordless sign-in that
+// proved p and returns its token, provided, in the insert itself, that
+// the passkey is still there and bound to the user's hash (p.hash) and no
+// administrator's Lock holds (errSessionRefused otherwise).
+func (a *Authenticator) createPasskeySession(ctx context.Context, p loginProof, remember bool, client sessionClient) (string, error) {
+	token := newSessionToken()
+	ended, err := a.store.createPasskeySession(ctx, p.credentialID, tokenHash(token), p.username, p.hash, a.now(), a.lifetimeOf(remember), remember, client, a.maxSessions, a.idleTimeouts())
+	if err != nil {
+		return "", err
+	}
+	a.stats.sessionsStarted.Add(1)
+	a.emitEnded(ctx, p.username, ReasonSessionLimit, ended)
+	return token, nil
+}
+
+// beginPasskeyFactor starts the second step of a login whose password was
+// right, p, with one of the user's passkeys.
+func (a *Authenticator) beginPasskeyFactor(ctx context.Context, p pendingLogin) (ceremony, error) {
+	if a.passkeys == nil {
+		return ceremony{}, ErrPasskeysDisabled
+	}
+	user, _, err := a.factorUser(ctx, p.username, nil)
+	if err != nil {
+		return ceremony{}, err
+	}
+	assertion, session, err := a.passkeys.wa.BeginLogin(user, webauthn.WithUserVerification(protocol.VerificationPreferred))
+	if err != nil {
+		return ceremony{}, fmt.Errorf("authn: beginning a passkey step: %w", err)
+	}
+	return a.storeCeremony(ctx, ceremonySecondFactor, p.username, p.userHash, session, assertion)
+}
+
+// factorUser is username's passkeys as go-webauthn sees them, under the
+// user handle handle (nil: their own), with the rows; ErrPasskeyFailed
+// when the user has none.
+func (a *Authenticator) factorUser(ctx context.Context, username string, handle []byte) (*webauthnUser, []model.Passkey, error) {
+	keys, err := a.store.listPasskeys(ctx, username)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil, fmt.Errorf("%w: %s has no passkey", ErrPasskeyFailed, quoteName(username))
+	}
+	user := &webauthnUser{name: username, handle: handle}
+	for _, k := range keys {
+		c, err := credentialOf(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		user.creds = append(user.creds, c)
+		if user.handle == nil {
+			if user.handle, err = base64.RawURLEncoding.DecodeString(k.UserHandle); err != nil {
+				return nil, nil, fmt.Errorf("authn: stored user handle: %w", err)
+			}
+		}
+	}
+	return user, keys, nil
+}
+
+// finishPasskeyFactor verifies the assertion of the second step begun
+// for the pending login p (handle: its challenge) with one of the user's
+// passkeys, records its use and returns the step's proof, which finishes
+// the login as a code does. The password was checked: a passkey unbound by
+// a hash written outside the library still serves here. Every failure is
+// ErrPasskeyFailed, reported, or a database error.
+func (a *Authenticator) finishPasskeyFactor(ctx context.Context, p pendingLogin, handle string, response []byte) (loginProof, error) {
+	if a.passkeys == nil {
+		return loginProof{}, ErrPasskeysDisabled
+	}
+	fail := func(reason Reason, err error) (loginProof, error) {
+		a.emit(ctx, Event{Type: EventLoginFailed, Username: p.username, Reason: reason})
+		return loginProof{}, err
+	}
+	c, session, err := a.takeCeremony(ctx, handle, ceremonySecondFactor)
+	switch {
+	case errors.Is(err, ErrPasskeyFailed):
+		return fail(ReasonPasskeyFailed, err)
+	case err != nil:
+		return fail(ReasonError, err)
+	case c.Username != p.username || c.UserHash != p.userHash:
+		return fail(ReasonPasskeyFailed, fmt.Errorf("%w: begun for another login", ErrPasskeyFailed))
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
+	if err != nil {
+		return fail(ReasonMalformedHeader, fmt.Errorf("%w: %w", ErrPasskeyFailed, err))
+	}
+	user, keys, err := a.factorUser(ctx, p.username, session.UserID)
+	switch {
+	case errors.Is(err, ErrPasskeyFailed):
+		return fail(ReasonPasskeyFailed, err)
+	case err != nil:
+		return fail(ReasonError, err)
+	}
+	cred, err := a.passkeys.wa.ValidateLogin(user, session, parsed)
+	if err != nil {
+		return fail(ReasonPasskeyFailed, fmt.Errorf("%w: %w", ErrPasskeyFailed, err))
+	}
+	id := base64.RawURLEncoding.EncodeToString(cred.ID)
+	for _, k := range keys {
+		if k.CredentialID == id {
+			row := passkeyRow{Passkey: k, passwordHash: k.UserHash} // no binding asked
+			if err := a.passkeyUsable(ctx, row, cred, false); err != nil {
+				return loginProof{}, err
+			}
+			return loginProof{username: p.username, hash: p.userHash, method: MethodPasskey, pending: p.handleHash}, nil
+		}
+	}
+	return fail(ReasonPasskeyFailed, fmt.Errorf("%w: unknown credential", ErrPasskeyFailed))
 }
 
 // lookupPasskey reads the passkey of a credential ID that an assertion
@@ -623,11 +729,11 @@ func (a *Authenticator) passkeyUser(row passkeyRow, known bool, rawID, userHandl
 }
 
 // passkeyUsable applies the rules after a verified assertion: a sign count
-// that did not go up (where counters are used) is refused and logged; the
-// passkey must be bound to its user's hash and no administrator's Lock
-// may hold; its use is then recorded, provided no other sign-in recorded
-// one since it was read.
-func (a *Authenticator) passkeyUsable(ctx context.Context, row passkeyRow, cred *webauthn.Credential) error {
+// that did not go up (where counters are used) is refused and logged; for
+// a passwordless sign-in, the passkey must be bound to its user's hash and
+// no administrator's Lock may hold; its use is then recorded, provided no
+// other sign-in recorded one since it was read (nor removed the passkey).
+func (a *Authenticator) passkeyUsable(ctx context.Context, row passkeyRow, cred *webauthn.Credential, passwordless bool) error {
 	fail := func(reason Reason, err error) error {
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: row.Username, Reason: reason})
 		return err
@@ -638,10 +744,12 @@ func (a *Authenticator) passkeyUsable(ctx context.Context, row passkeyRow, cred 
 			slog.String("user", row.Username), slog.String("passkey", row.Name), slog.Int64("stored", row.SignCount))
 		return fail(ReasonPasskeyCounter, fmt.Errorf("%w: sign count did not go up", ErrPasskeyFailed))
 	}
-	if row.UserHash != row.passwordHash {
+	// A second step checks neither: the password was checked, and the
+	// lock rule is the password's, which finish applies.
+	if passwordless && row.UserHash != row.passwordHash {
 		return fail(ReasonChanged, fmt.Errorf("%w: the password changed outside the library since the passkey was added", ErrPasskeyFailed))
 	}
-	if row.userLock.Valid {
+	if passwordless && row.userLock.Valid {
 		if _, forever := lockTime(row.userLock.Float64); forever || adminLocked(tokenRow{userLock: row.userLock, adminLock: row.adminLock}, now) {
 			t, _ := lockTime(row.userLock.Float64)
 			return fail(ReasonLocked, fmt.Errorf("%w: %w", ErrPasskeyFailed, &LockedError{Until: t, Forever: forever}))

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -16,6 +17,8 @@ import (
 //	GET       {Prefix}/passkey.js       the ceremonies' script (static)
 //	POST      {Prefix}/passkey/begin    start a passwordless sign-in -> the options for navigator.credentials.get
 //	POST      {Prefix}/passkey/finish   {"credential","next","remember"} -> a login's success
+//	POST      {Prefix}/passkey/verify/begin   the pending login's cookie -> options (the second step after a password)
+//	POST      {Prefix}/passkey/verify/finish  {"credential"} -> a login's success
 //	GET, POST {Prefix}/passkeys         signed in: list (page or JSON), rename, delete
 //	POST      {Prefix}/passkeys/begin   signed in, {"password"} -> the options for navigator.credentials.create
 //	POST      {Prefix}/passkeys/finish  signed in, {"name","credential"} -> 201 the passkey
@@ -155,11 +158,13 @@ func (h *handlers) passkeyBeginHandler() http.Handler {
 	}))))
 }
 
-// passkeyFinishHandler finishes a passwordless sign-in. A failure of any
-// kind (no, used or expired challenge, unknown credential, wrong
-// signature, an administrator's lock, a passkey unbound by a password
-// written outside the library) gets the same 401 and spends the client's
-// failure budget; a lockout by failed passwords does not stop it.
+// passkeyFinishHandler finishes a passwordless sign-in through the login
+// core (finishLogin, answerLogin): JSON 200 {"username","redirect"} and a
+// session. A failure of any kind (no, used or expired challenge, unknown
+// credential, wrong signature, an administrator's lock, a passkey unbound
+// by a password written outside the library) gets the 401 of a failed
+// login and spends the client's failure budget; a lockout by failed
+// passwords does not stop it.
 func (h *handlers) passkeyFinishHandler() http.Handler {
 	return h.guard(methods(nil, h.protectCeremony(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		res, ok := h.reserve(w, r, h.throttle, "")
@@ -170,60 +175,105 @@ func (h *handlers) passkeyFinishHandler() http.Handler {
 		handle := h.ceremonyHandle(r, ceremonyLogin)
 		h.setCeremonyCookie(w, ceremonyLogin, "") // used, whatever comes next
 		in, status := decodeCeremony(r)
+		var proof loginProof
+		var err error
 		if status != 0 {
 			h.a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
-			writeJSON(w, status, map[string]string{"error": http.StatusText(status)})
+			err = ErrInvalidCredentials
+		} else {
+			proof, err = h.a.finishPasskeyLogin(r.Context(), handle, in.Credential)
+		}
+		if err == nil {
+			err = h.finishLogin(w, r, proof, in.Remember && h.offerRemember)
+		}
+		h.answerLogin(w, r, res, asLoginFailure(err), loginAnswer{
+			username: proof.username, next: in.Next, jsonInvalid: msgPasskeyFailed, redirect: true,
+			fail: func(status int, _, msg string) { writeJSON(w, status, map[string]string{"error": msg}) },
+		})
+	}))))
+}
+
+// asLoginFailure makes a passkey that did not verify a failed login's
+// error (ErrInvalidCredentials), which the login core answers 401.
+func asLoginFailure(err error) error {
+	if errors.Is(err, ErrPasskeyFailed) && !isClientFailure(err) {
+		return fmt.Errorf("%w: %w", ErrInvalidCredentials, err)
+	}
+	return err
+}
+
+// passkeyFactorBeginHandler starts the second step of a login with a
+// passkey: the pending login's cookie (the password was right) ->
+// the options for navigator.credentials.get, with the user's passkeys.
+// No pending login, or a user without a passkey, gets the 401 of a failed
+// login and spends the client's failure budget.
+func (h *handlers) passkeyFactorBeginHandler() http.Handler {
+	return h.guard(methods(nil, h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, ok := h.reserve(w, r, h.throttle, "")
+		if !ok {
+			tooManyFailures(w, r)
 			return
 		}
-		proof, err := h.a.finishPasskeyLogin(r.Context(), handle, in.Credential)
+		ctx := r.Context()
+		p, err := h.a.pendingOf(ctx, h.pendingHandle(r))
+		var c ceremony
 		if err == nil {
-			err = h.startPasskeySession(w, r, proof, in.Remember && h.offerRemember)
+			c, err = h.a.beginPasskeyFactor(ctx, p)
 		}
 		switch {
-		case errors.Is(err, ErrPasskeyFailed) || isClientFailure(err):
+		case err == nil:
+			res.Cancel()
+			h.setCeremonyCookie(w, ceremonySecondFactor, c.handle)
+			writeRawJSON(w, http.StatusOK, c.options)
+		case errors.Is(err, errNoPendingLogin) || errors.Is(err, ErrPasskeyFailed):
+			h.a.emit(ctx, Event{Type: EventLoginFailed, Username: p.username, Reason: ReasonNoPendingLogin})
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": msgPasskeyFailed})
-		case err != nil:
+		default:
 			res.Cancel()
 			h.failClosed(w, r, err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msgPasskeysOff})
-		default:
-			res.Cancel()
-			writeJSON(w, http.StatusOK, map[string]string{"username": proof.username, "redirect": localRedirect(in.Next, h.afterLoginPath)})
 		}
 	}))))
 }
 
-// startPasskeySession starts the session of a verified passkey sign-in,
-// as startSession does for a password, under the passkey's lock rule: a
-// lockout by failed passwords does not refuse it, an administrator's Lock
-// does, as does a change of the hash the passkey is bound to.
-func (h *handlers) startPasskeySession(w http.ResponseWriter, r *http.Request, proof passkeyProof, remember bool) error {
-	ctx := r.Context()
-	if _, err := h.endSessions(ctx, r); err != nil {
-		return err
-	}
-	a := h.a
-	start := a.now()
-	token := newSessionToken()
-	ended, err := a.store.createPasskeySession(ctx, proof.credentialID, tokenHash(token), proof.username, proof.verified, start, a.lifetimeOf(remember), remember, newSessionClient(r), a.maxSessions, a.idleTimeouts())
-	if errors.Is(err, errSessionRefused) {
-		a.emit(ctx, Event{Type: EventLoginFailed, Username: proof.username, Reason: ReasonChanged})
-		return ErrPasskeyFailed
-	}
-	if err != nil {
-		return err
-	}
-	a.stats.sessionsStarted.Add(1)
-	a.emitEnded(ctx, proof.username, ReasonSessionLimit, ended)
-	h.clearTossedCookies(w, r)
-	c := h.sessionCookie(token)
-	if remember {
-		h.keepCookie(c, start.Add(a.lifetimeOf(true)))
-	}
-	http.SetCookie(w, c)
-	h.warnInsecureCookie(r)
-	a.emit(ctx, Event{Type: EventLoginSucceeded, Username: proof.username})
-	return nil
+// passkeyFactorFinishHandler finishes the second step of a login with a
+// passkey: the pending login's cookie, the challenge's, and
+// {"credential"} -> the login's success through the login core (JSON 200
+// {"username","redirect"}, a session). A failure gets the 401 of a failed
+// login and spends the client's failure budget; the pending login stays
+// for another try until it expires.
+func (h *handlers) passkeyFactorFinishHandler() http.Handler {
+	return h.guard(methods(nil, h.protectCeremony(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, ok := h.reserve(w, r, h.throttle, "")
+		if !ok {
+			tooManyFailures(w, r)
+			return
+		}
+		ctx := r.Context()
+		handle := h.ceremonyHandle(r, ceremonySecondFactor)
+		h.setCeremonyCookie(w, ceremonySecondFactor, "")
+		in, status := decodeCeremony(r)
+		var p pendingLogin
+		var proof loginProof
+		var err error
+		if status != 0 {
+			h.a.emit(ctx, Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
+			err = ErrInvalidCredentials
+		} else if p, err = h.a.pendingOf(ctx, h.pendingHandle(r)); errors.Is(err, errNoPendingLogin) {
+			h.a.emit(ctx, Event{Type: EventLoginFailed, Reason: ReasonNoPendingLogin})
+			err = ErrInvalidCredentials
+		}
+		if err == nil {
+			proof, err = h.a.finishPasskeyFactor(ctx, p, handle, in.Credential)
+		}
+		if err == nil {
+			err = h.finishLogin(w, r, proof, p.remember)
+		}
+		h.answerLogin(w, r, res, asLoginFailure(err), loginAnswer{
+			username: p.username, next: p.next, jsonInvalid: msgPasskeyFailed, redirect: true,
+			fail: func(status int, _, msg string) { writeJSON(w, status, map[string]string{"error": msg}) },
+		})
+	}))))
 }
 
 // writeRawJSON writes b, JSON already, with status.
@@ -247,6 +297,9 @@ type PasskeysData struct {
 	NoticeCode string
 	AppName    string // HTTPConfig.AppName, or ""
 	HomePath   string // the link back to the application
+	// PasskeyPath is where Routes is mounted as the browser sees it (see
+	// FormData.PasskeyPath).
+	PasskeyPath string
 }
 
 // Notices of the passkeys page (see NoticeSignedOut).
@@ -308,7 +361,7 @@ func (h *handlers) showPasskeys(w http.ResponseWriter, r *http.Request, status i
 	}
 	h.render(w, status, builtinPasskeys, PasskeysData{
 		Action: formAction(r), Username: username, Passkeys: list, Error: msg,
-		Notice: notice, NoticeCode: noticeCode, AppName: h.appName, HomePath: h.homePath,
+		Notice: notice, NoticeCode: noticeCode, AppName: h.appName, HomePath: h.homePath, PasskeyPath: h.mountPath(r),
 	})
 }
 
@@ -371,11 +424,11 @@ func (h *handlers) passkeysBeginHandler() http.Handler {
 			writeJSON(w, http.StatusBadRequest, codedError{codeMessage(CodeCurrentPasswordRequired), CodeCurrentPasswordRequired})
 			return
 		}
-		verified, err := h.a.authenticate(ctx, username, pw, h.newHashWait())
+		verified, err := h.a.authenticate(ctx, username, pw, h.newHashWait(), passwordAgain)
 		if err == nil {
 			res.Cancel()
 			var c ceremony
-			if c, err = h.a.beginRegistration(ctx, username, verified); err == nil {
+			if c, err = h.a.beginRegistration(ctx, username, verified.hash); err == nil {
 				h.setCeremonyCookie(w, ceremonyRegister, c.handle)
 				writeRawJSON(w, http.StatusOK, c.options)
 				return

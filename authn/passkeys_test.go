@@ -804,7 +804,7 @@ func TestPasskeyPages(t *testing.T) {
 	page, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	csp := res.Header.Get("Content-Security-Policy")
-	for _, want := range []string{`autocomplete="username webauthn"`, `<script src="passkey.js" defer></script>`, "Sign in with a passkey"} {
+	for _, want := range []string{`autocomplete="username webauthn"`, `<script src="/passkey.js" defer></script>`, "Sign in with a passkey"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("login page lacks %s", want)
 		}
@@ -828,7 +828,7 @@ func TestPasskeyPages(t *testing.T) {
 	page, _ = io.ReadAll(res.Body)
 	res.Body.Close()
 	if strings.Contains(string(page), "<script") || strings.Contains(string(page), "webauthn") || res.Header.Get("Content-Security-Policy") != authn.DefaultContentSecurityPolicy {
-		t.Error("a login form without passkeys has passkey parts")
+		t.Errorf("a login form without passkeys has passkey parts: CSP %q\n%s", res.Header.Get("Content-Security-Policy"), page)
 	}
 	if res, _ := http.Get(plain.URL + "/passkey.js"); res.StatusCode != http.StatusNotFound {
 		t.Errorf("passkey.js without passkeys: %d", res.StatusCode)

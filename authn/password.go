@@ -57,10 +57,13 @@ func (a *Authenticator) changePassword(ctx context.Context, username, current, n
 		return kept, err
 	}
 	// The login's own path: claim, verify, reset (or count and lock).
-	verified, err := a.authenticate(ctx, username, current, wait)
+	// A signed-in user's password: it finishes the check on an account
+	// with a second factor too.
+	p, err := a.authenticate(ctx, username, current, wait, passwordAgain)
 	if err != nil {
 		return kept, err
 	}
+	verified := p.hash
 	encoded, err := a.hash(ctx, next, wait)
 	if err != nil {
 		return kept, err

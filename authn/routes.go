@@ -13,6 +13,10 @@ import (
 //	GET, POST  {Prefix}/register  RegisterHandler (with AllowRegistration only)
 //	GET, POST  {Prefix}/sessions  SessionsHandler
 //	GET, POST  {Prefix}/password  ChangePasswordHandler
+//	GET, POST  {Prefix}/login/verify  the second step of a login (see TOTP)
+//	GET, POST  {Prefix}/totp      the TOTP second factor: enrol (POST {"password"}),
+//	POST       {Prefix}/totp/confirm  confirm it ({"code"}: the recovery codes),
+//	POST       {Prefix}/totp/disable  and turn it off ({"password","code"})
 //
 // With passkeys (HTTPConfig.WebAuthnRPID), also {Prefix}/passkeys (a
 // signed-in user's passkeys: list, add, rename, remove), {Prefix}/passkey/begin
@@ -44,6 +48,9 @@ func (h *handlers) routes() http.Handler {
 	// handlers of a copy of h serve it so, since LoginHandler alone links
 	// none by default. The copy shares every throttle, cache and template.
 	in := *h
+	// With passkeys, the login form and the second step of Routes offer
+	// them.
+	in.offerPasskeys = h.a.passkeys != nil
 	if in.registerPath == "" && in.allowRegistration {
 		in.registerPath = in.prefix + "/register"
 	}
@@ -54,15 +61,19 @@ func (h *handlers) routes() http.Handler {
 		"/password": in.passwordHandler(),
 	}
 	table["/sessions"] = in.sessionsHandler()
+	table["/login/verify"] = in.loginVerifyHandler()
+	for path, route := range in.totpHandlers() {
+		table[path] = route
+	}
 	if in.allowRegistration {
 		table["/register"] = in.registerHandler()
 	}
 	if h.a.passkeys != nil {
-		in.offerPasskeys = true // the login form of Routes offers them
-		table["/login"] = in.loginHandler()
 		table["/passkey.js"] = in.passkeyScriptHandler()
 		table["/passkey/begin"] = in.passkeyBeginHandler()
 		table["/passkey/finish"] = in.passkeyFinishHandler()
+		table["/passkey/verify/begin"] = in.passkeyFactorBeginHandler()
+		table["/passkey/verify/finish"] = in.passkeyFactorFinishHandler()
 		table["/passkeys"] = in.passkeysHandler()
 		table["/passkeys/begin"] = in.passkeysBeginHandler()
 		table["/passkeys/finish"] = in.passkeysFinishHandler()

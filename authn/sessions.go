@@ -143,9 +143,13 @@ func (a *Authenticator) DeleteExpiredSessions(ctx context.Context) (int64, error
 }
 
 // cleanSessions is the background cleanup of expired sessions.
+// The pending logins that expired go with them.
 func (a *Authenticator) cleanSessions(ctx context.Context) {
 	if _, err := a.DeleteExpiredSessions(ctx); err != nil && ctx.Err() == nil {
 		a.logger.ErrorContext(ctx, "authn: session cleanup failed", "error", err)
+	}
+	if _, err := a.store.deleteExpiredPending(ctx, a.now()); err != nil && ctx.Err() == nil {
+		a.logger.ErrorContext(ctx, "authn: pending login cleanup failed", "error", err)
 	}
 }
 

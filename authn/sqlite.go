@@ -61,6 +61,11 @@ func Open(ctx context.Context, path string, cfg Config) (*Authenticator, error) 
 	if err != nil {
 		return nil, fmt.Errorf("authn: open %s: %w", path, err)
 	}
+	if cfg.SecretKey == nil {
+		if cfg.SecretKey, err = keyFile(abs+".key", cfg.Logger); err != nil {
+			return nil, fmt.Errorf("authn: open %s: %w", path, err)
+		}
+	}
 	sqldb := sql.OpenDB(gatedConnector{connector, gate})
 	sqldb.SetMaxOpenConns(poolSize())
 	sqldb.SetMaxIdleConns(poolSize())

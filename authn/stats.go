@@ -91,6 +91,18 @@ type Stats struct {
 	// counted as such, and a session's or token's last use written when
 	// due.
 	ReadsSkipped int64 `json:"ReadsSkipped"`
+	// CodeFailed counts the logins of LoginFailed refused at the second
+	// step for their code (a part of LoginFailed, not added to it): a
+	// wrong, replayed or malformed TOTP or recovery code, or a second step
+	// with no pending login.
+	CodeFailed int64 `json:"CodeFailed"`
+	// SecondFactorRequired counts the logins of LoginFailed refused
+	// because the right password of an account with a second factor came
+	// alone (Authenticate, BasicAuth, forward auth).
+	SecondFactorRequired int64 `json:"SecondFactorRequired"`
+	// SecondFactorPending counts pending logins started: right passwords
+	// of accounts with a second factor at the login route.
+	SecondFactorPending int64 `json:"SecondFactorPending"`
 }
 
 // counters are the atomics behind Stats.
@@ -104,6 +116,8 @@ type counters struct {
 	registered, passwordChanged                   atomic.Int64
 	crossOriginRefused                            atomic.Int64
 	readsSkipped                                  atomic.Int64
+	codeFailed, secondFactorRequired              atomic.Int64
+	secondFactorPending                           atomic.Int64
 }
 
 // Stats returns the counters as they are now. It is safe to call
@@ -129,6 +143,10 @@ func (a *Authenticator) Stats() Stats {
 		PasswordChanged:    c.passwordChanged.Load(),
 		CrossOriginRefused: c.crossOriginRefused.Load(),
 		ReadsSkipped:       c.readsSkipped.Load(),
+
+		CodeFailed:           c.codeFailed.Load(),
+		SecondFactorRequired: c.secondFactorRequired.Load(),
+		SecondFactorPending:  c.secondFactorPending.Load(),
 	}
 }
 
@@ -152,6 +170,12 @@ func (c *counters) event(e Event) {
 			// Busy or Unavailable, with every other 503.
 		case ReasonLocked:
 			c.locked.Add(1)
+			c.loginFailed.Add(1)
+		case ReasonWrongCode, ReasonUsedCode, ReasonMalformedCode, ReasonNoPendingLogin:
+			c.codeFailed.Add(1)
+			c.loginFailed.Add(1)
+		case ReasonSecondFactorRequired:
+			c.secondFactorRequired.Add(1)
 			c.loginFailed.Add(1)
 		default:
 			c.loginFailed.Add(1)

@@ -19,7 +19,7 @@ import (
 // other statement goes through bun.
 type hotReads struct {
 	local   bool      // SQLite: the reads are of a local file
-	user    *sql.Stmt // password_hash, lockout_until by username
+	user    *sql.Stmt // password_hash, lockout_until, second factors by username (see userRead)
 	session *sql.Stmt // username, last_seen, expires_at, remembered by token_hash, if the user exists
 	token   *sql.Stmt // an app token with its user's locks (see tokenRead)
 }
@@ -37,6 +37,14 @@ WHERE s.token_hash = ? AND s.user_hash = u.password_hash
 AND (u.lockout_until IS NULL OR (u.lockout_until >= %d AND u.lockout_until < %d))`, int64(minLockSeconds), int64(maxLockSeconds))
 }
 
+// userRead reads what a cached Basic credential is checked against: the
+// user's hash, stored lock, and second factors (see factorsSQL), so that a
+// password cached before the account enrolled a second factor no longer
+// passes, in the same one read by primary key.
+func userRead() string {
+	return "SELECT password_hash, lockout_until, " + factorsSQL("users.username") + " FROM users WHERE username = ?"
+}
+
 func prepareHotReads(ctx context.Context, db *bun.DB) (*hotReads, error) {
 	h := &hotReads{local: db.Dialect().Name() == dialect.SQLite}
 	prepare := func(query string) (*sql.Stmt, error) {
@@ -50,7 +58,7 @@ func prepareHotReads(ctx context.Context, db *bun.DB) (*hotReads, error) {
 		return stmt, nil
 	}
 	var err error
-	if h.user, err = prepare("SELECT password_hash, lockout_until FROM users WHERE username = ?"); err != nil {
+	if h.user, err = prepare(userRead()); err != nil {
 		return nil, err
 	}
 	if h.session, err = prepare(sessionRead()); err != nil {
@@ -82,17 +90,16 @@ func (h *hotReads) Close() error {
 	return errors.Join(h.user.Close(), h.session.Close(), h.token.Close())
 }
 
-// userHash reads username's hash and stored lock with a prepared
+// userHash reads username's hash, stored lock and second factors with a prepared
 // statement: one read by primary key, the whole cost of a request with a
 // cached Basic credential, unless it is answered from memory (see
 // fastReads). sql.ErrNoRows means no such user.
-func (s *store) userHash(ctx context.Context, username string) (stored string, until sql.NullFloat64, err error) {
+func (s *store) userHash(ctx context.Context, username string) (userHashRow, error) {
 	if err := s.check(); err != nil {
-		return "", until, err
+		return userHashRow{}, err
 	}
-	row, err := s.users.read(username, func() (row userHashRow, err error) {
-		err = s.hot.user.QueryRowContext(s.hot.context(ctx), username).Scan(&row.stored, &row.until)
+	return s.users.read(username, func() (row userHashRow, err error) {
+		err = s.hot.user.QueryRowContext(s.hot.context(ctx), username).Scan(&row.stored, &row.until, &row.factors)
 		return row, err
 	})
-	return row.stored, row.until, err
 }

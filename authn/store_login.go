@@ -27,43 +27,55 @@ func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)
 // now, in one atomic UPDATE: failed_attempts goes up by one, and when that
 // reaches threshold it goes back to 0 and the account is locked for lockFor.
 // It returns the stored hash and, when this attempt reached the threshold,
-// the lock it wrote, exactly as stored. sql.ErrNoRows means unknown user or
-// locked.
-func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration) (stored string, ownLock sql.NullFloat64, err error) {
+// the lock it wrote, exactly as stored, and the second factors the
+// account has. sql.ErrNoRows means unknown user or locked.
+func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration) (c claimed, err error) {
 	if err := s.check(); err != nil {
-		return "", ownLock, err
+		return c, err
 	}
 	t := unixSeconds(now)
-	// Every SET expression reads the row as it was before the UPDATE.
-	q := s.db.NewUpdate().Model((*model.User)(nil)).
+	// Every SET expression reads the row as it was before the UPDATE. The
+	// table has no alias (bun would name it "user"), so that the factors'
+	// subqueries in RETURNING can name its row on both databases.
+	q := s.db.NewUpdate().Table("users").
 		Set("failed_attempts = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN 0 ELSE COALESCE(failed_attempts, 0) + 1 END", threshold).
 		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", threshold, t+lockFor.Seconds()).
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(t)...).
-		Returning("password_hash, lockout_until")
+		Returning("password_hash, lockout_until, " + factorsSQL("users.username"))
 	// The hash comes back before the count is committed: only a claim
 	// known written may check it (see scanWritten).
-	err = scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &stored, &ownLock)
+	err = scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &c.stored, &c.ownLock, &c.factors)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", ownLock, notWritten("claiming a login attempt", err)
+		return claimed{}, notWritten("claiming a login attempt", err)
 	}
-	return stored, ownLock, err
+	return c, err
+}
+
+// claimed is what a claim returns: the stored hash, the lock the claim
+// wrote if it reached the threshold, and the account's second factors.
+type claimed struct {
+	stored  string
+	ownLock sql.NullFloat64
+	factors factorSet
 }
 
 // unlockedHash is claim with lockout disabled: it counts nothing and only
-// reads the hash of username if the account is not locked at now.
-func (s *store) unlockedHash(ctx context.Context, username string, now time.Time) (stored string, err error) {
+// reads the hash of username, and its second factors, if the account is
+// not locked at now.
+func (s *store) unlockedHash(ctx context.Context, username string, now time.Time) (c claimed, err error) {
 	if err := s.check(); err != nil {
-		return "", err
+		return c, err
 	}
-	err = s.db.NewSelect().Model((*model.User)(nil)).Column("password_hash").
+	err = s.db.NewSelect().Table("users").Column("password_hash").
+		ColumnExpr(factorsSQL("users.username")).
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(unixSeconds(now))...).
-		Scan(ctx, &stored)
+		Scan(ctx, &c.stored, &c.factors)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("authn: reading a user to log in: %w", err)
+		return claimed{}, fmt.Errorf("authn: reading a user to log in: %w", err)
 	}
-	return stored, err
+	return c, err
 }
 
 // lockoutUntil reads username's stored lock (NULL: none). sql.ErrNoRows
@@ -96,8 +108,8 @@ func (s *store) stillUnlocked(ctx context.Context, username, verified string, no
 	return still, nil
 }
 
-// resetAfterLogin clears username's counter and lock and stores the
-// re-hash of change, if any, provided the hash is still change.old and the
+// resetAfterLogin clears username's counter and lock (unless
+// change.keepCount) and stores the re-hash of change, if any, provided the hash is still change.old and the
 // account is not locked at now, or locked exactly by change.ownLock. It
 // reports whether the row was reset.
 func (s *store) resetAfterLogin(ctx context.Context, username string, change passwordChange, now time.Time) (bool, error) {
@@ -106,6 +118,9 @@ func (s *store) resetAfterLogin(ctx context.Context, username string, change pas
 	}
 	t := unixSeconds(now)
 	q := clearLock(s.db)
+	if change.keepCount {
+		q = s.db.NewUpdate().Model((*model.User)(nil))
+	}
 	if change.new != "" {
 		q = q.Set("password_hash = ?", change.new)
 	}

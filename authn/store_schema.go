@@ -35,18 +35,19 @@ func (s *store) createSchema(ctx context.Context) error {
 				return err
 			}
 		}
-		models := []any{(*model.User)(nil), (*model.Session)(nil), (*model.Token)(nil), (*model.AdminLock)(nil),
-			(*model.Passkey)(nil), (*model.PasskeyChallenge)(nil)}
-		for _, m := range models {
-			if _, err := tx.NewCreateTable().Model(m).IfNotExists().Exec(ctx); err != nil {
+		if _, err := tx.NewCreateTable().Model((*model.User)(nil)).IfNotExists().Exec(ctx); err != nil {
+			return err
+		}
+		for _, t := range userTables {
+			if _, err := tx.NewCreateTable().Model(t.model).IfNotExists().Exec(ctx); err != nil {
 				return err
 			}
-		}
-		for _, column := range []string{"username", "expires_at"} {
-			_, err := tx.NewCreateIndex().Model((*model.Session)(nil)).IfNotExists().
-				Index("sessions_" + column + "_idx").Column(column).Exec(ctx)
-			if err != nil {
-				return err
+			for _, column := range t.indexed {
+				_, err := tx.NewCreateIndex().Model(t.model).IfNotExists().
+					Index(t.name + "_" + column + "_idx").Column(column).Exec(ctx)
+				if err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -67,6 +68,42 @@ func (s *store) createSchema(ctx context.Context) error {
 		return err
 	}
 	return s.bindUnbound(ctx)
+}
+
+// userTable is a table of rows that belong to a user, by its username
+// column, with the columns it has an index on.
+type userTable struct {
+	model   any
+	name    string
+	indexed []string
+}
+
+// userTables are the library's tables beside users, each of rows that
+// belong to one user: the one list that schema creation walks (it creates
+// each) and that Delete walks (it deletes the user's rows in each; see
+// deleteOwned). A factor or flow that adds a table adds it here.
+var userTables = []userTable{
+	{(*model.Session)(nil), "sessions", []string{"username", "expires_at"}},
+	{(*model.Token)(nil), "tokens", nil},
+	{(*model.AdminLock)(nil), "admin_locks", nil},
+	{(*model.PendingLogin)(nil), "pending_logins", []string{"username", "expires_at"}},
+	{(*model.TOTPSecret)(nil), "totp_secrets", nil},
+	{(*model.RecoveryCode)(nil), "recovery_codes", []string{"username"}},
+	{(*model.Passkey)(nil), "passkeys", []string{"username"}},
+	{(*model.PasskeyChallenge)(nil), "passkey_challenges", []string{"expires_at"}},
+}
+
+// deleteOwned deletes username's rows in every table of userTables, inside
+// the transaction of the change that requires it: the deletion of the
+// user, or the creation of a user of a name whose rows were left behind (a
+// user deleted outside the library), whose new owner must inherit nothing.
+func deleteOwned(ctx context.Context, db bun.IDB, username string) error {
+	for _, t := range userTables {
+		if _, err := db.NewDelete().Model(t.model).Where("username = ?", username).Exec(ctx); err != nil {
+			return fmt.Errorf("deleting from %s: %w", t.name, err)
+		}
+	}
+	return nil
 }
 
 // enableWAL switches a SQLite database to write-ahead logging, which lets

@@ -154,21 +154,6 @@ func (s *store) touchToken(ctx context.Context, tokenHash string, now, since tim
 	return nil
 }
 
-// deleteTokens deletes username's tokens, passkeys and the record of an
-// administrator's lock, inside the transaction of the change that requires
-// it: the deletion of the user, or the creation of a user of that name
-// (a user deleted behind the library's back leaves them, and a new owner
-// of the name must not inherit them).
-func deleteTokens(ctx context.Context, db bun.IDB, username string) error {
-	if _, err := db.NewDelete().Model((*model.Token)(nil)).Where("username = ?", username).Exec(ctx); err != nil {
-		return err
-	}
-	if err := deletePasskeys(ctx, db, username); err != nil {
-		return err
-	}
-	return clearAdminLock(ctx, db, username)
-}
-
 // clearAdminLock forgets username's record of an administrator's lock, in
 // the transaction of what ends that lock (Unlock, SetPassword). A stale
 // record stops no token once the row's lock differs from it, but a failure

@@ -68,10 +68,7 @@ func (s *store) addUser(ctx context.Context, username string, insert func(contex
 		if err := oneRow(insert(ctx, tx)); err != nil {
 			return err
 		}
-		if err := deleteTokens(ctx, tx, username); err != nil {
-			return err
-		}
-		return deleteSessions(ctx, tx, username)
+		return deleteOwned(ctx, tx, username)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%w: %s", ErrUserExists, username)
@@ -97,7 +94,7 @@ func (s *store) replaceRow(ctx context.Context, u *model.User) error {
 		existed := err == nil
 		switch {
 		case errors.Is(err, ErrNotFound):
-			if err := deleteTokens(ctx, tx, u.Username); err != nil {
+			if err := deleteOwned(ctx, tx, u.Username); err != nil {
 				return err
 			}
 		case err != nil:
@@ -240,7 +237,8 @@ func (s *store) unlock(ctx context.Context, username string) error {
 	return notFoundOr(err, "unlock", username)
 }
 
-// deleteUser removes a user, the user's sessions and app tokens, in one
+// deleteUser removes a user and every row of theirs (sessions, app
+// tokens, second factors, pending logins: see userTables), in one
 // transaction.
 func (s *store) deleteUser(ctx context.Context, username string) error {
 	if err := s.check(); err != nil {
@@ -251,10 +249,7 @@ func (s *store) deleteUser(ctx context.Context, username string) error {
 		if err := oneRow(res, err); err != nil {
 			return err
 		}
-		if err := deleteTokens(ctx, tx, username); err != nil {
-			return err
-		}
-		return deleteSessions(ctx, tx, username)
+		return deleteOwned(ctx, tx, username)
 	})
 	return notFoundOr(err, "delete", username)
 }

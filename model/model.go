@@ -179,3 +179,57 @@ type PasskeyChallenge struct {
 	Data      string  `bun:"data,notnull,type:text"`
 	ExpiresAt float64 `bun:"expires_at,notnull"`
 }
+
+// PendingLogin is one row of the pending_logins table: a login whose
+// password was right, on an account with a second factor, waiting for that
+// factor. The browser holds a random handle in a cookie of its own; only
+// the handle's SHA-256 is stored. A row lives a few minutes and is
+// consumed by the step that finishes the login, on any instance.
+type PendingLogin struct {
+	bun.BaseModel `bun:"table:pending_logins"`
+
+	// HandleHash is the hex-encoded SHA-256 of the handle in the cookie.
+	HandleHash string `bun:"handle_hash,pk,type:text"`
+	// Username is the user whose password was verified.
+	Username string `bun:"username,notnull,type:text"`
+	// UserHash is the password_hash verified: the login finishes only
+	// while the user's row still has it, as Session.UserHash.
+	UserHash string `bun:"user_hash,notnull,type:text"`
+	// CreatedAt and ExpiresAt are Unix times in seconds.
+	CreatedAt float64 `bun:"created_at,notnull"`
+	ExpiresAt float64 `bun:"expires_at,notnull"`
+	// Remember and Next are what the password step asked for: "remember
+	// me" and where to go after signing in (a local path, or NULL).
+	Remember bool   `bun:"remember,notnull,default:false"`
+	Next     string `bun:"next,type:text,nullzero"`
+}
+
+// TOTPSecret is one row of the totp_secrets table: a user's TOTP second
+// factor (RFC 6238). The secret is never stored in the clear: Sealed is
+// AES-GCM under a key kept outside the database, bound to the username.
+type TOTPSecret struct {
+	bun.BaseModel `bun:"table:totp_secrets"`
+
+	Username string `bun:"username,pk,type:text"`
+	// Sealed is the sealed secret, base64url (nonce and ciphertext).
+	Sealed string `bun:"sealed,notnull,type:text"`
+	// Confirmed is false while an enrolment waits for its first code: the
+	// factor is active only once true.
+	Confirmed bool `bun:"confirmed,notnull,default:false"`
+	// LastStep is the last time step (Unix time / 30 s) whose code was
+	// accepted: a code of that step or an earlier one is refused, so that
+	// each is used once (RFC 6238 §5.2).
+	LastStep int64 `bun:"last_step,notnull,default:0"`
+	// CreatedAt is a Unix time in seconds.
+	CreatedAt float64 `bun:"created_at,notnull"`
+}
+
+// RecoveryCode is one row of the recovery_codes table: an unused recovery
+// code of a user's second factor, stored as the SHA-256 of the username
+// and the code, and deleted when used.
+type RecoveryCode struct {
+	bun.BaseModel `bun:"table:recovery_codes"`
+
+	CodeHash string `bun:"code_hash,pk,type:text"`
+	Username string `bun:"username,notnull,type:text"`
+}

@@ -5,6 +5,7 @@
 // The login page: "Sign in with a passkey" (#passkey-signin), and the
 // browser's autofill of passkeys on the username field
 // (autocomplete="username webauthn", conditional mediation).
+// The second step of a login: "Use your passkey" (#passkey-second).
 // The passkeys page: "Add a passkey" (#passkey-add).
 // Endpoints come from the elements' data-begin and data-finish attributes,
 // relative to the page.
@@ -154,6 +155,35 @@
     conditional();
   }
 
+  // The second step of a login, after the password: one of the user's
+  // passkeys.
+  function setupSecond(box) {
+    var button = document.getElementById("passkey-button");
+    var errorBox = document.getElementById("passkey-error");
+    button.addEventListener("click", function () {
+      showError(errorBox, "");
+      button.disabled = true;
+      post(box.dataset.begin, {}).then(function (begun) {
+        if (!begun.ok) {
+          throw new Error(begun.status === 429 ? "Too many failed attempts. Try again later." : "The sign-in has expired: start again from the sign-in page.");
+        }
+        return navigator.credentials.get({ publicKey: requestOptions(begun.data) });
+      }).then(function (cred) {
+        return post(box.dataset.finish, { credential: credentialJSON(cred) });
+      }).then(function (done) {
+        if (!done.ok) {
+          throw new Error(done.status === 429 ? "Too many failed attempts. Try again later." : "The passkey was not accepted.");
+        }
+        window.location.assign(done.data.redirect || "/");
+      }).catch(function (err) {
+        showError(errorBox, err && err.name === "NotAllowedError" ? "The passkey request was cancelled or timed out." : (err.message || String(err)));
+      }).finally(function () {
+        button.disabled = false;
+      });
+    });
+    box.hidden = false;
+  }
+
   // The passkeys page.
   function setupAdd(form) {
     var errorBox = document.getElementById("passkey-error");
@@ -189,6 +219,8 @@
     if (!supported()) return;
     var signIn = document.getElementById("passkey-signin");
     if (signIn) setupSignIn(signIn);
+    var second = document.getElementById("passkey-second");
+    if (second) setupSecond(second);
     var add = document.getElementById("passkey-add");
     if (add) setupAdd(add);
   }

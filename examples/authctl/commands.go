@@ -28,7 +28,7 @@ import (
 )
 
 // commandOrder is the order of the help text.
-var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "passkeys", "import-htpasswd", "import-db", "backup", "restore"}
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "2fa", "passkeys", "import-htpasswd", "import-db", "backup", "restore"}
 
 func commands() map[string]command {
 	return map[string]command{
@@ -247,6 +247,25 @@ Example:
 				return nil
 			},
 		},
+		"2fa": {
+			name: "2fa", args: "[-json] NAME | reset NAME", minArgs: 1, maxArgs: 2,
+			summary: "show a user's second factor (TOTP), or remove it",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("json", false, "show: JSON instead of text") },
+			help: `2fa NAME shows whether NAME signs in with a second factor (TOTP, an
+authenticator app's code, after the password), an enrolment waiting for its
+first code, and how many recovery codes are left.
+
+2fa reset NAME removes NAME's second factor and recovery codes and ends
+NAME's sessions: NAME signs in with the password alone and may enrol again.
+For a user who lost both the device and the recovery codes, or after the
+key that seals the TOTP secrets was lost (auth.db.key beside a SQLite
+database, or Config.SecretKey).
+
+Examples:
+  authctl 2fa alice
+  authctl 2fa reset alice`,
+			run: run2FA,
+		},
 		"token": {
 			name: "token", args: "add NAME TOKEN-NAME | list [-json] NAME | revoke NAME TOKEN-NAME", minArgs: 2, maxArgs: 3,
 			summary: "make, list or revoke a user's app tokens (passwords for API clients)",
@@ -380,6 +399,42 @@ func parseLockDuration(s string) (time.Duration, error) {
 		return d, nil
 	}
 	return 0, usageError{fmt.Sprintf("DURATION %q is not a positive duration such as 90m, 24h or 7d, nor forever", s)}
+}
+
+// run2FA runs "2fa NAME" and "2fa reset NAME".
+func run2FA(ctx context.Context, c *call) error {
+	if len(c.args) == 2 {
+		if c.args[0] != "reset" {
+			return usageError{fmt.Sprintf("unknown 2fa command %q; use authctl 2fa NAME or authctl 2fa reset NAME", c.args[0])}
+		}
+		if c.flag("json") {
+			return usageError{"-json is a flag of 2fa NAME only"}
+		}
+		if err := c.a.TOTP().Reset(ctx, c.args[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "removed the second factor of %s and ended their sessions\n", displayName(c.args[1]))
+		return nil
+	}
+	st, err := c.a.TOTP().Status(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	if c.flag("json") {
+		return writeJSON(c.stdout, st)
+	}
+	state := "off"
+	switch {
+	case st.Enabled:
+		state = "on (TOTP)"
+	case st.Pending:
+		state = "off (an enrolment waits for its first code)"
+	}
+	fmt.Fprintf(c.stdout, "name:                %s\nsecond factor:       %s\n", displayName(c.args[0]), state)
+	if st.Enabled {
+		fmt.Fprintf(c.stdout, "recovery codes left: %d\n", st.RecoveryCodesLeft)
+	}
+	return nil
 }
 
 // runToken runs "token add", "token list" and "token revoke".

@@ -80,8 +80,15 @@ func (db *DB) Open(t testing.TB, cfg authn.Config) *authn.Authenticator {
 	return a
 }
 
-// fill gives cfg the tests' Hasher and Logger when it has none.
+// TestSecretKey is the key that seals TOTP secrets in the tests' databases:
+// one key, so that every instance of a test opens the others' secrets.
+var TestSecretKey = []byte("minimost test key, not a secret!")
+
+// fill gives cfg the tests' Hasher, Logger and SecretKey when it has none.
 func fill(cfg *authn.Config) {
+	if cfg.SecretKey == nil {
+		cfg.SecretKey = TestSecretKey
+	}
 	if cfg.Hasher == nil {
 		cfg.Hasher = FastHasher
 	}

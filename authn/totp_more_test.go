@@ -1,0 +1,422 @@
+package authn_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minimost/minimost/authn"
+	"github.com/minimost/minimost/internal/testdb"
+)
+
+// TestCostOfCodeSteps counts what the steps of a login with TOTP cost: a
+// code's check is its claim, one read of the secret (or none, for a
+// recovery code) and at most one write (the time step, or the recovery
+// code's deletion), and no password hash; finishing the login consumes the
+// pending login, resets the counter and starts the session.
+func TestCostOfCodeSteps(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		h := testdb.NewCountingHasher(nil)
+		clk := newClock()
+		cfg := totpConfig(clk, nil)
+		cfg.Hasher = h
+		a, log := db.OpenCounting(t, cfg)
+		srv := httptest.NewServer(a.Routes())
+		defer srv.Close()
+		secret, recovery := enrolTOTP(t, a, clk, "alice")
+		site := &totpSite{a: a, srv: srv}
+		session := "BEGIN INSERT DELETE(0 rows)"
+		if db.Name == "postgres" {
+			session = "BEGIN SELECT INSERT DELETE(0 rows)"
+		}
+		finish := "DELETE UPDATE " + session // consume the pending login, reset, session
+		for _, tc := range []struct {
+			name, want string
+			verifies   int
+			do         func(c *http.Client) int
+		}{
+			{"password step", "UPDATE DELETE(0 rows) INSERT", 1, func(c *http.Client) int {
+				st, _ := post(t, c, srv.URL+"/login", `{"username":"alice","password":"`+goodPassword+`"}`)
+				return st
+			}},
+			{"wrong TOTP code", "SELECT UPDATE SELECT", 0, func(c *http.Client) int {
+				st, _ := post(t, c, srv.URL+"/login/verify", `{"code":"`+wrongCodeOf(t, secret, clk.Now())+`"}`)
+				return st
+			}},
+			{"right TOTP code", "SELECT UPDATE SELECT UPDATE " + finish, 0, func(c *http.Client) int {
+				st, _ := post(t, c, srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`)
+				return st
+			}},
+			{"wrong recovery code", "SELECT UPDATE DELETE(0 rows)", 0, func(c *http.Client) int {
+				st, _ := post(t, c, srv.URL+"/login/verify", `{"recovery_code":"aaaa-aaaa-aaaa-aaaa"}`)
+				return st
+			}},
+			{"right recovery code", "SELECT UPDATE DELETE " + finish, 0, func(c *http.Client) int {
+				st, _ := post(t, c, srv.URL+"/login/verify", `{"recovery_code":"`+recovery[0]+`"}`)
+				return st
+			}},
+		} {
+			c := newBrowser(t)
+			if tc.name != "password step" {
+				passwordStep(t, c, site, "alice")
+			}
+			log.Take()
+			before := h.TotalVerifies()
+			st := tc.do(c)
+			if got := log.Take(); got != tc.want {
+				t.Errorf("%s (status %d): statements %q, want %q", tc.name, st, got, tc.want)
+			}
+			if got := h.TotalVerifies() - before; got != tc.verifies {
+				t.Errorf("%s: %d verifications, want %d", tc.name, got, tc.verifies)
+			}
+			if err := a.Unlock(context.Background(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// wrongCodeOf is a six-digit code that none of the steps around at takes.
+func wrongCodeOf(t testing.TB, secret string, at time.Time) string {
+	t.Helper()
+	taken := map[string]bool{}
+	for _, d := range []time.Duration{-30 * time.Second, 0, 30 * time.Second} {
+		taken[codeAt(t, secret, at.Add(d))] = true
+	}
+	for i := 0; ; i++ {
+		if c := fmt.Sprintf("%06d", i); !taken[c] {
+			return c
+		}
+	}
+}
+
+// TestTOTPSkew: codes of the steps just before and after the current one
+// are accepted, two steps away are not.
+func TestTOTPSkew(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	site := newTOTPSite(t, testdb.SQLite(t), totpConfig(clk, nil))
+	secret, _ := enrolTOTP(t, site.a, clk, "alice")
+	clk.Advance(5 * time.Minute)
+	for _, tc := range []struct {
+		offset time.Duration
+		want   int
+	}{{-60 * time.Second, 401}, {60 * time.Second, 401}, {-30 * time.Second, 200}, {30 * time.Second, 200}} {
+		c := newBrowser(t)
+		passwordStep(t, c, site, "alice")
+		if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now().Add(tc.offset))+`"}`); st != tc.want {
+			t.Errorf("a code %v away: %d, want %d", tc.offset, st, tc.want)
+		}
+		if err := site.a.Unlock(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTOTPLockAndDelete: an administrator's Lock stops the second step
+// (the right code is refused); Delete removes the second factor with the
+// account, and a new account of the name has none.
+func TestTOTPLockAndDelete(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		ctx := context.Background()
+		clk := newClock()
+		site := newTOTPSite(t, db, totpConfig(clk, nil))
+		secret, _ := enrolTOTP(t, site.a, clk, "alice")
+		c := newBrowser(t)
+		passwordStep(t, c, site, "alice")
+		if err := site.a.Lock(ctx, "alice", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusUnauthorized {
+			t.Errorf("the right code on a Locked account: %d, want 401", st)
+		}
+		if err := site.a.Delete(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"totp_secrets", "recovery_codes", "pending_logins"} {
+			n, err := db.Raw.NewSelect().Table(table).Where("username = ?", "alice").Count(ctx)
+			if err != nil || n != 0 {
+				t.Errorf("%s after Delete: %d rows, %v", table, n, err)
+			}
+		}
+		if err := site.a.Register(ctx, "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		if err := site.a.Authenticate(ctx, "alice", goodPassword); err != nil {
+			t.Errorf("a new alice: %v, want no second factor", err)
+		}
+	})
+}
+
+// TestTOTPFormFlow: the built-in pages: the password form answers with the
+// code page (its own cookie, with the session cookie's rules, and a strict
+// CSP), which posts to /login/verify; that finishes as a password login
+// does: next, remember me; an htmx request gets HX-Redirect instead.
+func TestTOTPFormFlow(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	cfg := totpConfig(clk, nil)
+	cfg.HTTP.InsecureCookies = false // __Host- and Secure, over TLS
+	a := testdb.SQLite(t).Open(t, cfg)
+	srv := httptest.NewTLSServer(a.Routes())
+	defer srv.Close()
+	secret, _ := enrolTOTP(t, a, clk, "alice")
+	c := srv.Client()
+	c.Jar = newBrowser(t).Jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	form := func(path string, v url.Values, hdr ...string) *http.Response {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := form("/login", url.Values{"username": {"alice"}, "password": {goodPassword}, "next": {"/app/?x=1"}, "remember": {"on"}})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`action="/login/verify"`)) || !bytes.Contains(body, []byte(`name="code"`)) {
+		t.Fatalf("password form = %d:\n%s\nwant the code page", resp.StatusCode, body)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); csp != authn.DefaultContentSecurityPolicy {
+		t.Errorf("code page CSP %q", csp)
+	}
+	var pending *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__Host-session-pending" {
+			pending = ck
+		}
+		if ck.Name == "__Host-session" && ck.Value != "" {
+			t.Error("the password step set a session cookie")
+		}
+	}
+	if pending == nil || !pending.HttpOnly || !pending.Secure || pending.SameSite != http.SameSiteLaxMode || pending.Path != "/" || pending.MaxAge <= 0 || pending.MaxAge > 300 {
+		t.Fatalf("pending cookie = %+v", pending)
+	}
+	// A wrong code: the code page again, 401.
+	resp = form("/login/verify", url.Values{"code": {wrongCodeOf(t, secret, clk.Now())}})
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !bytes.Contains(body, []byte("Invalid or expired code")) {
+		t.Errorf("wrong code = %d:\n%s", resp.StatusCode, body)
+	}
+	// The right one: 303 to next, a remembered session.
+	resp = form("/login/verify", url.Values{"code": {codeAt(t, secret, clk.Now())}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app/?x=1" {
+		t.Fatalf("right code = %d, Location %q; want 303 to next", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var session *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__Host-session" {
+			session = ck
+		}
+	}
+	if session == nil || session.MaxAge <= 0 {
+		t.Errorf("session cookie = %+v, want a remembered one", session)
+	}
+	// htmx: the password step sends the browser to the code page.
+	clk.Advance(30 * time.Second)
+	resp = form("/login", url.Values{"username": {"alice"}, "password": {goodPassword}}, "HX-Request", "true")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("HX-Redirect") != "/login/verify" {
+		t.Errorf("htmx password step = %d, HX-Redirect %q", resp.StatusCode, resp.Header.Get("HX-Redirect"))
+	}
+	resp = form("/login/verify", url.Values{"code": {codeAt(t, secret, clk.Now())}}, "HX-Request", "true")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("HX-Redirect") != "/" {
+		t.Errorf("htmx code = %d, HX-Redirect %q, want 200 to AfterLoginPath", resp.StatusCode, resp.Header.Get("HX-Redirect"))
+	}
+}
+
+// TestTOTPRoutes: enrolment, confirmation and disabling over HTTP, JSON
+// and the page (a QR code as a data: image under the page's CSP).
+func TestTOTPRoutes(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		site := newTOTPSite(t, db, totpConfig(clk, nil))
+		if err := site.a.Register(context.Background(), "alice", goodPassword); err != nil {
+			t.Fatal(err)
+		}
+		c := newBrowser(t)
+		if st, body := post(t, c, site.srv.URL+"/login", `{"username":"alice","password":"`+goodPassword+`"}`); st != 200 || !strings.Contains(body, `"username"`) {
+			t.Fatalf("login: %d %s", st, body)
+		}
+		if st, _ := post(t, newBrowser(t), site.srv.URL+"/totp", `{"password":"`+goodPassword+`"}`); st != http.StatusUnauthorized {
+			t.Errorf("enrolment without a session: %d", st)
+		}
+		if st, _ := post(t, c, site.srv.URL+"/totp", `{"password":"wrong password here"}`); st != http.StatusUnauthorized {
+			t.Errorf("enrolment with a wrong password: %d", st)
+		}
+		st, body := post(t, c, site.srv.URL+"/totp", `{"password":"`+goodPassword+`"}`)
+		m := regexp.MustCompile(`"secret":"([A-Z2-7]+)","uri":"otpauth://totp/`).FindStringSubmatch(body)
+		if st != 200 || m == nil {
+			t.Fatalf("enrolment: %d %s", st, body)
+		}
+		secret := m[1]
+		if st, _ := post(t, c, site.srv.URL+"/totp/confirm", `{"code":"`+wrongCodeOf(t, secret, clk.Now())+`"}`); st != http.StatusBadRequest {
+			t.Errorf("confirmation with a wrong code: %d", st)
+		}
+		st, body = post(t, c, site.srv.URL+"/totp/confirm", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`)
+		if st != 200 || strings.Count(body, "-") != 30 {
+			t.Fatalf("confirmation: %d %s, want 10 recovery codes", st, body)
+		}
+		if st, _ := post(t, c, site.srv.URL+"/totp", `{"password":"`+goodPassword+`"}`); st != http.StatusConflict {
+			t.Errorf("a second enrolment: %d, want 409", st)
+		}
+		clk.Advance(30 * time.Second)
+		if st, _ := post(t, c, site.srv.URL+"/totp/disable", `{"password":"`+goodPassword+`","code":"`+wrongCodeOf(t, secret, clk.Now())+`"}`); st != http.StatusUnauthorized {
+			t.Errorf("disable with a wrong code: %d", st)
+		}
+		if st, body := post(t, c, site.srv.URL+"/totp/disable", `{"password":"`+goodPassword+`","code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusNoContent {
+			t.Errorf("disable: %d %s", st, body)
+		}
+		if err := site.a.Authenticate(context.Background(), "alice", goodPassword); err != nil {
+			t.Errorf("after disable: %v", err)
+		}
+		// The page: a form, then the secret with its QR code.
+		req, _ := http.NewRequest("POST", site.srv.URL+"/totp", strings.NewReader("password="+url.QueryEscape(goodPassword)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(page, []byte(`<img id="qr" src="data:image/png;base64,`)) || !bytes.Contains(page, []byte(`id="secret"`)) {
+			t.Errorf("enrolment page %d:\n%s", resp.StatusCode, page)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src data:") || !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script") {
+			t.Errorf("enrolment page CSP %q", csp)
+		}
+	})
+}
+
+// TestTOTPKeyFile: Open without Config.SecretKey keeps a key in a file
+// beside the database, mode 0600, says so in the log, and reads it back on
+// the next Open, so that a secret sealed before still opens; a key file
+// others may read is refused. New without a key refuses enrolments.
+func TestTOTPKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.db")
+	var logs bytes.Buffer
+	ctx := context.Background()
+	clk := newClock()
+	open := func() *authn.Authenticator {
+		a, err := authn.Open(ctx, path, authn.Config{Hasher: fastHasher, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := open()
+	fi, err := os.Stat(path + ".key")
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want mode 0600", fi, err)
+	}
+	if !strings.Contains(logs.String(), "auth.db.key") {
+		t.Errorf("the log does not name the key file:\n%s", logs.String())
+	}
+	secret, _ := enrolTOTP(t, a, clk, "alice")
+	a.Close()
+	a = open()
+	defer a.Close()
+	p := pendingLoginOf(t, a, "alice")
+	if st, body := post(t, p.c, p.url+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != 200 {
+		t.Errorf("a code after reopening with the key file: %d %s", st, body)
+	}
+	if err := os.Chmod(path+".key", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authn.Open(ctx, path, authn.Config{Hasher: fastHasher}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("Open with a key file others may read: %v", err)
+	}
+	if _, err := authn.Open(ctx, filepath.Join(dir, "x.db"), authn.Config{Hasher: fastHasher, SecretKey: []byte("short")}); err == nil {
+		t.Error("a 5-byte SecretKey was accepted")
+	}
+}
+
+// pendingLogin is a browser with a pending login of a user on a server of a.
+type pendingBrowser struct {
+	c   *http.Client
+	url string
+}
+
+func pendingLoginOf(t *testing.T, a *authn.Authenticator, username string) pendingBrowser {
+	t.Helper()
+	srv := httptest.NewServer(a.Routes())
+	t.Cleanup(srv.Close)
+	c := newBrowser(t)
+	passwordStep(t, c, &totpSite{a: a, srv: srv}, username)
+	return pendingBrowser{c, srv.URL}
+}
+
+// TestTOTPNoKey: an Authenticator made by New without a key refuses an
+// enrolment with ErrNoSecretKey, and its route answers 503.
+func TestTOTPNoKey(t *testing.T) {
+	t.Parallel()
+	db := testdb.SQLite(t)
+	a, err := authn.New(context.Background(), db.Raw, authn.Config{Hasher: fastHasher, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Register(context.Background(), "alice", goodPassword); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.TOTP().Enroll(context.Background(), "alice", goodPassword); !errors.Is(err, authn.ErrNoSecretKey) {
+		t.Errorf("Enroll without a key: %v, want ErrNoSecretKey", err)
+	}
+}
+
+// TestTOTPFailingDisk: a code step whose writes the database does not keep
+// fails closed (503), and starts no session: the time step's record, the
+// recovery code's deletion, the pending login's consumption.
+func TestTOTPFailingDisk(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		a, faults := db.OpenFaulty(t, totpConfig(clk, nil))
+		srv := httptest.NewServer(a.Routes())
+		defer srv.Close()
+		site := &totpSite{a: a, srv: srv}
+		secret, recovery := enrolTOTP(t, a, clk, "alice")
+		for _, tc := range []struct{ name, fail, body string }{
+			{"time step", "SET last_step", `{"code":"` + codeAt(t, secret, clk.Now()) + `"}`},
+			{"recovery code", "DELETE FROM \"recovery_codes\"", `{"recovery_code":"` + recovery[0] + `"}`},
+			{"pending login", "DELETE FROM \"pending_logins\"", `{"code":"` + codeAt(t, secret, clk.Now()) + `"}`},
+		} {
+			c := newBrowser(t)
+			passwordStep(t, c, site, "alice")
+			faults.Fail(tc.fail)
+			st, body := post(t, c, srv.URL+"/login/verify", tc.body)
+			faults.Clear()
+			if st != http.StatusServiceUnavailable {
+				t.Errorf("%s not written: %d %s, want 503", tc.name, st, body)
+			}
+			if sessions, _ := a.Sessions(context.Background(), "alice"); len(sessions) != 0 {
+				t.Errorf("%s not written: %d sessions", tc.name, len(sessions))
+			}
+			if err := a.Unlock(context.Background(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
