@@ -867,3 +867,98 @@ func TestPasskeyChallengeKind(t *testing.T) {
 		}
 	})
 }
+
+// pkPasswordStep posts the password to /login on srv in a new client and
+// returns the client, which holds the pending login, and the answer.
+func pkPasswordStep(t testing.TB, srv string, username, password string) (*pkClient, int, []byte) {
+	t.Helper()
+	b := newPKClient(t)
+	st, body := b.post(srv+"/login", map[string]string{"username": username, "password": password})
+	return b, st, body
+}
+
+// A passkey is a second factor after the password: the password alone
+// gives a pending login that names it, and the passkey step finishes the
+// login, on any instance; without it no session starts.
+func TestPasskeySecondFactor(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		ctx := context.Background()
+		a1, a2 := db.Open(t, pkConfig()), db.Open(t, pkConfig())
+		s1, s2 := pkServer(t, a1), pkServer(t, a2)
+		k := newSoftKey(t)
+		k.counting = true
+		addPasskey(t, signUp(t, a1, s1, "alice"), s1.URL, s1.URL, k, "k")
+
+		if err := a1.Authenticate(ctx, "alice", pkPassword); !errors.Is(err, authn.ErrSecondFactorRequired) {
+			t.Fatalf("Authenticate with a passkey: %v, want ErrSecondFactorRequired", err)
+		}
+		b, st, body := pkPasswordStep(t, s1.URL, "alice", pkPassword)
+		if st != http.StatusOK || !strings.Contains(string(body), `"second_factor":["passkey"]`) {
+			t.Fatalf("password step: %d %s", st, body)
+		}
+		if st, _ := b.get(s1.URL + "/passkeys"); st != http.StatusUnauthorized {
+			t.Fatalf("signed in after the password alone: %d", st)
+		}
+		// Begun on one instance, finished on the other.
+		st, opts := b.post(s1.URL+"/passkey/verify/begin", struct{}{})
+		if st != http.StatusOK || !strings.Contains(string(opts), b64.EncodeToString(k.id)) {
+			t.Fatalf("passkey/verify/begin: %d %s", st, opts)
+		}
+		st, body = b.post(s2.URL+"/passkey/verify/finish", map[string]any{"credential": k.get(t, opts)})
+		if st != http.StatusOK || !strings.Contains(string(body), `"username":"alice"`) {
+			t.Fatalf("passkey/verify/finish: %d %s", st, body)
+		}
+		if st, _ := b.get(s1.URL + "/passkeys"); st != http.StatusOK {
+			t.Fatalf("not signed in after the passkey step: %d", st)
+		}
+		// The pending login was used: the same assertion again is refused.
+		if st, _ := b.post(s2.URL+"/passkey/verify/finish", map[string]any{"credential": k.get(t, opts)}); st != http.StatusUnauthorized {
+			t.Fatalf("a second passkey step on a finished login: %d", st)
+		}
+
+		// Without a pending login, no step begins.
+		if st, _ := newPKClient(t).post(s1.URL+"/passkey/verify/begin", struct{}{}); st != http.StatusUnauthorized {
+			t.Fatalf("passkey/verify/begin without a pending login: %d", st)
+		}
+		// Another user's passkey does not finish alice's login.
+		mk := newSoftKey(t)
+		addPasskey(t, signUp(t, a1, s1, "mallory"), s1.URL, s1.URL, mk, "m")
+		b, _, _ = pkPasswordStep(t, s1.URL, "alice", pkPassword)
+		_, opts = b.post(s1.URL+"/passkey/verify/begin", struct{}{})
+		if st, _ := b.post(s1.URL+"/passkey/verify/finish", map[string]any{"credential": mk.get(t, opts)}); st != http.StatusUnauthorized {
+			t.Fatalf("mallory's passkey finished alice's login: %d", st)
+		}
+		// A passwordless challenge does not serve the second step.
+		_, opts = b.post(s1.URL+"/passkey/begin", struct{}{})
+		setCookie(t, b, s1.URL, "passkey-second_factor", cookieOf(t, b, s1.URL, "passkey-login"))
+		if st, _ := b.post(s1.URL+"/passkey/verify/finish", map[string]any{"credential": k.get(t, opts)}); st != http.StatusUnauthorized {
+			t.Fatalf("a sign-in's challenge served the second step: %d", st)
+		}
+		// A passkey removed meanwhile no longer finishes a login.
+		_, opts = b.post(s1.URL+"/passkey/verify/begin", struct{}{})
+		list, _ := a1.Passkeys().List(ctx, "alice")
+		if err := a1.Passkeys().Delete(ctx, "alice", list[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := b.post(s1.URL+"/passkey/verify/finish", map[string]any{"credential": k.get(t, opts)}); st != http.StatusUnauthorized {
+			t.Fatalf("a removed passkey finished a login: %d", st)
+		}
+		// With no passkey left, the password signs in alone again.
+		if _, st, body := pkPasswordStep(t, s1.URL, "alice", pkPassword); st != http.StatusOK || strings.Contains(string(body), "second_factor") {
+			t.Fatalf("password after the last passkey was removed: %d %s", st, body)
+		}
+	})
+}
+
+// With passkeys off (no WebAuthnRPID), a user's passkeys are no second
+// factor: the password signs in alone.
+func TestPasskeyFactorOff(t *testing.T) {
+	db := testdb.SQLite(t)
+	a := db.Open(t, pkConfig())
+	srv := pkServer(t, a)
+	addPasskey(t, signUp(t, a, srv, "alice"), srv.URL, srv.URL, newSoftKey(t), "k")
+	off := db.Open(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}})
+	if err := off.Authenticate(context.Background(), "alice", pkPassword); err != nil {
+		t.Fatalf("Authenticate with passkeys off: %v", err)
+	}
+}
