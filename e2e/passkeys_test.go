@@ -20,7 +20,9 @@ import (
 // domain: CTAP2, resident keys, user verification): the site is opened at
 // http://localhost:PORT, a secure context where WebAuthn works. A passkey
 // is registered on the passkeys page (with the password again); after
-// signing out, "Sign in with a passkey" signs in with no password; while
+// signing out, "Sign in with a passkey" signs in with no password, and so
+// does the browser's autofill; the password then asks for the passkey as
+// a second factor, which finishes the login; while
 // wrong passwords have locked the account it still does; after
 // "authctl lock" it does not; once removed on the passkeys page it does
 // not either.
@@ -165,6 +167,29 @@ func TestPasskeysInBrowser(t *testing.T) {
 	b.expectPage(base+"/", "Hello, demo")
 	autofill(false)
 
+	// 2c. The password, then the passkey as a second factor: the password
+	// alone leads to the second step, which the passkey finishes.
+	signOut()
+	passwordThenPasskey := func() {
+		t.Helper()
+		signInWithPassword(pw)
+		b.screenshot("second-step")
+		if got := strings.TrimSpace(b.text("h1")); got != "Use your passkey" {
+			t.Fatalf("after the password, the page is %q, want the second step", got)
+		}
+		b.do("waiting for the passkey button", chromedp.WaitVisible(chromedp.CSS("#passkey-button")))
+		b.do("clicking Use your passkey", chromedp.Click(chromedp.CSS("#passkey-button")))
+		outcome := waitOutcome(b, `location.pathname === "/" ? "signed in" :
+			(document.querySelector("#passkey-error") && !document.querySelector("#passkey-error").hidden ? document.querySelector("#passkey-error").textContent : "")`)
+		if outcome != "signed in" {
+			t.Fatalf("password + passkey: %q", outcome)
+		}
+		b.do("waiting for the heading", chromedp.WaitVisible(chromedp.CSS("h1")))
+		b.screenshot("password-and-passkey")
+		b.expectPage(base+"/", "Hello, demo")
+	}
+	passwordThenPasskey()
+
 	// 3. Wrong passwords lock the account; the passkey still signs in.
 	signOut()
 	for i := 0; i < 3; i++ {
@@ -184,8 +209,7 @@ func TestPasskeysInBrowser(t *testing.T) {
 	admin("unlock", "demo")
 
 	// 5. Removed on the passkeys page, it signs in no more.
-	signInWithPassword(pw)
-	b.expectPage(base+"/", "Hello, demo")
+	passwordThenPasskey()
 	b.do("opening /passkeys", chromedp.Navigate(base+"/passkeys"))
 	b.submit("removing the passkey", chromedp.Click(chromedp.CSS(`input[name="action"][value="delete"] ~ button`)))
 	b.screenshot("passkey-removed")
@@ -194,6 +218,9 @@ func TestPasskeysInBrowser(t *testing.T) {
 	if passkeySignIn("passkey-after-removal") {
 		t.Fatal("a removed passkey still signed in")
 	}
+	// With no passkey left, the password alone signs in again.
+	signInWithPassword(pw)
+	b.expectPage(base+"/", "Hello, demo")
 }
 
 // waitOutcome evaluates expr in the page until it gives a string other
