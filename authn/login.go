@@ -165,8 +165,9 @@ func (a *Authenticator) finish(ctx context.Context, p *loginProof) error {
 			return ErrInvalidCredentials
 		}
 	}
-	if p.lock == lockAdminOnly {
-		// Nothing to reset: the session's own insert checks the lock rule.
+	if p.lock != lockAny {
+		// A passkey without a password: nothing to reset (see
+		// lockAdminOnly); the session's own insert checks its lock rule.
 		return nil
 	}
 	change := passwordChange{old: p.hash, new: p.rehash, ownLock: p.ownLock}

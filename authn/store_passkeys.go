@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/minimost/minimost/model"
-	"github.com/uptrace/bun"
 )
 
 // The statements of passkeys (see Passkeys): the credentials, and the
@@ -226,15 +225,4 @@ func (s *store) deletePasskey(ctx context.Context, username, credentialID string
 		return false, notWritten("deleting a passkey of "+quoteName(username), err)
 	}
 	return true, nil
-}
-
-// deletePasskeys deletes username's passkeys and ceremonies in progress,
-// inside the transaction of the change that requires it (see
-// deleteTokens).
-func deletePasskeys(ctx context.Context, db bun.IDB, username string) error {
-	if _, err := db.NewDelete().Model((*model.Passkey)(nil)).Where("username = ?", username).Exec(ctx); err != nil {
-		return err
-	}
-	_, err := db.NewDelete().Model((*model.PasskeyChallenge)(nil)).Where("username = ?", username).Exec(ctx)
-	return err
 }
