@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/minimost/minimost/middleware"
@@ -175,14 +176,12 @@ func (h *handlers) passkeyFinishHandler() http.Handler {
 		handle := h.ceremonyHandle(r, ceremonyLogin)
 		h.setCeremonyCookie(w, ceremonyLogin, "") // used, whatever comes next
 		in, status := decodeCeremony(r)
-		var proof loginProof
-		var err error
-		if status != 0 {
+		if status != 0 { // 400, 413 or 415, as a login's; the budget stays spent
 			h.a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
-			err = ErrInvalidCredentials
-		} else {
-			proof, err = h.a.finishPasskeyLogin(r.Context(), handle, in.Credential)
+			writeJSON(w, status, map[string]string{"error": strings.ToLower(http.StatusText(status))})
+			return
 		}
+		proof, err := h.a.finishPasskeyLogin(r.Context(), handle, in.Credential)
 		if err == nil {
 			err = h.finishLogin(w, r, proof, in.Remember && h.offerRemember)
 		}
@@ -253,13 +252,14 @@ func (h *handlers) passkeyFactorFinishHandler() http.Handler {
 		handle := h.ceremonyHandle(r, ceremonySecondFactor)
 		h.setCeremonyCookie(w, ceremonySecondFactor, "")
 		in, status := decodeCeremony(r)
-		var p pendingLogin
-		var proof loginProof
-		var err error
-		if status != 0 {
+		if status != 0 { // 400, 413 or 415, as a login's; the budget stays spent
 			h.a.emit(ctx, Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
-			err = ErrInvalidCredentials
-		} else if p, err = h.a.pendingOf(ctx, h.pendingHandle(r)); errors.Is(err, errNoPendingLogin) {
+			writeJSON(w, status, map[string]string{"error": strings.ToLower(http.StatusText(status))})
+			return
+		}
+		var proof loginProof
+		p, err := h.a.pendingOf(ctx, h.pendingHandle(r))
+		if errors.Is(err, errNoPendingLogin) {
 			h.a.emit(ctx, Event{Type: EventLoginFailed, Reason: ReasonNoPendingLogin})
 			err = ErrInvalidCredentials
 		}

@@ -545,6 +545,10 @@ func TestPasskeyLockRules(t *testing.T) {
 		if st, body, _ := passkeySignIn(t, srv.URL, srv.URL, k); st != http.StatusOK {
 			t.Fatalf("locked by failed passwords: %d %s", st, body)
 		}
+		// The passkey leaves the lockout to the password guesser.
+		if acc, _ := a.Account(ctx, "alice"); acc.LockedUntil.IsZero() {
+			t.Fatal("a passkey sign-in lifted the lockout of failed passwords")
+		}
 		if err := a.Lock(ctx, "alice", 0); err != nil {
 			t.Fatal(err)
 		}
@@ -960,5 +964,86 @@ func TestPasskeyFactorOff(t *testing.T) {
 	off := db.Open(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}})
 	if err := off.Authenticate(context.Background(), "alice", pkPassword); err != nil {
 		t.Fatalf("Authenticate with passkeys off: %v", err)
+	}
+}
+
+// Bad input to the ceremonies' finish: a clear 4xx, never a panic, no
+// session.
+func TestPasskeyBadInput(t *testing.T) {
+	a := testdb.SQLite(t).Open(t, func() authn.Config {
+		cfg := pkConfig()
+		cfg.HTTP.Throttle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1000})
+		return cfg
+	}())
+	srv := pkServer(t, a)
+	k := newSoftKey(t)
+	b := signUp(t, a, srv, "alice")
+	addPasskey(t, b, srv.URL, srv.URL, k, "k")
+	send := func(path, contentType, body string) int {
+		c := newPKClient(t)
+		c.post(srv.URL+"/passkey/begin", struct{}{})
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		res, err := c.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if st, _ := c.get(srv.URL + "/passkeys"); st != http.StatusUnauthorized {
+			t.Fatalf("%s %q: signed in", path, body)
+		}
+		return res.StatusCode
+	}
+	for _, tc := range []struct {
+		contentType, body string
+		want              int
+	}{
+		{"application/json", `{"credential":{}}`, 401},
+		{"application/json", `{"credential":"x"}`, 401},
+		{"application/json", `{"credential":{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"!!","authenticatorData":"","signature":""}}}`, 401},
+		{"application/json", `{"credential":{}} trailing`, 400},
+		{"application/json", `{"credential":{},"extra":1}`, 400},
+		{"application/json", `not json`, 400},
+		{"application/json", `{}`, 400},
+		{"text/plain", `{"credential":{}}`, 415},
+		{"application/json", `{"credential":"` + strings.Repeat("A", 100<<10) + `"}`, 413},
+	} {
+		if got := send("/passkey/finish", tc.contentType, tc.body); got != tc.want {
+			t.Errorf("passkey/finish %.60q: %d, want %d", tc.body, got, tc.want)
+		}
+	}
+	// The registration's finish answers with the status of the problem.
+	for _, tc := range []struct {
+		contentType, body string
+		want              int
+	}{
+		{"application/json", `{"name":"x","credential":{}}`, 400},
+		{"text/plain", `{}`, 415},
+		{"application/json", `{"name":"x","credential":"` + strings.Repeat("A", 100<<10) + `"}`, 413},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/passkeys/finish", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.contentType)
+		res, err := b.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("passkeys/finish %.60q: %d, want %d", tc.body, res.StatusCode, tc.want)
+		}
+	}
+	// A GET of a POST route is 405; a cross-origin POST is 403.
+	if st, _ := newPKClient(t).get(srv.URL + "/passkey/finish"); st != http.StatusMethodNotAllowed {
+		t.Errorf("GET passkey/finish: %d", st)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/passkey/begin", strings.NewReader("{}"))
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site passkey/begin: %d", res.StatusCode)
 	}
 }
