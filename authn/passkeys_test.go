@@ -908,6 +908,7 @@ func TestPasskeySecondFactor(t *testing.T) {
 		if st != http.StatusOK || !strings.Contains(string(opts), b64.EncodeToString(k.id)) {
 			t.Fatalf("passkey/verify/begin: %d %s", st, opts)
 		}
+		pending := cookieOf(t, b, s1.URL, "session-pending")
 		st, body = b.post(s2.URL+"/passkey/verify/finish", map[string]any{"credential": k.get(t, opts)})
 		if st != http.StatusOK || !strings.Contains(string(body), `"username":"alice"`) {
 			t.Fatalf("passkey/verify/finish: %d %s", st, body)
@@ -920,6 +921,12 @@ func TestPasskeySecondFactor(t *testing.T) {
 			t.Fatalf("a second passkey step on a finished login: %d", st)
 		}
 
+		// The pending login was consumed: its cookie begins no other step.
+		replay := newPKClient(t)
+		setCookie(t, replay, s1.URL, "session-pending", pending)
+		if st, _ := replay.post(s1.URL+"/passkey/verify/begin", struct{}{}); st != http.StatusUnauthorized {
+			t.Fatalf("a finished pending login began another step: %d", st)
+		}
 		// Without a pending login, no step begins.
 		if st, _ := newPKClient(t).post(s1.URL+"/passkey/verify/begin", struct{}{}); st != http.StatusUnauthorized {
 			t.Fatalf("passkey/verify/begin without a pending login: %d", st)
