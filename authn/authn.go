@@ -28,6 +28,9 @@
 // [Authenticator.Stats] counts logins, failures, sessions and refusals, for
 // expvar or any monitoring; every failed login is a WARN line with the
 // client's address, which examples/fail2ban's filter reads.
+// [Authenticator.TOTP] adds a second factor to an account (an
+// authenticator app's codes, with recovery codes): its password then
+// signs in only together with a code, at {Prefix}/login/verify.
 //
 // # Sessions
 //
@@ -261,8 +264,8 @@ type Config struct {
 	// alone does not give them. nil means: Open keeps a key of its own in a
 	// file beside the database (its path with ".key" added, mode 0600,
 	// made at the first Open, and logged), and New has none, so that TOTP
-	// enrolment fails with ErrNoSecretKey and accounts with a TOTP second
-	// factor cannot finish a login. Losing the key loses every TOTP second
+	// enrolment fails with ErrNoSecretKey and a TOTP code cannot be checked
+	// (503; recovery codes still work). Losing the key loses every TOTP second
 	// factor: an administrator removes them (TOTP.Reset, authctl 2fa
 	// reset) and the users enrol again. Every instance sharing a database
 	// needs the same key.

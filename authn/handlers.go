@@ -195,6 +195,11 @@ func badRequestMessage(status int) string {
 // account) gets the same 401 answer for the same request: the form shown
 // again keeps the name typed, when it is a valid username, whatever the
 // account's state. See the package documentation for the other statuses.
+//
+// The right password of an account with a second factor (see TOTP) starts
+// no session: it answers 200 {"second_factor":[...]} to JSON, and the code
+// page to a form, with a pending login's cookie; the second step is
+// {Prefix}/login/verify, which only Routes serves.
 func (a *Authenticator) LoginHandler() http.Handler { return a.handlers.loginHandler() }
 
 // loginHandler is LoginHandler.

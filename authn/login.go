@@ -20,6 +20,22 @@ import (
 // finish, ends every login (it consumes the pending login, resets the
 // counter; finishLogin then starts the session and records the event), and
 // one function, answerLogin, answers every login request.
+//
+// How a factor plugs in, without the files of other factors:
+//   - As a second factor: a line in secondFactorSQL (an EXISTS on its own
+//     table) and in factorNames (the names the password step's answer
+//     lists), and its table in userTables. The claim, the hot read of
+//     BasicAuth and Account then see it.
+//   - Its second step reads the pending login (pendingOf, with the cookie's
+//     handle from h.pendingHandle), proves (a guessable secret after
+//     claimCode; a secret nobody can guess, such as a passkey's signature,
+//     may build its loginProof itself: username, hash = the pending login's
+//     userHash, method, pending = its handleHash), then calls
+//     h.finishLogin(w, r, proof, pending.remember) and
+//     h.answerLogin(w, r, res, err, loginAnswer{...}).
+//   - A first factor with no password (a passkey sign-in) builds its
+//     loginProof with the user's current hash and no pending login, and
+//     ends the same way.
 
 // ErrSecondFactorRequired is the error of a right password on an account
 // with a second factor, where the password alone cannot sign in:
@@ -395,22 +411,29 @@ func (h *handlers) answerSecondFactor(w http.ResponseWriter, r *http.Request, ha
 	case wantsJSON(r):
 		writeJSON(w, http.StatusOK, map[string][]string{"second_factor": factors.names()})
 	case isHTMX(r):
-		h.redirect(w, r, h.verifyPath())
+		h.redirect(w, r, h.verifyAction(r))
 	default:
 		h.render(w, http.StatusOK, h.verifyTemplate, h.verifyForm(r, "", factors))
 	}
 }
 
-// verifyPath is the path of the second step of a login.
-func (h *handlers) verifyPath() string { return h.prefix + "/login/verify" }
+// verifyAction is the path of the second step of a login as the browser
+// reaches it: next to the path r came to (the login route's, or the second
+// step's own), also under http.StripPrefix, else {Prefix}/login/verify.
+func (h *handlers) verifyAction(r *http.Request) string {
+	switch p := formAction(r); {
+	case strings.HasSuffix(p, "/login/verify"):
+		return p
+	case strings.HasSuffix(p, "/login"):
+		return p + "/verify"
+	}
+	return h.prefix + "/login/verify"
+}
 
 // verifyForm is the code page's data.
 func (h *handlers) verifyForm(r *http.Request, msg string, factors factorSet) FormData {
 	f := h.loginForm(r, msg, "", "")
-	f.Action = h.verifyPath()
-	if strings.HasSuffix(formAction(r), "/login/verify") {
-		f.Action = formAction(r)
-	}
+	f.Action = h.verifyAction(r)
 	f.SecondFactors = factors.names()
 	return f
 }

@@ -191,7 +191,13 @@ func (t *TOTP) disable(ctx context.Context, username, password, code string, wai
 		return err
 	}
 	pending := pendingLogin{username: username, userHash: p.hash}
-	if _, err := a.proveCode(ctx, pending, code, wait); err != nil {
+	proof, err := a.proveCode(ctx, pending, code, wait)
+	if err != nil {
+		return err
+	}
+	// The code's claim counted an attempt (and may have reached the
+	// threshold): a right one resets it, as a finished login does.
+	if err := a.finish(ctx, &proof); err != nil {
 		return err
 	}
 	if _, err := a.store.removeTOTP(ctx, username, false); err != nil {

@@ -14,11 +14,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/minimost/minimost/authn"
 	"github.com/minimost/minimost/internal/testdb"
+	"github.com/minimost/minimost/middleware"
 )
 
 // TestCostOfCodeSteps counts what the steps of a login with TOTP cost: a
@@ -288,6 +290,9 @@ func TestTOTPRoutes(t *testing.T) {
 		if st, body := post(t, c, site.srv.URL+"/totp/disable", `{"password":"`+goodPassword+`","code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusNoContent {
 			t.Errorf("disable: %d %s", st, body)
 		}
+		if n := failedAttempts(t, site.a, "alice"); n != 0 {
+			t.Errorf("after disable failed_attempts = %d, want 0 (a right code resets its claim)", n)
+		}
 		if err := site.a.Authenticate(context.Background(), "alice", goodPassword); err != nil {
 			t.Errorf("after disable: %v", err)
 		}
@@ -419,4 +424,168 @@ func TestTOTPFailingDisk(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTOTPPendingOnce: one pending login finishes once: a TOTP code and a
+// recovery code sent at once with the same pending cookie, to two
+// instances, start one session; the cookie replayed afterwards with
+// another recovery code starts none.
+func TestTOTPPendingOnce(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		cfg := totpConfig(clk, nil)
+		cfg.LockoutThreshold = 50
+		sites := []*totpSite{newTOTPSite(t, db, cfg), newTOTPSite(t, db, cfg)}
+		secret, recovery := enrolTOTP(t, sites[0].a, clk, "alice")
+		for round := range 4 {
+			c := newBrowser(t)
+			passwordStep(t, c, sites[0], "alice")
+			u, _ := url.Parse(sites[0].srv.URL)
+			cookies := c.Jar.Cookies(u)
+			send := func(site *totpSite, body string) int {
+				req, _ := http.NewRequest("POST", site.srv.URL+"/login/verify", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				for _, ck := range cookies {
+					req.AddCookie(ck)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			statuses := make([]int, 2)
+			bodies := []string{`{"code":"` + codeAt(t, secret, clk.Now()) + `"}`, `{"recovery_code":"` + recovery[2*round] + `"}`}
+			done := make(chan struct{})
+			for i := range 2 {
+				go func() { statuses[i] = send(sites[i], bodies[i]); done <- struct{}{} }()
+			}
+			<-done
+			<-done
+			if n := countOf(statuses, http.StatusOK); n != 1 {
+				t.Errorf("round %d: statuses %v, want one 200", round, statuses)
+			}
+			if st := send(sites[1], `{"recovery_code":"`+recovery[2*round+1]+`"}`); st != http.StatusUnauthorized {
+				t.Errorf("round %d: the pending cookie again: %d, want 401", round, st)
+			}
+			if sessions, _ := sites[0].a.Sessions(context.Background(), "alice"); len(sessions) != round+1 {
+				t.Errorf("round %d: %d sessions, want %d", round, len(sessions), round+1)
+			}
+			clk.Advance(30 * time.Second)
+		}
+	})
+}
+
+func countOf(xs []int, x int) int {
+	n := 0
+	for _, v := range xs {
+		if v == x {
+			n++
+		}
+	}
+	return n
+}
+
+// TestTOTPCodeSpendsBudget: a failed second step spends the client's
+// failure budget as a wrong password does, and a finished one gives its
+// token back: past the budget, even the right code gets 429.
+func TestTOTPCodeSpendsBudget(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	cfg := totpConfig(clk, nil)
+	cfg.LockoutThreshold = 50
+	cfg.HTTP.Throttle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 4, Interval: time.Hour, Now: clk.Now})
+	site := newTOTPSite(t, testdb.SQLite(t), cfg)
+	secret, _ := enrolTOTP(t, site.a, clk, "alice")
+	c := newBrowser(t)
+	passwordStep(t, c, site, "alice") // a success: its token comes back
+	if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusOK {
+		t.Fatalf("the right code: %d", st)
+	}
+	clk.Advance(30 * time.Second)
+	passwordStep(t, c, site, "alice")
+	for i := range 4 {
+		if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+wrongCodeOf(t, secret, clk.Now())+`"}`); st != http.StatusUnauthorized {
+			t.Fatalf("wrong code %d: %d, want 401", i+1, st)
+		}
+	}
+	if st, _ := post(t, c, site.srv.URL+"/login/verify", `{"code":"`+codeAt(t, secret, clk.Now())+`"}`); st != http.StatusTooManyRequests {
+		t.Errorf("the right code past the budget: %d, want 429", st)
+	}
+}
+
+// TestTOTPPasswordChangedDuringStep: a password set while the password
+// step verifies the old one leaves no pending login: the step is refused
+// as a wrong password, and the new password still works.
+func TestTOTPPasswordChangedDuringStep(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		h := testdb.NewCountingHasher(nil)
+		cfg := totpConfig(clk, nil)
+		cfg.Hasher = h
+		site := newTOTPSite(t, db, cfg)
+		enrolTOTP(t, site.a, clk, "alice")
+		var once sync.Once
+		h.SetOnVerify(func(string) {
+			once.Do(func() {
+				if err := site.a.SetPassword(context.Background(), "alice", goodPassword+" changed"); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+		st, body := post(t, newBrowser(t), site.srv.URL+"/login", `{"username":"alice","password":"`+goodPassword+`"}`)
+		if st != http.StatusUnauthorized {
+			t.Errorf("the password step whose password changed meanwhile: %d %s, want 401", st, body)
+		}
+		n, err := db.Raw.NewSelect().Table("pending_logins").Count(context.Background())
+		if err != nil || n != 0 {
+			t.Errorf("pending logins: %d, %v; want none", n, err)
+		}
+	})
+}
+
+// TestTOTPUnderStripPrefix: mounted under http.StripPrefix, the code page
+// posts to the second step's path as the browser reaches it, and htmx is
+// sent there.
+func TestTOTPUnderStripPrefix(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	cfg := totpConfig(clk, nil)
+	cfg.HTTP.LoginPath = "/auth/login"
+	a := testdb.SQLite(t).Open(t, cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/auth/", http.StripPrefix("/auth", a.Routes()))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	secret, _ := enrolTOTP(t, a, clk, "alice")
+	c := newBrowser(t)
+	form := func(path string, v url.Values, hdr ...string) (*http.Response, string) {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	creds := url.Values{"username": {"alice"}, "password": {goodPassword}}
+	resp, body := form("/auth/login", creds)
+	if resp.StatusCode != 200 || !strings.Contains(body, `action="/auth/login/verify"`) {
+		t.Fatalf("code page under StripPrefix: %d\n%s", resp.StatusCode, body)
+	}
+	resp, _ = form("/auth/login/verify", url.Values{"code": {codeAt(t, secret, clk.Now())}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the code under StripPrefix: %d, want 303", resp.StatusCode)
+	}
+	resp, _ = form("/auth/login", creds, "HX-Request", "true")
+	if got := resp.Header.Get("HX-Redirect"); got != "/auth/login/verify" {
+		t.Errorf("htmx under StripPrefix: HX-Redirect %q, want /auth/login/verify", got)
+	}
 }

@@ -261,8 +261,13 @@ func TestTOTPPasswordAlone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := basic("alice", goodPassword); s != http.StatusOK {
-			t.Fatalf("Basic before TOTP: %d", s)
+		for range 3 {
+			if s := basic("alice", goodPassword); s != http.StatusOK {
+				t.Fatalf("Basic before TOTP: %d", s)
+			}
+		}
+		if readsFromMemory(db) && a.Stats().ReadsSkipped == 0 {
+			t.Fatal("the cached Basic credential was never answered from memory: the test would not see the enrolment's commit end it")
 		}
 		e, err := a.TOTP().Enroll(ctx, "alice", goodPassword)
 		if err != nil {
@@ -279,6 +284,16 @@ func TestTOTPPasswordAlone(t *testing.T) {
 		}
 		if s := basic("alice", token); s != http.StatusOK {
 			t.Errorf("Basic with the app token: %d, want 200", s)
+		}
+		fwd := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/auth", nil)
+		req.SetBasicAuth("alice", goodPassword)
+		a.ForwardAuthHandler().ServeHTTP(fwd, req)
+		if fwd.Code != http.StatusUnauthorized {
+			t.Errorf("forward auth with the password alone: %d, want 401", fwd.Code)
+		}
+		if st := a.Stats(); st.SecondFactorRequired < 3 {
+			t.Errorf("Stats.SecondFactorRequired = %d, want the 3 refusals", st.SecondFactorRequired)
 		}
 		if err := a.Authenticate(ctx, "alice", goodPassword); !errors.Is(err, authn.ErrSecondFactorRequired) {
 			t.Errorf("Authenticate = %v, want ErrSecondFactorRequired", err)

@@ -125,7 +125,7 @@ button{font:inherit;padding:.4rem 1rem}</style></head>
 <body><main>
 <h1>Hello, {{.User}}</h1>
 <p>You are signed in. This page is served only to users with a session.</p>
-<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a>{{if .Passkeys}} · <a href="/passkeys">Your passkeys</a>{{end}}</p>
+<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a> · <a href="/totp">Two-step sign-in</a>{{if .Passkeys}} · <a href="/passkeys">Your passkeys</a>{{end}}</p>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 </main></body></html>
 `))
