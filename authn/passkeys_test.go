@@ -1054,3 +1054,38 @@ func TestPasskeyBadInput(t *testing.T) {
 		t.Errorf("cross-site passkey/begin: %d", res.StatusCode)
 	}
 }
+
+// Two first registrations at once draw two user handles: each passkey
+// still serves, without a password and as the second factor.
+func TestPasskeyTwoHandles(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		a := db.Open(t, pkConfig())
+		srv := pkServer(t, a)
+		b := signUp(t, a, srv, "alice")
+		_, opts1 := b.post(srv.URL+"/passkeys/begin", map[string]string{"password": pkPassword})
+		c1 := cookieOf(t, b, srv.URL, "passkey-register")
+		_, opts2 := b.post(srv.URL+"/passkeys/begin", map[string]string{"password": pkPassword})
+		k1, k2 := newSoftKey(t), newSoftKey(t)
+		cred2 := k2.create(t, opts2)
+		if st, body := b.post(srv.URL+"/passkeys/finish", map[string]any{"name": "two", "credential": cred2}); st != http.StatusCreated {
+			t.Fatalf("second begun: %d %s", st, body)
+		}
+		setCookie(t, b, srv.URL, "passkey-register", c1)
+		if st, body := b.post(srv.URL+"/passkeys/finish", map[string]any{"name": "one", "credential": k1.create(t, opts1)}); st != http.StatusCreated {
+			t.Fatalf("first begun: %d %s", st, body)
+		}
+		if bytes.Equal(k1.userHandle, k2.userHandle) {
+			t.Fatal("one handle: the test makes two")
+		}
+		for _, k := range []*softKey{k1, k2} {
+			if st, body, _ := passkeySignIn(t, srv.URL, srv.URL, k); st != http.StatusOK {
+				t.Fatalf("passwordless: %d %s", st, body)
+			}
+			c, _, _ := pkPasswordStep(t, srv.URL, "alice", pkPassword)
+			_, opts := c.post(srv.URL+"/passkey/verify/begin", struct{}{})
+			if st, body := c.post(srv.URL+"/passkey/verify/finish", map[string]any{"credential": k.get(t, opts)}); st != http.StatusOK {
+				t.Fatalf("second factor: %d %s", st, body)
+			}
+		}
+	})
+}
