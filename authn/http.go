@@ -188,6 +188,10 @@ type HTTPConfig struct {
 	// leaves passkeys off. New fails for a value that is not a lower-case
 	// host name (no scheme, port or IP address: browsers accept none).
 	WebAuthnRPID string
+	// PasskeyThrottle limits the passwordless sign-ins each client begins
+	// (each stores a challenge row for a few minutes), successful or not.
+	// nil means a burst of 30, then one every 2 seconds.
+	PasskeyThrottle *middleware.Throttle
 	// WebAuthnRPDisplayName is the site's name as the browser shows it
 	// while creating a passkey. "" means AppName, or else WebAuthnRPID.
 	WebAuthnRPDisplayName string
@@ -366,7 +370,10 @@ func newWeb(c HTTPConfig) web {
 	}
 	// Every passwordless sign-in begun stores a challenge row for a few
 	// minutes: a client gets a burst of them, then one every 2 seconds.
-	w.passkeyBegins = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 30, Interval: 2 * time.Second})
+	w.passkeyBegins = c.PasskeyThrottle
+	if w.passkeyBegins == nil {
+		w.passkeyBegins = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 30, Interval: 2 * time.Second})
+	}
 	if w.maxBody <= 0 {
 		w.maxBody = 8 << 10
 	}

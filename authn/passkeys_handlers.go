@@ -136,18 +136,17 @@ const (
 
 // passkeyBeginHandler starts a passwordless sign-in. Each one stores a
 // challenge row: a client gets a burst of them, then one per interval
-// (passkeyBeginThrottle), so that nobody can fill the database.
+// (HTTPConfig.PasskeyThrottle), so that nobody can fill the database.
 func (h *handlers) passkeyBeginHandler() http.Handler {
 	return h.guard(methods(nil, h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.overBudget(w, r, "") {
 			tooManyFailures(w, r)
 			return
 		}
-		if res, ok := h.reserve(w, r, h.passkeyBegins, ""); !ok {
+		// Spent whatever the outcome: every begin stores a row.
+		if _, ok := h.reserve(w, r, h.passkeyBegins, ""); !ok {
 			tooManyFailures(w, r)
 			return
-		} else {
-			_ = res // spent: every begin stores a row
 		}
 		c, err := h.a.beginPasskeyLogin(r.Context())
 		if err != nil {

@@ -1089,3 +1089,61 @@ func TestPasskeyTwoHandles(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkPasskeyFailure compares the failed passwordless sign-in of a
+// known credential with a wrong signature to that of an unknown
+// credential (SQLite, through HTTP): the unknown one is verified against a
+// dummy key, so that both cost the same.
+//
+//	go test -run '^$' -bench BenchmarkPasskeyFailure -benchtime 2000x ./authn
+func BenchmarkPasskeyFailure(b *testing.B) {
+	cfg := pkConfig()
+	cfg.HTTP.Throttle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1 << 30})
+	cfg.HTTP.PasskeyThrottle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1 << 30})
+	a := testdb.SQLite(b).Open(b, cfg)
+	srv := pkServer(b, a)
+	k := newSoftKey(b)
+	addPasskey(b, signUp(b, a, srv, "alice"), srv.URL, srv.URL, k, "k")
+	forged := *k
+	forged.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	unknown := newSoftKey(b)
+	unknown.userHandle = k.userHandle
+	for _, tc := range []struct {
+		name string
+		key  *softKey
+	}{{"known-credential-wrong-key", &forged}, {"unknown-credential", unknown}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := newPKClient(b)
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				_, opts := c.post(srv.URL+"/passkey/begin", struct{}{})
+				body, _ := json.Marshal(map[string]any{"credential": tc.key.get(b, opts)})
+				b.StartTimer()
+				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/passkey/finish", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				res, err := c.client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusUnauthorized {
+					b.Fatalf("status %d", res.StatusCode)
+				}
+			}
+		})
+	}
+}
+
+// The passwordless sign-ins a client begins are bounded
+// (HTTPConfig.PasskeyThrottle): each stores a row.
+func TestPasskeyBeginThrottle(t *testing.T) {
+	cfg := pkConfig()
+	cfg.HTTP.PasskeyThrottle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 3, Interval: 1 << 40})
+	srv := pkServer(t, testdb.SQLite(t).Open(t, cfg))
+	for i, want := range []int{200, 200, 200, 429} {
+		if st, _ := newPKClient(t).post(srv.URL+"/passkey/begin", struct{}{}); st != want {
+			t.Fatalf("begin %d: %d, want %d", i, st, want)
+		}
+	}
+}
