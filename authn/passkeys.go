@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"net/url"
@@ -188,7 +189,7 @@ func passkeyInfo(k model.Passkey) PasskeyInfo {
 }
 
 // timeOf is unixSeconds' inverse.
-func timeOf(s float64) time.Time { return time.UnixMicro(int64(s * 1e6)) }
+func timeOf(s float64) time.Time { return time.UnixMicro(int64(math.Round(s * 1e6))) }
 
 // passkeys is the relying party: go-webauthn configured from HTTPConfig,
 // and the dummy credential that an assertion for an unknown credential is
@@ -679,6 +680,14 @@ func (a *Authenticator) finishPasskeyFactor(ctx context.Context, p pendingLogin,
 		return fail(ReasonPasskeyFailed, err)
 	case err != nil:
 		return fail(ReasonError, err)
+	}
+	// Two first registrations at once may each have drawn a handle: the
+	// assertion is checked under the handle of the passkey it names.
+	rawID := base64.RawURLEncoding.EncodeToString(parsed.RawID)
+	for _, k := range keys {
+		if h, err := base64.RawURLEncoding.DecodeString(k.UserHandle); err == nil && k.CredentialID == rawID {
+			user.handle, session.UserID = h, h
+		}
 	}
 	cred, err := a.passkeys.wa.ValidateLogin(user, session, parsed)
 	if err != nil {
