@@ -94,8 +94,8 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 	p := loginProof{username: username, method: MethodPassword, hash: change.old, ownLock: change.ownLock}
 	switch {
 	case err != nil:
-	case mode == passwordLogin && change.factors != 0:
-		p.factors = change.factors
+	case mode == passwordLogin && a.factorsInUse(change.factors) != 0:
+		p.factors = a.factorsInUse(change.factors)
 		if err = a.holdForSecondFactor(ctx, username, change); err == nil {
 			p.hash = cmp.Or(change.new, change.old)
 		}

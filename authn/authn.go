@@ -322,6 +322,9 @@ type Authenticator struct {
 	// sealKey seals TOTP secrets: Config.SecretKey, or Open's key file.
 	sealKey sealKey
 
+	// passkeys is the WebAuthn relying party; nil when passkeys are off.
+	passkeys *passkeys
+
 	// handlers are the HTTP side: settings, Basic credential cache,
 	// throttle log.
 	handlers *handlers
@@ -435,6 +438,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		a.policy.MaxBytes = limit // checked when a password is set, before hashing
 	}
 
+	if a.passkeys, err = newPasskeys(cfg.HTTP); err != nil {
+		return nil, err
+	}
 	if a.store, err = newStore(ctx, db, hotread.From(ctx)); err != nil {
 		return nil, err
 	}
@@ -466,9 +472,12 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.handlers.cleanupEvery > 0 {
 		a.every(a.handlers.cleanupEvery, a.cleanSessions)
+		if a.passkeys != nil {
+			a.every(a.handlers.cleanupEvery, a.cleanChallenges)
+		}
 	}
 	a.every(throttleLogWindow, a.handlers.flushThrottleLog)
-	for _, b := range []*budget{a.handlers.failures, a.handlers.registrations} {
+	for _, b := range []*budget{a.handlers.failures, a.handlers.registrations, a.handlers.passkeyStarts} {
 		a.bg.Go(func() { b.runSweeper(a.bgctx) })
 	}
 	if a.store.fast != nil {

@@ -209,7 +209,7 @@ func (h *handlers) cachedLogin(ctx context.Context, username, pw string) error {
 	row, err := h.a.store.userHash(ctx, username)
 	locked := row.until.Valid && lockedAt(row.until.Float64, h.a.now())
 	switch {
-	case err == nil && !locked && row.factors == 0 && verified == row.stored:
+	case err == nil && !locked && h.a.factorsInUse(row.factors) == 0 && verified == row.stored:
 		h.a.stats.basicCacheHits.Add(1)
 		return nil
 	case err != nil && !errors.Is(err, sql.ErrNoRows):

@@ -49,6 +49,7 @@ type budget struct {
 const (
 	budgetFailures      = "failures"
 	budgetRegistrations = "registrations"
+	budgetPasskeyStarts = "passkey_starts"
 )
 
 // budgetSweepInterval is how often each instance deletes the refilled rows

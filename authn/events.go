@@ -30,6 +30,10 @@ const (
 	// EventRecoveryCodeUsed: a recovery code was used up at a login's
 	// second step; EventLoginSucceeded follows when the login finishes.
 	EventRecoveryCodeUsed EventType = "recovery_code_used"
+	// EventPasskeyAdded: a passkey was registered; EventPasskeyRemoved: one
+	// was removed (Passkeys().Delete, its route, authctl passkeys remove).
+	EventPasskeyAdded   EventType = "passkey_added"
+	EventPasskeyRemoved EventType = "passkey_removed"
 )
 
 // Reason says why something happened to an account: why a login failed,
@@ -65,6 +69,12 @@ const (
 	// ReasonNoPendingLogin: a second step without a pending login (none,
 	// expired, or finished by another request).
 	ReasonNoPendingLogin Reason = "no pending login"
+	// ReasonPasskeyFailed: a WebAuthn assertion that failed (an unknown,
+	// used or expired challenge or credential, a wrong signature).
+	ReasonPasskeyFailed Reason = "passkey not verified"
+	// ReasonPasskeyCounter: a passkey whose sign count did not go up (a
+	// cloned authenticator?).
+	ReasonPasskeyCounter Reason = "passkey sign count went back"
 )
 
 // ReasonReset is the Reason of the EventTOTPDisabled of TOTP.Reset, an

@@ -7,4 +7,5 @@ import "context"
 func (a *Authenticator) SweepBudgets(ctx context.Context) {
 	a.handlers.failures.sweep(ctx)
 	a.handlers.registrations.sweep(ctx)
+	a.handlers.passkeyStarts.sweep(ctx)
 }

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"html/template"
@@ -85,6 +86,30 @@ type FormData struct {
 	// TOTP is, for the TOTP page, the state of the user's second factor
 	// and what to show: a new secret, recovery codes.
 	TOTP *TOTPPage
+
+	// Passkeys is true, for the login form of Routes with passkeys on
+	// (HTTPConfig.WebAuthnRPID), when the form offers "Sign in with a
+	// passkey": the built-in form then loads passkey.js (relative to the
+	// login page: Routes serves it beside) and marks the username field
+	// autocomplete="username webauthn" for the browser's autofill. It is
+	// true on the page of a login's second step too, which offers the
+	// passkey when SecondFactors lists "passkey".
+	Passkeys bool
+	// PasskeyPath is where Routes serves its passkey routes, as the
+	// browser sees it (the mount point: "" or "/auth"): the built-in
+	// pages load PasskeyPath+"/passkey.js" and call the routes under it.
+	PasskeyPath string
+}
+
+// Offers reports whether a login's second step may be finished by method
+// ("totp", "recovery_code", "passkey"): whether SecondFactors lists it.
+func (f FormData) Offers(method string) bool {
+	for _, m := range f.SecondFactors {
+		if m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // Notices name, in FormData.NoticeCode and SessionsData.NoticeCode, what a
@@ -212,7 +237,20 @@ func (h *handlers) loginForm(r *http.Request, msg, username, next string) FormDa
 		Action: formAction(r), Error: msg, Username: username, Next: localRedirect(next, ""),
 		LoginPath: h.loginPath, RegisterPath: h.registerPath, OfferRemember: h.offerRemember,
 		AppName: h.appName, HomePath: h.homePath, ResetPath: h.resetPath,
+		Passkeys: h.offerPasskeys, PasskeyPath: h.mountPath(r),
 	}
+}
+
+// mountPath is where the browser sees Routes mounted: the path of r (a
+// page of Routes) without its route, under http.StripPrefix too.
+func (h *handlers) mountPath(r *http.Request) string {
+	p := formAction(r)
+	for _, route := range []string{"/login/verify", "/login", "/passkeys"} {
+		if mount, ok := strings.CutSuffix(p, route); ok {
+			return mount
+		}
+	}
+	return h.prefix
 }
 
 func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
@@ -287,12 +325,21 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 // (remember-me) when remember is true. It reports the login as succeeded,
 // or as failed when the account changed since the password check.
 func (h *handlers) startSession(w http.ResponseWriter, r *http.Request, username, verified string, remember bool) error {
+	return h.startSessionWith(w, r, username, remember, func(ctx context.Context) (string, error) {
+		return h.a.createSession(ctx, username, verified, remember, newSessionClient(r))
+	})
+}
+
+// startSessionWith is startSession with the insert of the session,
+// create, which returns its token: the password's (createSession) or a
+// passkey's (createPasskeySession), each under its lock rule.
+func (h *handlers) startSessionWith(w http.ResponseWriter, r *http.Request, username string, remember bool, create func(context.Context) (string, error)) error {
 	ctx := r.Context()
 	if _, err := h.endSessions(ctx, r); err != nil {
 		return err
 	}
 	start := h.a.now()
-	token, err := h.a.createSession(ctx, username, verified, remember, newSessionClient(r))
+	token, err := create(ctx)
 	if errors.Is(err, errSessionRefused) {
 		return h.a.changedDuringLogin(ctx, username)
 	}
@@ -629,6 +676,7 @@ var (
 	builtinReset        = defaultTemplates.Lookup("reset.html")
 	builtinResetConfirm = defaultTemplates.Lookup("reset_confirm.html")
 	builtinEmail        = defaultTemplates.Lookup("email.html")
+	builtinPasskeys     = defaultTemplates.Lookup("passkeys.html")
 	builtinVerify       = defaultTemplates.Lookup("login_verify.html")
 	builtinTOTP         = defaultTemplates.Lookup("totp.html")
 )
@@ -640,6 +688,8 @@ func (h *handlers) contentSecurityPolicy(t *template.Template) string {
 	switch {
 	case h.csp != "":
 		return h.csp
+	case t == builtinLogin && h.offerPasskeys, t == builtinVerify && h.offerPasskeys, t == builtinPasskeys:
+		return PasskeyContentSecurityPolicy
 	case t == builtinTOTP:
 		// The TOTP page shows its QR code as a data: image.
 		return strings.Replace(DefaultContentSecurityPolicy, "default-src 'none';", "default-src 'none'; img-src data:;", 1)

@@ -213,6 +213,31 @@ type HTTPConfig struct {
 	// for a page of a custom template. New fails for a value with a
 	// control character.
 	ContentSecurityPolicy string
+
+	// WebAuthnRPID turns passkeys on (see Authenticator.Passkeys): it is
+	// the WebAuthn relying party ID, the site's host name ("example.com",
+	// or "localhost" for development), to which every passkey is bound.
+	// Routes then serves {Prefix}/passkeys (a signed-in user's passkeys),
+	// {Prefix}/passkey/… (signing in with one) and {Prefix}/passkey.js,
+	// and the login form offers "Sign in with a passkey". "" (the default)
+	// leaves passkeys off. New fails for a value that is not a lower-case
+	// host name (no scheme, port or IP address: browsers accept none).
+	WebAuthnRPID string
+	// PasskeyThrottle limits the passwordless sign-ins each client begins
+	// (each stores a challenge row for a few minutes), successful or not.
+	// It is counted in the database, one budget for every instance, as
+	// Throttle's. nil means a burst of 30, then one every 2 seconds.
+	PasskeyThrottle *middleware.Throttle
+	// WebAuthnRPDisplayName is the site's name as the browser shows it
+	// while creating a passkey. "" means AppName, or else WebAuthnRPID.
+	WebAuthnRPDisplayName string
+	// WebAuthnOrigins are the origins (scheme://host[:port]) whose pages
+	// may use the passkeys: each https, with a host that is WebAuthnRPID
+	// or a name under it; http only for localhost (and names under
+	// .localhost), the one non-secure origin where browsers allow
+	// WebAuthn. New fails for any other. Empty means
+	// "https://"+WebAuthnRPID.
+	WebAuthnOrigins []string
 }
 
 // The Content-Security-Policy values of the forms when
@@ -229,6 +254,12 @@ const (
 	// inline styles and data: images, but no inline script, plugin or
 	// other origin.
 	CustomContentSecurityPolicy = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'"
+	// PasskeyContentSecurityPolicy is the policy of the built-in pages
+	// that run the passkey ceremonies (the login form of Routes with
+	// passkeys on, and the passkeys page): DefaultContentSecurityPolicy
+	// and the library's own script file (passkey.js), which calls back its
+	// own origin. No inline script.
+	PasskeyContentSecurityPolicy = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 // validate reports the first setting New must refuse. A wrong Prefix would
@@ -254,7 +285,7 @@ func (c HTTPConfig) validate() error {
 	if err := checkBaseURL(c.BaseURL, c.InsecureCookies); err != nil {
 		return fmt.Errorf("authn: HTTPConfig.BaseURL %q: %w", c.BaseURL, err)
 	}
-	return nil
+	return checkWebAuthn(c)
 }
 
 // checkBaseURL reports what is wrong with a BaseURL: "" or an absolute
@@ -338,6 +369,7 @@ type web struct {
 	secure                          bool
 	trusted                         []netip.Prefix
 	throttle, registerThrottle      *middleware.Throttle
+	passkeyBegins                   *middleware.Throttle // passwordless sign-ins begun, per client
 	maxBody                         int64
 	hashWait                        time.Duration
 	basicAuthCacheTTL               time.Duration
@@ -412,6 +444,12 @@ func newWeb(c HTTPConfig) web {
 	if w.registerThrottle == nil {
 		w.registerThrottle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 10, Interval: time.Minute})
 	}
+	// Every passwordless sign-in begun stores a challenge row for a few
+	// minutes: a client gets a burst of them, then one every 2 seconds.
+	w.passkeyBegins = c.PasskeyThrottle
+	if w.passkeyBegins == nil {
+		w.passkeyBegins = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 30, Interval: 2 * time.Second})
+	}
 	if w.maxBody <= 0 {
 		w.maxBody = 8 << 10
 	}
@@ -467,9 +505,15 @@ type handlers struct {
 	// failures and registrations are the per-client budgets of Throttle
 	// and RegisterThrottle, counted in the database (see budget).
 	failures, registrations *budget
+	// passkeyStarts is the budget of PasskeyThrottle: passwordless
+	// sign-ins begun, counted in the database as the others.
+	passkeyStarts *budget
 
 	// crossOriginLog is which refused cross-origin requests are logged.
 	crossOriginLog *throttleLog
+	// offerPasskeys is set on the handlers of Routes with passkeys on:
+	// their login form offers "Sign in with a passkey" (FormData.Passkeys).
+	offerPasskeys bool
 	// insecureCookieWarned is set once the Secure cookie over plain HTTP
 	// has been reported (see warnInsecureCookie): once per Authenticator,
 	// so that no client can flood the log with it. A pointer, since Routes
@@ -487,6 +531,7 @@ func newHandlers(a *Authenticator, c HTTPConfig) *handlers {
 	h.cache = newCredentialCache(h.basicAuthCacheSize, h.basicAuthCacheTTL, a.now)
 	h.failures = newBudget(budgetFailures, h.throttle, a)
 	h.registrations = newBudget(budgetRegistrations, h.registerThrottle, a)
+	h.passkeyStarts = newBudget(budgetPasskeyStarts, h.passkeyBegins, a)
 	h.crossOrigin.SetDenyHandler(http.HandlerFunc(h.crossOriginDenied))
 	return h
 }

@@ -49,6 +49,7 @@ const (
 	MethodPassword     = "password"
 	MethodTOTP         = "totp"
 	MethodRecoveryCode = "recovery_code"
+	MethodPasskey      = "passkey"
 )
 
 // factorSet is the set of second factors an account has: bit i is
@@ -57,7 +58,8 @@ type factorSet int64
 
 // The bits of factorSet.
 const (
-	factorTOTP = iota // a confirmed TOTP secret, with its recovery codes
+	factorTOTP    = iota // a confirmed TOTP secret, with its recovery codes
+	factorPasskey        // a passkey (see Passkeys)
 )
 
 // factorNames are what the answer of a password step lists for each
@@ -65,7 +67,19 @@ const (
 // may finish the login. A factor adds its line here and in
 // secondFactorSQL.
 var factorNames = [][]string{
-	factorTOTP: {MethodTOTP, MethodRecoveryCode},
+	factorTOTP:    {MethodTOTP, MethodRecoveryCode},
+	factorPasskey: {MethodPasskey},
+}
+
+// factorsInUse is f without the factors this Authenticator does not
+// offer: passkeys while they are off (no HTTPConfig.WebAuthnRPID), so
+// that turning them off leaves their users the password (and any other
+// factor), rather than a second step no page offers.
+func (a *Authenticator) factorsInUse(f factorSet) factorSet {
+	if a.passkeys == nil {
+		f &^= 1 << factorPasskey
+	}
+	return f
 }
 
 // has reports whether f has the factor of bit i.
@@ -116,7 +130,26 @@ type loginProof struct {
 	// pending is the pending login the step finishes (the SHA-256 of its
 	// handle), or "".
 	pending string
+	// lock is the lock rule of the step's sign-in: lockAny for a step that
+	// follows a password, lockAdminOnly for a passwordless passkey.
+	lock lockRule
+	// credentialID is the passkey of a passwordless sign-in: its session
+	// starts only while the passkey is still there.
+	credentialID string
 }
+
+// lockRule says which locks refuse a login at its finish.
+type lockRule int
+
+const (
+	// lockAny: every lock refuses it (the lockout's rule for a password).
+	lockAny lockRule = iota
+	// lockAdminOnly: an administrator's Lock (or a lock with no end)
+	// refuses it; a lockout by failed passwords does not, and stays:
+	// a passwordless passkey sign-in guesses no secret, and clearing the
+	// counter would hand a password guesser new attempts.
+	lockAdminOnly
+)
 
 // passwordAlone refuses a password step's proof that names second factors
 // still to check, with ErrSecondFactorRequired, and reports the failure:
@@ -147,6 +180,11 @@ func (a *Authenticator) finish(ctx context.Context, p *loginProof) error {
 			a.emit(ctx, Event{Type: EventLoginFailed, Username: p.username, Reason: ReasonNoPendingLogin})
 			return ErrInvalidCredentials
 		}
+	}
+	if p.lock != lockAny {
+		// A passkey without a password: nothing to reset (see
+		// lockAdminOnly); the session's own insert checks its lock rule.
+		return nil
 	}
 	change := passwordChange{old: p.hash, new: p.rehash, ownLock: p.ownLock}
 	if err := a.resetAfterLogin(ctx, p.username, change); err != nil {
@@ -309,6 +347,11 @@ func (h *handlers) finishLogin(w http.ResponseWriter, r *http.Request, p loginPr
 	if err := h.a.finish(r.Context(), &p); err != nil {
 		return err
 	}
+	if p.lock == lockAdminOnly {
+		return h.startSessionWith(w, r, p.username, remember, func(ctx context.Context) (string, error) {
+			return h.a.createPasskeySession(ctx, p, remember, newSessionClient(r))
+		})
+	}
 	return h.startSession(w, r, p.username, p.hash, remember)
 }
 
@@ -322,6 +365,10 @@ type loginAnswer struct {
 	fail func(status int, code, msg string)
 	// jsonInvalid is the JSON error of a client failure.
 	jsonInvalid string
+	// redirect adds to a JSON success where a browser goes next
+	// ({"username","redirect"}): for the passkey steps, whose script
+	// navigates there.
+	redirect bool
 }
 
 // answerLogin answers a login step that ended with err: 429 for a client
@@ -351,6 +398,8 @@ func (h *handlers) answerLogin(w http.ResponseWriter, r *http.Request, t *budget
 			return
 		}
 		ans.fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable)
+	case isJSON && ans.redirect:
+		writeJSON(w, http.StatusOK, map[string]string{"username": ans.username, "redirect": localRedirect(ans.next, h.afterLoginPath)})
 	case isJSON:
 		writeJSON(w, http.StatusOK, map[string]string{"username": ans.username})
 	default:
@@ -396,6 +445,19 @@ func (h *handlers) verifyForm(r *http.Request, msg string, factors factorSet) Fo
 	return f
 }
 
+// pendingFactors are the second factors of the user of r's pending login,
+// for the page of the second step: TOTP when they cannot be read.
+func (h *handlers) pendingFactors(r *http.Request) factorSet {
+	p, err := h.a.pendingOf(r.Context(), h.pendingHandle(r))
+	if err == nil {
+		f, err := h.a.store.factorsOf(r.Context(), []string{p.username})
+		if in := h.a.factorsInUse(f[p.username]); err == nil && in != 0 {
+			return in
+		}
+	}
+	return factorSet(1 << factorTOTP)
+}
+
 // msgInvalidCode is what the code page says for every failure.
 const msgInvalidCode = "Invalid or expired code. Try again, or start again from the sign-in page."
 
@@ -414,7 +476,7 @@ func (h *handlers) loginVerifyHandler() http.Handler {
 			h.redirect(w, r, h.loginPath)
 			return
 		}
-		h.render(w, http.StatusOK, h.verifyTemplate, h.verifyForm(r, "", factorSet(1<<factorTOTP)))
+		h.render(w, http.StatusOK, h.verifyTemplate, h.verifyForm(r, "", h.pendingFactors(r)))
 	})
 	post := h.protectPOST(http.HandlerFunc(h.postVerify))
 	return h.guard(methods(get, post))
@@ -430,7 +492,7 @@ func (h *handlers) postVerify(w http.ResponseWriter, r *http.Request) {
 		if code == CodeInvalidCredentials {
 			msg = msgInvalidCode
 		}
-		f := h.verifyForm(r, msg, factorSet(1<<factorTOTP))
+		f := h.verifyForm(r, msg, h.pendingFactors(r))
 		f.ErrorCode = code
 		h.render(w, status, h.verifyTemplate, f)
 	}

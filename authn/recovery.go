@@ -447,14 +447,15 @@ func (a *Authenticator) resetSecondFactor(ctx context.Context, link model.Recove
 	return err
 }
 
-// hasSecondFactor reports whether username's account has a second factor,
-// as the login core reads it.
+// hasSecondFactor reports whether username's account has a second factor
+// in use, as the login core reads it (passkeys count only while they are
+// on).
 func (a *Authenticator) hasSecondFactor(ctx context.Context, username string) (bool, error) {
 	factors, err := a.store.factorsOf(ctx, []string{username})
 	if err != nil {
 		return false, err
 	}
-	return factors[username] != 0, nil
+	return a.factorsInUse(factors[username]) != 0, nil
 }
 
 // newRecoveryToken stores a new link of kind for username, bound to the

@@ -25,6 +25,11 @@ import (
 //	POST       {Prefix}/totp/confirm  confirm it ({"code"}: the recovery codes),
 //	POST       {Prefix}/totp/disable  and turn it off ({"password","code"})
 //
+// With passkeys (HTTPConfig.WebAuthnRPID), also {Prefix}/passkeys (a
+// signed-in user's passkeys: list, add, rename, remove), {Prefix}/passkey/begin
+// and {Prefix}/passkey/finish (signing in with one) and {Prefix}/passkey.js
+// (the script of the ceremonies); see Passkeys.
+//
 // Any other path answers 404. It matches r.URL.Path exactly (no trailing
 // slash, no cleaning), so it is mounted where the router leaves the path
 // whole, with Prefix set to the mount point:
@@ -50,6 +55,9 @@ func (h *handlers) routes() http.Handler {
 	// handlers of a copy of h serve it so, since LoginHandler alone links
 	// none by default. The copy shares every throttle, cache and template.
 	in := *h
+	// With passkeys, the login form and the second step of Routes offer
+	// them.
+	in.offerPasskeys = h.a.passkeys != nil
 	if in.registerPath == "" && in.allowRegistration {
 		in.registerPath = in.prefix + "/register"
 	}
@@ -80,6 +88,16 @@ func (h *handlers) routes() http.Handler {
 		table["/email"] = in.emailHandler()
 		table["/email/verify"] = in.verifyHandler()
 	}
+	if h.a.passkeys != nil {
+		table["/passkey.js"] = in.passkeyScriptHandler()
+		table["/passkey/begin"] = in.passkeyBeginHandler()
+		table["/passkey/finish"] = in.passkeyFinishHandler()
+		table["/passkey/verify/begin"] = in.passkeyFactorBeginHandler()
+		table["/passkey/verify/finish"] = in.passkeyFactorFinishHandler()
+		table["/passkeys"] = in.passkeysHandler()
+		table["/passkeys/begin"] = in.passkeysBeginHandler()
+		table["/passkeys/finish"] = in.passkeysFinishHandler()
+	}
 	prefix := h.prefix
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, ok := strings.CutPrefix(r.URL.Path, prefix)
@@ -94,7 +112,7 @@ func (h *handlers) routes() http.Handler {
 }
 
 // routeNames are the last segments of the paths Routes serves.
-var routeNames = []string{"/login", "/logout", "/register", "/password", "/sessions", "/reset", "/reset/confirm", "/email", "/email/verify"}
+var routeNames = []string{"/login", "/logout", "/register", "/password", "/sessions", "/reset", "/reset/confirm", "/email", "/email/verify", "/passkeys"}
 
 // warnMisplaced logs, once per Authenticator, a request that Routes does
 // not serve for one of its own route names under another path than

@@ -162,10 +162,11 @@ func rebind(ctx context.Context, tx bun.Tx, table, username, from, to string) er
 }
 
 // rebindKept carries the rows of username that a change of hash made by
-// this package keeps, its app tokens and its verified address, from the
-// hash from over to the hash to, in the transaction of the change.
+// this package keeps (its app tokens, passkeys and verified address) from
+// the hash from over to the hash to, in the transaction of the change
+// (SetPassword, ChangePassword, a re-hash, an import over the user).
 func rebindKept(ctx context.Context, tx bun.Tx, username, from, to string) error {
-	for _, table := range []string{"tokens", "emails"} {
+	for _, table := range []string{"tokens", "passkeys", "emails"} {
 		if err := rebind(ctx, tx, table, username, from, to); err != nil {
 			return err
 		}

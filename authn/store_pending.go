@@ -21,7 +21,8 @@ import (
 // table. The bit of a factor in a factorSet is its index here. A factor
 // adds its line here, and its name to factorNames.
 var secondFactorSQL = []string{
-	factorTOTP: "EXISTS (SELECT 1 FROM totp_secrets AS f WHERE f.username = %[1]s AND f.confirmed)",
+	factorTOTP:    "EXISTS (SELECT 1 FROM totp_secrets AS f WHERE f.username = %[1]s AND f.confirmed)",
+	factorPasskey: "EXISTS (SELECT 1 FROM passkeys AS f WHERE f.username = %[1]s)",
 }
 
 // factorsSQL is the SQL expression of the factorSet of the user whose name

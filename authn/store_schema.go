@@ -94,6 +94,8 @@ var userTables = []userTable{
 	{(*model.RecoveryCode)(nil), "recovery_codes", []string{"username"}},
 	{(*model.Email)(nil), "emails", nil},
 	{(*model.RecoveryToken)(nil), "recovery_tokens", []string{"username", "expires_at"}},
+	{(*model.Passkey)(nil), "passkeys", []string{"username"}},
+	{(*model.PasskeyChallenge)(nil), "passkey_challenges", []string{"expires_at"}},
 }
 
 // deleteOwned deletes username's rows in every table of userTables, inside

@@ -27,12 +27,39 @@ import (
 // the user's sessions beyond it (see trimSessions) and createSession
 // returns how many it ended.
 func (s *store) createSession(ctx context.Context, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int, idle idleTimeouts) (ended int64, err error) {
+	return s.createSessionIf(ctx, unlockedSQL, unlockedArgs(unixSeconds(now)), tokenHash, username, verified, now, lifetime, remembered, client, limit, idle)
+}
+
+// notAdminLockedSQL is the condition of a user row that no
+// administrator's Lock stops at a time, with the arguments of
+// notAdminLockedArgs: not locked, or locked in time by failed passwords
+// only (see adminLocked). It is what a sign-in that guesses no secret
+// (a passkey) requires: a lockout by failed passwords does not stop it.
+const notAdminLockedSQL = `lockout_until IS NULL OR (lockout_until >= ? AND lockout_until < ? AND NOT (lockout_until > ?
+AND EXISTS (SELECT 1 FROM admin_locks AS l WHERE l.username = users.username AND l.lockout_until = users.lockout_until)))`
+
+func notAdminLockedArgs(now float64) []any {
+	return []any{float64(minLockSeconds), float64(maxLockSeconds), now}
+}
+
+// createPasskeySession is createSession for a sign-in with the passkey of
+// credentialID: a lockout by failed passwords does not refuse it, an
+// administrator's Lock (or a lock with no end) does, and so does the
+// passkey's removal, or its hash no longer the user's, up to the insert.
+func (s *store) createPasskeySession(ctx context.Context, credentialID, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int, idle idleTimeouts) (ended int64, err error) {
+	cond := "(" + notAdminLockedSQL + ") AND EXISTS (SELECT 1 FROM passkeys AS p WHERE p.credential_id = ? AND p.username = users.username AND p.user_hash = users.password_hash)"
+	return s.createSessionIf(ctx, cond, append(notAdminLockedArgs(unixSeconds(now)), credentialID), tokenHash, username, verified, now, lifetime, remembered, client, limit, idle)
+}
+
+// createSessionIf is createSession with the user row's lock condition
+// cond and its arguments.
+func (s *store) createSessionIf(ctx context.Context, cond string, condArgs []any, tokenHash, username, verified string, now time.Time, lifetime time.Duration, remembered bool, client sessionClient, limit int, idle idleTimeouts) (ended int64, err error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
 	query := `INSERT INTO sessions (token_hash, username, created_at, last_seen, expires_at, remembered, client_net, user_agent, user_hash)
 SELECT ?, username, ?, ?, ?, ?, ?, ?, password_hash FROM users
-WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
+WHERE username = ? AND password_hash = ? AND (` + cond + `)`
 	if s.postgres() {
 		query += " FOR SHARE"
 	}
@@ -40,9 +67,9 @@ WHERE username = ? AND password_hash = ? AND (` + unlockedSQL + `)`
 		if err := s.lockSessionsOf(ctx, tx, username, limit); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, query,
-			tokenHash, unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(lifetime)), remembered, nullIfEmpty(client.net), nullIfEmpty(client.agent),
-			username, verified, unixSeconds(now), float64(minLockSeconds))
+		args := []any{tokenHash, unixSeconds(now), unixSeconds(now), unixSeconds(now.Add(lifetime)), remembered, nullIfEmpty(client.net), nullIfEmpty(client.agent),
+			username, verified}
+		res, err := tx.ExecContext(ctx, query, append(args, condArgs...)...)
 		if err := oneRow(res, err); err != nil {
 			return err
 		}

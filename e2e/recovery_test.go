@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestForgotPasswordInBrowser(t *testing.T) {
 	const newPW = "demo's brand new passphrase here"
 	addr := freeAddr(t)
 	base := "http://" + addr
-	s := startLoginAt(ctx, t, bin, pw, addr, "-smtp", mail.Addr, "-smtp-security", "none", "-base-url", base, "-mail-from", "no-reply@example.com")
+	s := startLoginAt(ctx, t, bin, pw, addr, filepath.Join(t.TempDir(), "auth.db"), "-smtp", mail.Addr, "-smtp-security", "none", "-base-url", base, "-mail-from", "no-reply@example.com")
 
 	// 1. Sign in, and set an address on the email page.
 	b.do("opening the login form", chromedp.Navigate(base+"/login"))

@@ -19,11 +19,17 @@ import (
 // of this module), into dir and returns the binary's path.
 func buildLogin(ctx context.Context, t *testing.T, dir string) string {
 	t.Helper()
-	bin := filepath.Join(dir, "login")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./examples/login")
+	return buildExample(ctx, t, dir, "login")
+}
+
+// buildExample builds examples/NAME into dir and returns the binary's path.
+func buildExample(ctx context.Context, t *testing.T, dir, name string) string {
+	t.Helper()
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./examples/"+name)
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building examples/login: %v\n%s", err, out)
+		t.Fatalf("building examples/%s: %v\n%s", name, err, out)
 	}
 	return bin
 }
@@ -58,10 +64,10 @@ type server struct {
 // test.
 func startLogin(ctx context.Context, t *testing.T, bin, pw string, args ...string) *server {
 	t.Helper()
-	return startLoginAt(ctx, t, bin, pw, freeAddr(t), args...)
+	return startLoginAt(ctx, t, bin, pw, freeAddr(t), filepath.Join(t.TempDir(), "auth.db"), args...)
 }
 
-// freeAddr returns a host:port of 127.0.0.1 that was free a moment ago.
+// freeAddr returns a free address of 127.0.0.1 to listen on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -72,12 +78,10 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startLoginAt is startLogin on addr, for a test that must name the
-// address in args (-base-url).
-func startLoginAt(ctx context.Context, t *testing.T, bin, pw, addr string, args ...string) *server {
+// startLoginAt is startLogin on addr with the database db.
+func startLoginAt(ctx context.Context, t *testing.T, bin, pw, addr, db string, args ...string) *server {
 	t.Helper()
 	s := &server{addr: addr, out: &output{}}
-	db := filepath.Join(t.TempDir(), "auth.db")
 	cmd := exec.Command(bin, append([]string{"-addr", addr, "-db", db, "-demo-password", pw}, args...)...)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {

@@ -124,7 +124,8 @@ type AdminLock struct {
 type ClientBudget struct {
 	bun.BaseModel `bun:"table:client_budgets"`
 
-	// Budget names the budget: "failures" or "registrations".
+	// Budget names the budget: "failures", "registrations" or
+	// "passkey_starts".
 	Budget string `bun:"budget,pk,type:text"`
 	// Client is the client's network, as netip.Prefix writes it
 	// ("192.0.2.7/32", "2001:db8::/64").
@@ -193,6 +194,72 @@ type RecoveryLimit struct {
 	// WindowStart is a Unix time in seconds.
 	WindowStart float64 `bun:"window_start,notnull"`
 	Count       int64   `bun:"count,notnull"`
+}
+
+// Passkey is one row of the passkeys table: a WebAuthn credential of a
+// user (see authn.Passkeys). It holds no secret: the public key verifies
+// what only the authenticator can sign. A user's passkeys have distinct
+// names.
+type Passkey struct {
+	bun.BaseModel `bun:"table:passkeys"`
+
+	// CredentialID is the credential's ID, base64url without padding.
+	CredentialID string `bun:"credential_id,pk,type:text"`
+	Username     string `bun:"username,notnull,type:text,unique:passkeys_username_name"`
+	Name         string `bun:"name,notnull,type:text,unique:passkeys_username_name"`
+	// UserHandle is the WebAuthn user handle the credential was made for
+	// (random, the same for all of a user's passkeys), base64url: a
+	// discoverable credential names its user by it.
+	UserHandle string `bun:"user_handle,notnull,type:text"`
+	// PublicKey is the COSE public key, as the authenticator sent it.
+	PublicKey []byte `bun:"public_key,notnull"`
+	// SignCount is the authenticator's signature counter as last seen;
+	// 0 for authenticators that keep none (synced passkeys).
+	SignCount int64 `bun:"sign_count,notnull,default:0"`
+	// AAGUID names the authenticator's model (hex), or is "" (all zero).
+	AAGUID string `bun:"aaguid,type:text,nullzero"`
+	// Transports are the transports the browser reported, comma-separated.
+	Transports string `bun:"transports,type:text,nullzero"`
+	// BackupEligible and BackupState are the BE and BS flags as last seen:
+	// a synced passkey may change BS (go-webauthn#335).
+	BackupEligible bool `bun:"backup_eligible,notnull,default:false"`
+	BackupState    bool `bun:"backup_state,notnull,default:false"`
+	// UserVerified is whether the authenticator has verified the user
+	// (UV) at registration or any use since.
+	UserVerified bool `bun:"user_verified,notnull,default:false"`
+	// AttestationType is what the registration's attestation was
+	// ("none" for most passkeys).
+	AttestationType string `bun:"attestation_type,type:text,nullzero"`
+	// CreatedAt and LastUsed are Unix times in seconds; LastUsed is NULL
+	// until the first sign-in.
+	CreatedAt float64  `bun:"created_at,notnull"`
+	LastUsed  *float64 `bun:"last_used"`
+	// UserHash is the user's password_hash the passkey is bound to, as
+	// Token.UserHash: it signs in without a password only while the user's
+	// row still has it.
+	UserHash string `bun:"user_hash,type:text,nullzero"`
+}
+
+// PasskeyChallenge is one row of the passkey_challenges table: a WebAuthn
+// ceremony begun and not yet finished, so that any instance can finish it.
+// It is keyed by the SHA-256 of a random handle the browser holds in a
+// cookie, used once (deleted as it is read) and short-lived.
+type PasskeyChallenge struct {
+	bun.BaseModel `bun:"table:passkey_challenges"`
+
+	HandleHash string `bun:"handle_hash,pk,type:text"`
+	// Kind is the ceremony: "register", "login" (passwordless) or
+	// "second_factor".
+	Kind string `bun:"kind,notnull,type:text"`
+	// Username is the user of a registration or a second factor; "" for
+	// a passwordless sign-in, which learns it from the credential.
+	Username string `bun:"username,type:text,nullzero"`
+	// UserHash is, for a registration, the hash of the password checked
+	// to begin it: the passkey is bound to it.
+	UserHash string `bun:"user_hash,type:text,nullzero"`
+	// Data is go-webauthn's SessionData as JSON.
+	Data      string  `bun:"data,notnull,type:text"`
+	ExpiresAt float64 `bun:"expires_at,notnull"`
 }
 
 // PendingLogin is one row of the pending_logins table: a login whose

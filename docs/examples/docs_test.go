@@ -231,3 +231,17 @@ func TestSnippets(t *testing.T) {
 		t.Fatalf("the collector gathered %v, %v", families, err)
 	}
 }
+
+// TestPasskeysConfig: docs/passkeys.md's configuration is one New accepts.
+func TestPasskeysConfig(t *testing.T) {
+	cfg := passkeysConfig()
+	cfg.Hasher, cfg.Logger = password.PBKDF2{Iterations: 1000}, slog.New(slog.DiscardHandler)
+	a, err := authn.Open(context.Background(), filepath.Join(t.TempDir(), "auth.db"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !a.Passkeys().Enabled() {
+		t.Fatal("passkeys not enabled")
+	}
+}

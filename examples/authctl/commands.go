@@ -28,7 +28,7 @@ import (
 )
 
 // commandOrder is the order of the help text.
-var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "2fa", "email", "reset-link", "import-htpasswd", "import-db", "backup", "restore"}
+var commandOrder = []string{"add", "passwd", "unlock", "lock", "delete", "list", "show", "sessions", "logout", "token", "2fa", "passkeys", "email", "reset-link", "import-htpasswd", "import-db", "backup", "restore"}
 
 func commands() map[string]command {
 	return map[string]command{
@@ -366,6 +366,26 @@ Examples:
   authctl token revoke alice ci`,
 			run: runToken,
 		},
+		"passkeys": {
+			name: "passkeys", args: "[-json] NAME | remove NAME PASSKEY", minArgs: 1, maxArgs: 3,
+			summary: "list or remove a user's passkeys",
+			flags:   func(fs *flag.FlagSet) { fs.Bool("json", false, "list: one JSON array instead of a table") },
+			help: `Passkeys sign a user in without a password (see HTTPConfig.WebAuthnRPID);
+users add them on the passkeys page, signed in and with their password.
+
+  passkeys NAME                 lists NAME's passkeys: ID, name, created, last
+                                used ("-" when never), synced.
+  passkeys remove NAME PASSKEY  removes NAME's passkey PASSKEY (its ID, or its
+                                name): it signs in no more, from the next
+                                request on.
+
+A lockout by failed passwords does not stop a passkey; "lock" and "delete" do.
+
+Examples:
+  authctl passkeys alice
+  authctl passkeys remove alice "work laptop"`,
+			run: runPasskeys,
+		},
 		"backup": {
 			name: "backup", sqliteFile: true, args: "FILE", minArgs: 1, maxArgs: 1,
 			summary: "write a consistent copy of the SQLite database to FILE, servers running",
@@ -537,6 +557,56 @@ func runToken(ctx context.Context, c *call) error {
 			last = tok.LastUsed.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", tableCell(tok.Name), tok.Created.UTC().Format(time.RFC3339), last)
+	}
+	return tw.Flush()
+}
+
+// runPasskeys runs "passkeys NAME" and "passkeys remove NAME PASSKEY".
+func runPasskeys(ctx context.Context, c *call) error {
+	pk := c.a.Passkeys()
+	if c.args[0] == "remove" && len(c.args) == 3 {
+		if c.flag("json") {
+			return usageError{"-json is a flag of the list only"}
+		}
+		username, which := c.args[1], c.args[2]
+		list, err := pk.List(ctx, username)
+		if err != nil {
+			return err
+		}
+		id := which
+		for _, k := range list {
+			if k.ID != which && k.Name == which {
+				id = k.ID
+			}
+		}
+		if err := pk.Delete(ctx, username, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "removed passkey %s of %s\n", tableCell(which), displayName(username))
+		return nil
+	}
+	if len(c.args) != 1 {
+		return usageError{"usage: authctl [-db DB] passkeys [-json] NAME | passkeys remove NAME PASSKEY"}
+	}
+	list, err := pk.List(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	if c.flag("json") {
+		return writeJSON(c.stdout, list)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tCREATED\tLAST USED\tSYNCED")
+	for _, k := range list {
+		last := "-"
+		if !k.LastUsed.IsZero() {
+			last = k.LastUsed.UTC().Format(time.RFC3339)
+		}
+		synced := "no"
+		if k.BackupState {
+			synced = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, tableCell(k.Name), k.Created.UTC().Format(time.RFC3339), last, synced)
 	}
 	return tw.Flush()
 }

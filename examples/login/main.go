@@ -4,7 +4,7 @@
 // (or PostgreSQL). /healthz needs no authentication, nor does /debug/vars,
 // the Authenticator's counters (Stats) as expvar JSON under "authn".
 //
-//	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW]
+//	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW] [-passkeys http://localhost:8080]
 //	                        [-smtp HOST:PORT -base-url URL [-smtp-security starttls|tls|none] [-smtp-user USER] [-mail-from ADDR]]
 //	                        [-trusted-proxies 127.0.0.1/32] [-secret-key-file FILE]
 //
@@ -15,6 +15,11 @@
 // http://127.0.0.1:8080), with STARTTLS by default. The SMTP password, if
 // any, is read from the environment variable SMTP_PASSWORD, never from the
 // command line. Without -smtp, it says that reset mail is off.
+//
+// With -passkeys ORIGIN, users may add passkeys (on /passkeys) and sign in
+// with them; the relying party ID is ORIGIN's host name. Browsers allow
+// passkeys on https origins, and on http only for localhost: open the site
+// at ORIGIN (http://localhost:8080, not http://127.0.0.1:8080).
 //
 // When the database has no users it creates "demo" and prints its password
 // once; when it has users, it says so and how to set demo's password with
@@ -37,6 +42,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -73,6 +79,7 @@ func main() {
 	smtpUser := fs.String("smtp-user", "", "SMTP user name (AUTH); the password is read from $SMTP_PASSWORD")
 	mailFrom := fs.String("mail-from", "no-reply@localhost", "the From address of the mail")
 	baseURL := fs.String("base-url", "", "the URL browsers use for this server (https://…, or http:// for a loopback address); required with -smtp")
+	passkeys := fs.String("passkeys", "", "turn passkeys on for this origin, such as http://localhost:8080 or https://example.com")
 	os.Exit(demo.Main(fs, os.Args[1:], func(ctx context.Context) error {
 		mailer, err := newMailer(*smtpAddr, *smtpSecurity, *smtpUser, os.Getenv("SMTP_PASSWORD"), *mailFrom, *baseURL)
 		if err != nil {
@@ -106,6 +113,14 @@ func main() {
 		if mailer != nil {
 			cfg.Mailer = mailer
 		}
+		if *passkeys != "" {
+			u, err := url.Parse(*passkeys)
+			if err != nil {
+				return fmt.Errorf("-passkeys %q: %w", *passkeys, err)
+			}
+			cfg.HTTP.WebAuthnRPID = u.Hostname()
+			cfg.HTTP.WebAuthnOrigins = []string{*passkeys}
+		}
 		return run(ctx, os.Stdout, *addr, *db, *demoPassword, cfg)
 	}))
 }
@@ -138,7 +153,7 @@ func run(ctx context.Context, out io.Writer, addr, db, demoPassword string, cfg 
 	// /login, /logout, /register, /password and /sessions (HTTPConfig.Prefix
 	// is ""); any other path no pattern below claims answers 404 there.
 	mux.Handle("/", a.Routes())
-	mux.Handle("/{$}", a.RequireSession(home(cfg.Mailer != nil)))
+	mux.Handle("/{$}", a.RequireSession(home(cfg.Mailer != nil, a.Passkeys().Enabled())))
 	// The same users, for scripts: HTTP Basic authentication.
 	mux.Handle("/api/", a.BasicAuth(http.HandlerFunc(api)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -165,21 +180,23 @@ button{font:inherit;padding:.4rem 1rem}</style></head>
 <body><main>
 <h1>Hello, {{.User}}</h1>
 <p>You are signed in. This page is served only to users with a session.</p>
-<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a> · <a href="/totp">Two-step sign-in</a>{{if .Mail}} · <a href="/email">Email address</a>{{end}}</p>
+<p><a href="/password">Change your password</a> · <a href="/sessions">Your sessions</a> · <a href="/totp">Two-step sign-in</a>{{if .Passkeys}} · <a href="/passkeys">Your passkeys</a>{{end}}{{if .Mail}} · <a href="/email">Email address</a>{{end}}</p>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 </main></body></html>
 `))
 
 // home is the application's own page: authn.Username tells who is there.
-// With mail, it links the email address page.
-func home(mail bool) http.Handler {
+// It links the email address page with mail, and the passkeys page when
+// passkeys are on.
+func home(mail, passkeys bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, _ := authn.Username(r.Context())
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		homePage.Execute(w, struct {
-			User string
-			Mail bool
-		}{user, mail})
+			User     string
+			Mail     bool
+			Passkeys bool
+		}{user, mail, passkeys})
 	})
 }
 
