@@ -202,7 +202,6 @@ func nginxBinary(t *testing.T) string {
 // with the test.
 func startNginx(t *testing.T, bin, authnAddr, appAddr string) string {
 	t.Helper()
-	dir := t.TempDir()
 	addr := freeAddr(t)
 	server := readmeNginx(t)
 	for old, new := range map[string]string{
@@ -215,6 +214,16 @@ func startNginx(t *testing.T, bin, authnAddr, appAddr string) string {
 		}
 		server = strings.ReplaceAll(server, old, new)
 	}
+	return runNginx(t, bin, addr, server)
+}
+
+// runNginx runs nginx in the foreground with the http-level configuration
+// server (server and upstream blocks), which listens on addr, in a
+// directory of its own (pid, logs and temporary files there), so that it
+// needs no root. It returns nginx's base URL; nginx stops with the test.
+func runNginx(t *testing.T, bin, addr, server string) string {
+	t.Helper()
+	dir := t.TempDir()
 	var temps strings.Builder
 	for _, name := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		fmt.Fprintf(&temps, "    %s_temp_path %s;\n", name, filepath.Join(dir, name))
@@ -223,7 +232,7 @@ func startNginx(t *testing.T, bin, authnAddr, appAddr string) string {
 worker_processes 1;
 pid %s;
 error_log %s info;
-events { worker_connections 64; }
+events { worker_connections 256; }
 http {
     access_log off;
 %s

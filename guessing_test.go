@@ -79,15 +79,20 @@ func buildExample(t *testing.T, name string) string {
 // stops with the test.
 func startExample(t *testing.T, name string, args ...string) *server {
 	t.Helper()
+	return startExampleOn(t, name, filepath.Join(t.TempDir(), "auth.db"), args...)
+}
+
+// startExampleOn is startExample on the database db (a SQLite file or a
+// postgres:// URL), which several servers may share.
+func startExampleOn(t *testing.T, name, db string, args ...string) *server {
+	t.Helper()
 	bin := buildExample(t, name)
-	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	db := filepath.Join(dir, "auth.db")
 	cmd := exec.Command(bin, append([]string{"-addr", addr, "-db", db}, args...)...)
 	stderr, _ := cmd.StderrPipe()
 	cmd.Stdout = io.Discard

@@ -189,6 +189,8 @@ func (a *Authenticator) checkPassword(ctx context.Context, slot *loginSlot, user
 		change, err := a.refused(ctx, username)
 		a.dummyVerify() // after the read, which the time of the hash then hides
 		return change, err
+	case errors.Is(err, errOverBudget):
+		return passwordChange{}, err // reported as throttled by the handler
 	case errors.Is(err, ErrBusy):
 		return fail(ReasonDatabaseBusy, err)
 	case err != nil:
@@ -277,7 +279,13 @@ func (e countedBusyError) Unwrap() error { return e.err }
 // (the UPDATE may commit as its wait ends); it checks no password either
 // way.
 func (a *Authenticator) claim(ctx context.Context, username string, wait hashWait, loan *slotLoan) (c claimed, err error) {
+	ticket := budgetTicketFrom(ctx) // the client's budget, for a login over HTTP
 	if a.threshold < 0 {
+		if ticket != nil {
+			if _, err := ticket.spend(ctx, wait.d); err != nil {
+				return c, err
+			}
+		}
 		return a.store.unlockedHash(ctx, username, a.now())
 	}
 	if !wait.until.IsZero() {
@@ -297,8 +305,9 @@ func (a *Authenticator) claim(ctx context.Context, username string, wait hashWai
 		return c, claimWaitError{err}
 	}
 	defer release()
-	c, err = a.store.claim(ctx, username, a.now(), a.threshold, a.duration)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) && ctx.Err() != nil {
+	c, err = a.store.claim(ctx, username, a.now(), a.threshold, a.duration, ticket.budgetSpend())
+	err = ticket.claimed(ctx, err)
+	if err != nil && !errors.Is(err, errOverBudget) && !errors.Is(err, sql.ErrNoRows) && ctx.Err() != nil {
 		err = claimWaitError{fmt.Errorf("%w: %w", context.Cause(ctx), nested(err))}
 	}
 	return c, err

@@ -468,7 +468,7 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 	a.sessionIdle, a.sessionLifetime = a.handlers.idle, a.handlers.lifetime
 	a.maxSessions = a.handlers.maxSessions
 	a.rememberFor, a.rememberIdle = a.handlers.rememberFor, a.handlers.rememberIdle
-	a.clientPrefix = a.handlers.throttle.ClientPrefix
+	a.clientPrefix = a.handlers.failures.clientPrefix
 	a.bgctx, a.stop = context.WithCancel(context.Background())
 	if a.handlers.cleanupEvery > 0 {
 		a.every(a.handlers.cleanupEvery, a.cleanSessions)
@@ -477,6 +477,9 @@ func New(ctx context.Context, db *bun.DB, cfg Config) (*Authenticator, error) {
 		}
 	}
 	a.every(throttleLogWindow, a.handlers.flushThrottleLog)
+	for _, b := range []*budget{a.handlers.failures, a.handlers.registrations, a.handlers.passkeyStarts} {
+		a.bg.Go(func() { b.runSweeper(a.bgctx) })
+	}
 	if a.store.fast != nil {
 		a.every(fileCheckInterval, a.store.fast.watch)
 	}

@@ -75,8 +75,8 @@ func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bo
 	}
 	if !ok {
 		if r.Header.Get("Authorization") != "" { // sent, but malformed: a failure
-			if _, ok := h.reserve(w, r, h.throttle, username); !ok {
-				tooManyFailures(w, r)
+			if _, err := h.reserve(w, r, h.failures, username); err != nil {
+				h.refuseBasic(w, r, err)
 				return "", false
 			}
 			h.a.emit(r.Context(), Event{Type: EventLoginFailed, Reason: ReasonMalformedHeader})
@@ -97,15 +97,18 @@ func (h *handlers) basicUser(w http.ResponseWriter, r *http.Request) (string, bo
 	}
 	err := h.cachedLogin(r.Context(), username, pw)
 	if errors.Is(err, errNotCached) {
-		// A password will be checked: reserve before, so that the
-		// client's requests in flight cannot overrun its budget.
-		res, ok := h.reserve(w, r, h.throttle, username)
+		// A password will be checked: its claim takes a token of the
+		// client's budget first, so that the client's requests in
+		// flight cannot overrun it.
+		ctx, t, ok := h.attempt(w, r, username)
 		if !ok {
 			tooManyFailures(w, r)
 			return "", false
 		}
-		if err = h.basicLogin(r.Context(), username, pw); !spendsBudget(err) {
-			res.Cancel()
+		err = h.basicLogin(ctx, username, pw)
+		if h.settle(w, r, t, username, err); errors.Is(err, errOverBudget) {
+			tooManyFailures(w, r)
+			return "", false
 		}
 	}
 	switch {
@@ -135,8 +138,8 @@ func (h *handlers) bearerUser(w http.ResponseWriter, r *http.Request, token stri
 	case err == nil:
 		return username, true
 	case errors.Is(err, errNoToken):
-		if _, ok := h.reserve(w, r, h.throttle, ""); !ok {
-			tooManyFailures(w, r)
+		if _, err := h.reserve(w, r, h.failures, ""); err != nil {
+			h.refuseBasic(w, r, err)
 			return "", false
 		}
 		reason := ReasonUnknownToken

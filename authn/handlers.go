@@ -269,14 +269,26 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 		f.ErrorCode, f.Remember = code, in.Remember && f.OfferRemember
 		h.render(w, status, h.loginTemplate, f)
 	}
-	// Every login may fail: reserve a token of the client's budget before
-	// it is checked, given back when it succeeds.
-	res, ok := h.reserve(w, r, h.throttle, in.Username)
+	// Every login may fail: its claim takes a token of the client's
+	// budget before the password is checked, given back when it succeeds.
+	ctx, t, ok := h.attempt(w, r, in.Username)
 	if !ok {
 		fail(http.StatusTooManyRequests, CodeThrottled, msgThrottled, msgTooManyFailures)
 		return
 	}
 	if status != 0 {
+		// No claim: the token is taken here.
+		_, err := t.spend(ctx, h.web.hashWait)
+		switch {
+		case errors.Is(err, errOverBudget):
+			h.settle(w, r, t, in.Username, err)
+			fail(http.StatusTooManyRequests, CodeThrottled, msgThrottled, msgTooManyFailures)
+			return
+		case err != nil:
+			h.failClosed(w, r, err)
+			fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable, "service unavailable, try again later")
+			return
+		}
 		h.a.emit(r.Context(), Event{Type: EventLoginFailed, Username: loggable(in.Username), Reason: ReasonMalformedHeader})
 		fail(status, code, badRequestMessage(status), strings.ToLower(http.StatusText(status)))
 		return
@@ -284,25 +296,24 @@ func (h *handlers) postLogin(w http.ResponseWriter, r *http.Request) {
 	remember := in.Remember && h.offerRemember
 	// A login replaces the browser's pending login, if any.
 	if err := h.dropPending(w, r); err != nil {
-		res.Cancel()
 		h.failClosed(w, r, err)
 		fail(http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable, "service unavailable, try again later")
 		return
 	}
-	p, err := h.a.authenticate(r.Context(), in.Username, in.Password, h.newHashWait(), passwordLogin)
+	p, err := h.a.authenticate(ctx, in.Username, in.Password, h.newHashWait(), passwordLogin)
 	if err == nil && p.factors != 0 {
 		// The right password of an account with a second factor: a
 		// pending login, no session yet, and the counter not reset.
 		var handle string
 		if handle, err = h.a.startPending(r.Context(), p, remember, localRedirect(in.Next, "")); err == nil {
-			res.Cancel()
+			t.cancel(ctx) // the password was right: its token comes back
 			h.answerSecondFactor(w, r, handle, p.factors)
 			return
 		}
 	} else if err == nil {
 		err = h.startSession(w, r, in.Username, p.hash, remember)
 	}
-	h.answerLogin(w, r, res, err, loginAnswer{
+	h.answerLogin(w, r, t, err, loginAnswer{
 		username: in.Username, next: in.Next, jsonInvalid: "invalid username or password",
 		fail: func(status int, code, msg string) { fail(status, code, msg, "") },
 	})
@@ -429,9 +440,14 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	// A registration may fail, and spends the client's failure budget
 	// then; and every one spends the registration budget, successes too,
 	// since each costs a hash and a row.
-	res, ok := h.reserve(w, r, h.throttle, in.Username)
-	if !ok {
+	res, err := h.reserve(w, r, h.failures, in.Username)
+	switch {
+	case errors.Is(err, errOverBudget):
 		answer(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
+		return
+	case err != nil:
+		h.failClosed(w, r, err)
+		answer(http.StatusServiceUnavailable, CodeUnavailable, codeMessage(CodeUnavailable))
 		return
 	}
 	if status != 0 {
@@ -445,17 +461,23 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, CodeEmailInvalid, codeMessage(CodeEmailInvalid))
 		return
 	}
-	regRes, ok := h.reserve(w, r, h.registerThrottle, in.Username)
-	if !ok {
-		res.Cancel() // not a failure: a registration too many
+	regRes, err := h.reserve(w, r, h.registrations, in.Username)
+	switch {
+	case errors.Is(err, errOverBudget):
+		res.cancel(r.Context()) // not a failure: a registration too many
 		answer(http.StatusTooManyRequests, CodeTooManyRegistrations, codeMessage(CodeTooManyRegistrations))
 		return
+	case err != nil:
+		res.cancel(r.Context()) // not the client's doing
+		h.failClosed(w, r, err)
+		answer(http.StatusServiceUnavailable, CodeUnavailable, codeMessage(CodeUnavailable))
+		return
 	}
-	err := h.a.register(r.Context(), in.Username, in.Password, h.newHashWait())
+	err = h.a.register(r.Context(), in.Username, in.Password, h.newHashWait())
 	var rule *RuleError
 	switch {
 	case err == nil:
-		res.Cancel()
+		res.cancel(r.Context())
 		if in.Email != "" {
 			h.requestVerification(r, in.Username, in.Email)
 		}
@@ -473,8 +495,8 @@ func (h *handlers) postRegister(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrUserExists):
 		answer(http.StatusConflict, CodeUsernameTaken, codeMessage(CodeUsernameTaken))
 	default:
-		res.Cancel() // not the client's doing
-		regRes.Cancel()
+		res.cancel(r.Context()) // not the client's doing
+		regRes.cancel(r.Context())
 		h.failClosed(w, r, err)
 		answer(http.StatusServiceUnavailable, CodeUnavailable, codeMessage(CodeUnavailable))
 	}

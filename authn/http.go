@@ -137,14 +137,21 @@ type HTTPConfig struct {
 	// whether the browser used HTTPS (see InsecureCookies). None by
 	// default.
 	TrustedProxies []netip.Prefix
-	// Throttle limits failed attempts per client address, shared by every
-	// handler of the Authenticator (one budget, not one per route).
-	// nil means middleware.NewThrottle(middleware.ThrottleConfig{}).
+	// Throttle sets the budget of failed attempts per client address,
+	// shared by every handler of the Authenticator (one budget, not one
+	// per route) and by every instance on its database: its Burst,
+	// Interval, IPv6PrefixLen, MaxClients and Now are used, and the
+	// counts are kept in the database (the client_budgets table), not in
+	// the Throttle, so that N instances give a client the budget of one.
+	// A Throttle given to several Authenticators, or used by the
+	// application's own middleware too, shares nothing with them but its
+	// settings. nil means middleware.NewThrottle(middleware.ThrottleConfig{}).
 	Throttle *middleware.Throttle
-	// RegisterThrottle limits registrations per client address: unlike
-	// Throttle, every registration spends it, successful or not, since
-	// each one costs a hash and a row. nil means a burst of 10, then one
-	// a minute (middleware.ThrottleConfig{Burst: 10, Interval: time.Minute}).
+	// RegisterThrottle sets the budget of registrations per client
+	// address, counted in the database as Throttle's: unlike Throttle,
+	// every registration spends it, successful or not, since each one
+	// costs a hash and a row. nil means a burst of 10, then one a minute
+	// (middleware.ThrottleConfig{Burst: 10, Interval: time.Minute}).
 	RegisterThrottle *middleware.Throttle
 	// MaxBodyBytes bounds every POST body of the handlers (login,
 	// registration, password change, sessions). 0 means 8 KiB.
@@ -218,7 +225,8 @@ type HTTPConfig struct {
 	WebAuthnRPID string
 	// PasskeyThrottle limits the passwordless sign-ins each client begins
 	// (each stores a challenge row for a few minutes), successful or not.
-	// nil means a burst of 30, then one every 2 seconds.
+	// It is counted in the database, one budget for every instance, as
+	// Throttle's. nil means a burst of 30, then one every 2 seconds.
 	PasskeyThrottle *middleware.Throttle
 	// WebAuthnRPDisplayName is the site's name as the browser shows it
 	// while creating a passkey. "" means AppName, or else WebAuthnRPID.
@@ -494,6 +502,12 @@ type handlers struct {
 	web
 	cache       *credentialCache // verified Basic credentials; nil: disabled
 	throttleLog *throttleLog     // which refusals of throttled clients are logged
+	// failures and registrations are the per-client budgets of Throttle
+	// and RegisterThrottle, counted in the database (see budget).
+	failures, registrations *budget
+	// passkeyStarts is the budget of PasskeyThrottle: passwordless
+	// sign-ins begun, counted in the database as the others.
+	passkeyStarts *budget
 
 	// crossOriginLog is which refused cross-origin requests are logged.
 	crossOriginLog *throttleLog
@@ -515,6 +529,9 @@ func newHandlers(a *Authenticator, c HTTPConfig) *handlers {
 	h := &handlers{a: a, web: newWeb(c), throttleLog: newThrottleLog(), crossOriginLog: newThrottleLog(),
 		insecureCookieWarned: new(atomic.Bool), misplacedWarned: new(atomic.Bool)}
 	h.cache = newCredentialCache(h.basicAuthCacheSize, h.basicAuthCacheTTL, a.now)
+	h.failures = newBudget(budgetFailures, h.throttle, a)
+	h.registrations = newBudget(budgetRegistrations, h.registerThrottle, a)
+	h.passkeyStarts = newBudget(budgetPasskeyStarts, h.passkeyBegins, a)
 	h.crossOrigin.SetDenyHandler(http.HandlerFunc(h.crossOriginDenied))
 	return h
 }
@@ -591,12 +608,14 @@ func clientAddr(ctx context.Context) netip.Addr {
 	return ip
 }
 
-// overBudget reports, without reserving anything, whether the client is
-// over its failure budget; if so it sets Retry-After and reports the
-// attempt, and the caller answers 429. It is the cheap look of a request
-// that may check no password (a cached Basic credential).
+// overBudget reports, without a statement, whether the client is over
+// its failure budget as far as this process knows (see budget.allow); if
+// so it sets Retry-After and reports the attempt, and the caller answers
+// 429. It is the cheap look of a request that may check no password (a
+// remembered Basic credential): a client over budget only on another
+// instance gets through with a good credential, which is no failure.
 func (h *handlers) overBudget(w http.ResponseWriter, r *http.Request, username string) bool {
-	ok, wait := h.throttle.Allow(clientAddr(r.Context()))
+	ok, wait := h.failures.allow(clientAddr(r.Context()))
 	if ok {
 		return false
 	}
@@ -604,19 +623,65 @@ func (h *handlers) overBudget(w http.ResponseWriter, r *http.Request, username s
 	return true
 }
 
-// reserve takes a token of th, the client's budget, before an attempt that
-// may fail, so that requests in flight cannot overrun it. The caller cancels
-// the reservation when the attempt succeeds (or fails through no fault of
-// the client's); otherwise the token stays spent. When the client is over
-// budget, ok is false: reserve has set Retry-After and reported the
-// attempt, and the caller answers 429.
-func (h *handlers) reserve(w http.ResponseWriter, r *http.Request, th *middleware.Throttle, username string) (res *middleware.Reservation, ok bool) {
-	res = th.Reserve(clientAddr(r.Context()))
-	if !res.OK() {
-		h.throttled(w, r, username, res.RetryAfter())
-		return nil, false
+// reserve takes a token of b, a budget of the client, in a statement of
+// its own, before an attempt that may fail and is not a login (whose claim
+// takes it: see attempt), so that requests in flight, on this instance or
+// any other on the database, cannot overrun it. The caller cancels the
+// ticket when the attempt succeeds (or fails through no fault of the
+// client's); otherwise the token stays spent. When the client is over
+// budget, the error is errOverBudget: reserve has set Retry-After and
+// reported the attempt, and the caller answers 429. Any other error is the
+// database's: the caller fails closed (503), and nothing was counted.
+func (h *handlers) reserve(w http.ResponseWriter, r *http.Request, b *budget, username string) (*budgetTicket, error) {
+	t := b.ticket(clientAddr(r.Context()))
+	wait, err := t.spend(r.Context(), h.web.hashWait)
+	if errors.Is(err, errOverBudget) {
+		h.throttled(w, r, username, wait)
 	}
-	return res, true
+	return t, err
+}
+
+// attempt starts a login's account with the client's failure budget: ok is
+// false, and the caller answers 429, for a client this process knows to be
+// over it (overBudget); otherwise the returned context carries the ticket
+// whose token the login's claim takes, in its own transaction (see
+// store.claim). settle ends the account once the login is done.
+func (h *handlers) attempt(w http.ResponseWriter, r *http.Request, username string) (context.Context, *budgetTicket, bool) {
+	if h.overBudget(w, r, username) {
+		return nil, nil, false
+	}
+	t := h.failures.ticket(clientAddr(r.Context()))
+	return withBudgetTicket(r.Context(), t), t, true
+}
+
+// settle ends the account of a login made with t that ended with err. A
+// login refused for its client's budget (errOverBudget) gets Retry-After
+// and is reported; the caller answers 429. A failure that spends the budget
+// (see spendsBudget) but took no token, since it ended before a claim (a
+// malformed name, say, which checks no password), takes one now; a login
+// that took one and did not fail by the client's fault gives it back.
+func (h *handlers) settle(w http.ResponseWriter, r *http.Request, t *budgetTicket, username string, err error) {
+	switch {
+	case errors.Is(err, errOverBudget):
+		wait, _ := h.failures.over.lookup(t.key, h.failures.now())
+		h.throttled(w, r, username, wait)
+	case spendsBudget(err):
+		if !t.spent {
+			t.spend(r.Context(), h.web.hashWait) // a refusal only matters to the next request
+		}
+	default:
+		t.cancel(r.Context())
+	}
+}
+
+// refuseBasic answers a Basic or Bearer request whose reservation failed
+// with err: 429 over budget, 503 for the database.
+func (h *handlers) refuseBasic(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errOverBudget) {
+		tooManyFailures(w, r)
+		return
+	}
+	h.unavailable(w, r, err)
 }
 
 // throttled reports a request refused for its client's budget and sets

@@ -269,6 +269,8 @@ func (a *Authenticator) claimCode(ctx context.Context, p pendingLogin, method st
 	case errors.Is(err, sql.ErrNoRows):
 		_, err := a.refused(ctx, p.username)
 		return loginProof{}, err
+	case errors.Is(err, errOverBudget):
+		return loginProof{}, err // reported as throttled by the handler
 	case errors.Is(err, ErrBusy):
 		a.emit(ctx, Event{Type: EventLoginFailed, Username: p.username, Reason: ReasonDatabaseBusy})
 		return loginProof{}, err
@@ -369,17 +371,22 @@ type loginAnswer struct {
 	redirect bool
 }
 
-// answerLogin answers a login step that ended with err: 401 for the
-// client's failures (spending its failure budget, reserved in res), 503
+// answerLogin answers a login step that ended with err: 429 for a client
+// over its failure budget, 401 for the client's failures (spending its
+// failure budget, whose account is t), 503
 // for the rest (failClosed), and for a success, JSON 200 {"username"} or a
 // redirect (303; htmx: 200 with HX-Redirect) to a local next, else
 // HTTPConfig.AfterLoginPath.
-func (h *handlers) answerLogin(w http.ResponseWriter, r *http.Request, res interface{ Cancel() }, err error, ans loginAnswer) {
+func (h *handlers) answerLogin(w http.ResponseWriter, r *http.Request, t *budgetTicket, err error, ans loginAnswer) {
 	isJSON := wantsJSON(r)
-	if !spendsBudget(err) {
-		res.Cancel() // a success, or a failure not the client's that counted nothing
-	}
+	// A success, or a failure not the client's that counted nothing, gives
+	// the token back (see settle).
+	h.settle(w, r, t, ans.username, err)
 	switch {
+	case errors.Is(err, errOverBudget) && isJSON:
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": msgTooManyFailures})
+	case errors.Is(err, errOverBudget):
+		ans.fail(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
 	case isClientFailure(err) && isJSON:
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": ans.jsonInvalid})
 	case isClientFailure(err):
@@ -481,7 +488,6 @@ type codeInput struct{ Code, RecoveryCode string }
 func (h *handlers) postVerify(w http.ResponseWriter, r *http.Request) {
 	var in codeInput
 	status, _ := decodeBody(r, fieldSet{text: map[string]*string{"code": &in.Code, "recovery_code": &in.RecoveryCode}})
-	ctx := r.Context()
 	fail := func(status int, code, msg string) {
 		if code == CodeInvalidCredentials {
 			msg = msgInvalidCode
@@ -490,7 +496,10 @@ func (h *handlers) postVerify(w http.ResponseWriter, r *http.Request) {
 		f.ErrorCode = code
 		h.render(w, status, h.verifyTemplate, f)
 	}
-	res, ok := h.reserve(w, r, h.throttle, "")
+	// The code's claim takes a token of the client's budget (the ticket
+	// in ctx) before the code is checked; a step that ends before a claim
+	// spends one in settle.
+	ctx, t, ok := h.attempt(w, r, "")
 	if !ok {
 		if wantsJSON(r) {
 			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": msgTooManyFailures})
@@ -524,7 +533,7 @@ func (h *handlers) postVerify(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = h.finishLogin(w, r, proof, p.remember)
 	}
-	h.answerLogin(w, r, res, err, loginAnswer{
+	h.answerLogin(w, r, t, err, loginAnswer{
 		username: p.username, next: p.next, jsonInvalid: "invalid or expired code", fail: fail,
 	})
 }

@@ -144,8 +144,8 @@ func (h *handlers) passkeyBeginHandler() http.Handler {
 			return
 		}
 		// Spent whatever the outcome: every begin stores a row.
-		if _, ok := h.reserve(w, r, h.passkeyBegins, ""); !ok {
-			tooManyFailures(w, r)
+		if _, err := h.reserve(w, r, h.passkeyStarts, ""); err != nil {
+			h.refuseBasic(w, r, err)
 			return
 		}
 		c, err := h.a.beginPasskeyLogin(r.Context())
@@ -167,9 +167,9 @@ func (h *handlers) passkeyBeginHandler() http.Handler {
 // passwords does not stop it.
 func (h *handlers) passkeyFinishHandler() http.Handler {
 	return h.guard(methods(nil, h.protectCeremony(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, ok := h.reserve(w, r, h.throttle, "")
-		if !ok {
-			tooManyFailures(w, r)
+		res, err := h.reserve(w, r, h.failures, "")
+		if err != nil {
+			h.refuseBasic(w, r, err)
 			return
 		}
 		handle := h.ceremonyHandle(r, ceremonyLogin)
@@ -207,9 +207,9 @@ func asLoginFailure(err error) error {
 // login and spends the client's failure budget.
 func (h *handlers) passkeyFactorBeginHandler() http.Handler {
 	return h.guard(methods(nil, h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, ok := h.reserve(w, r, h.throttle, "")
-		if !ok {
-			tooManyFailures(w, r)
+		res, err := h.reserve(w, r, h.failures, "")
+		if err != nil {
+			h.refuseBasic(w, r, err)
 			return
 		}
 		ctx := r.Context()
@@ -220,14 +220,14 @@ func (h *handlers) passkeyFactorBeginHandler() http.Handler {
 		}
 		switch {
 		case err == nil:
-			res.Cancel()
+			res.cancel(r.Context())
 			h.setCeremonyCookie(w, ceremonySecondFactor, c.handle)
 			writeRawJSON(w, http.StatusOK, c.options)
 		case errors.Is(err, errNoPendingLogin) || errors.Is(err, ErrPasskeyFailed):
 			h.a.emit(ctx, Event{Type: EventLoginFailed, Username: p.username, Reason: ReasonNoPendingLogin})
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": msgPasskeyFailed})
 		default:
-			res.Cancel()
+			res.cancel(r.Context())
 			h.failClosed(w, r, err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msgPasskeysOff})
 		}
@@ -242,9 +242,9 @@ func (h *handlers) passkeyFactorBeginHandler() http.Handler {
 // for another try until it expires.
 func (h *handlers) passkeyFactorFinishHandler() http.Handler {
 	return h.guard(methods(nil, h.protectCeremony(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, ok := h.reserve(w, r, h.throttle, "")
-		if !ok {
-			tooManyFailures(w, r)
+		res, err := h.reserve(w, r, h.failures, "")
+		if err != nil {
+			h.refuseBasic(w, r, err)
 			return
 		}
 		ctx := r.Context()
@@ -410,9 +410,9 @@ func (h *handlers) passkeysBeginHandler() http.Handler {
 		username, _ := Username(ctx)
 		var pw string
 		status, code := decodeBody(r, fieldSet{text: map[string]*string{"password": &pw}})
-		res, ok := h.reserve(w, r, h.throttle, username)
-		if !ok {
-			tooManyFailures(w, r)
+		res, err := h.reserve(w, r, h.failures, username)
+		if err != nil {
+			h.refuseBasic(w, r, err)
 			return
 		}
 		switch {
@@ -425,7 +425,7 @@ func (h *handlers) passkeysBeginHandler() http.Handler {
 		}
 		verified, err := h.a.authenticate(ctx, username, pw, h.newHashWait(), passwordAgain)
 		if err == nil {
-			res.Cancel()
+			res.cancel(r.Context())
 			var c ceremony
 			if c, err = h.a.beginRegistration(ctx, username, verified.hash); err == nil {
 				h.setCeremonyCookie(w, ceremonyRegister, c.handle)
@@ -440,7 +440,7 @@ func (h *handlers) passkeysBeginHandler() http.Handler {
 			writeJSON(w, http.StatusConflict, map[string]string{"error": "you have as many passkeys as a user may have: remove one first"})
 		default:
 			if !spendsBudget(err) {
-				res.Cancel()
+				res.cancel(r.Context())
 			}
 			h.failClosed(w, r, err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msgPasskeysOff})
@@ -457,9 +457,9 @@ func (h *handlers) passkeysFinishHandler() http.Handler {
 	return h.requireSession(methods(nil, h.protectCeremony(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		username, _ := Username(ctx)
-		res, ok := h.reserve(w, r, h.throttle, username)
-		if !ok {
-			tooManyFailures(w, r)
+		res, err := h.reserve(w, r, h.failures, username)
+		if err != nil {
+			h.refuseBasic(w, r, err)
 			return
 		}
 		handle := h.ceremonyHandle(r, ceremonyRegister)
@@ -472,19 +472,19 @@ func (h *handlers) passkeysFinishHandler() http.Handler {
 		info, err := h.a.finishRegistration(ctx, username, handle, in.Name, in.Credential)
 		switch {
 		case err == nil:
-			res.Cancel()
+			res.cancel(r.Context())
 			writeJSON(w, http.StatusCreated, info)
 		case errors.Is(err, ErrPasskeyFailed):
 			h.a.logger.InfoContext(ctx, "authn: a passkey registration failed", "user", username, "error", err, "client", clientIP(ctx))
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": msgPasskeyInvalid})
 		case errors.Is(err, ErrInvalidPasskeyName):
-			res.Cancel()
+			res.cancel(r.Context())
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "a passkey's name has 1 to 64 printable characters and no space at either end"})
 		case errors.Is(err, ErrPasskeyExists):
-			res.Cancel()
+			res.cancel(r.Context())
 			writeJSON(w, http.StatusConflict, map[string]string{"error": "you have this passkey, or one of that name, already"})
 		default:
-			res.Cancel()
+			res.cancel(r.Context())
 			h.failClosed(w, r, err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msgPasskeysOff})
 		}

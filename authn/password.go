@@ -160,7 +160,7 @@ func (h *handlers) postPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	// A wrong current password is a failed login: reserve a token of the
 	// client's budget first, given back on success.
-	res, ok := h.reserve(w, r, h.throttle, username)
+	tctx, t, ok := h.attempt(w, r, username)
 	if !ok {
 		answer(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
 		return
@@ -169,11 +169,13 @@ func (h *handlers) postPassword(w http.ResponseWriter, r *http.Request) {
 		answer(status, code, codeMessage(code))
 		return
 	}
-	kept, err := h.a.changePassword(ctx, username, in.current, in.next, h.newHashWait(), h.sessionToken(r))
+	kept, err := h.a.changePassword(tctx, username, in.current, in.next, h.newHashWait(), h.sessionToken(r))
+	h.settle(w, r, t, username, err)
 	var rule *RuleError
 	switch {
+	case errors.Is(err, errOverBudget):
+		answer(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
 	case err == nil:
-		res.Cancel()
 		c := h.sessionCookie(kept.token)
 		if kept.remembered {
 			h.keepCookie(c, kept.end)
@@ -202,13 +204,9 @@ func (h *handlers) postPassword(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errNoSession):
 		// Signed out meanwhile (a logout in another tab): nothing was
 		// changed, and the client is answered as RequireSession would.
-		res.Cancel()
 		http.SetCookie(w, h.sessionCookie(""))
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
 	default:
-		if !spendsBudget(err) {
-			res.Cancel() // not the client's doing
-		}
 		h.failClosed(w, r, err)
 		answer(http.StatusServiceUnavailable, CodeUnavailable, msgPasswordsDisabled)
 	}

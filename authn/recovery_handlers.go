@@ -227,9 +227,14 @@ func (h *handlers) postConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	// A link that does not work, or a wrong code, is a failed attempt:
 	// reserve a token of the client's budget, given back on success.
-	res, ok := h.reserve(w, r, h.throttle, "")
-	if !ok {
+	res, err := h.reserve(w, r, h.failures, "")
+	switch {
+	case errors.Is(err, errOverBudget):
 		answer(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
+		return
+	case err != nil:
+		h.failClosed(w, r, err)
+		answer(http.StatusServiceUnavailable, CodeUnavailable, msgRecoveryDown)
 		return
 	}
 	switch {
@@ -243,11 +248,11 @@ func (h *handlers) postConfirm(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, CodePasswordRequired, ruleMessage(CodePasswordRequired, 0))
 		return
 	}
-	_, err := h.a.resetWithLink(ctx, token, next, code, h.newHashWait())
+	_, err = h.a.resetWithLink(ctx, token, next, code, h.newHashWait())
 	var rule *RuleError
 	switch {
 	case err == nil:
-		res.Cancel()
+		res.cancel(ctx)
 		// Every session of the user ended, this browser's too, if it had one.
 		http.SetCookie(w, h.sessionCookie(""))
 		if isJSON {
@@ -258,7 +263,7 @@ func (h *handlers) postConfirm(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrInvalidLink):
 		answer(http.StatusBadRequest, CodeInvalidLink, msgInvalidLink)
 	case errors.Is(err, errResetLocked):
-		res.Cancel()
+		res.cancel(ctx)
 		answer(http.StatusForbidden, CodeAccountLocked, msgAdminLocked)
 	case errors.As(err, &rule):
 		answer(http.StatusBadRequest, rule.Code, rule.Message())
@@ -272,7 +277,7 @@ func (h *handlers) postConfirm(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusUnauthorized, CodeInvalidCode, msgCodeWrong)
 	default:
 		if !spendsBudget(err) {
-			res.Cancel()
+			res.cancel(ctx)
 		}
 		h.failClosed(w, r, err)
 		answer(http.StatusServiceUnavailable, CodeUnavailable, msgRecoveryDown)
@@ -339,9 +344,14 @@ func (h *handlers) postEmail(w http.ResponseWriter, r *http.Request) {
 		}
 		h.renderEmailPage(w, r, status, msg, code, "")
 	}
-	res, ok := h.reserve(w, r, h.throttle, username)
-	if !ok {
+	res, err := h.reserve(w, r, h.failures, username)
+	switch {
+	case errors.Is(err, errOverBudget):
 		answer(http.StatusTooManyRequests, CodeThrottled, msgThrottled)
+		return
+	case err != nil:
+		h.failClosed(w, r, err)
+		answer(http.StatusServiceUnavailable, CodeUnavailable, msgRecoveryDown)
 		return
 	}
 	address = strings.TrimSpace(address)
@@ -353,11 +363,11 @@ func (h *handlers) postEmail(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, CodeCurrentPasswordRequired, codeMessage(CodeCurrentPasswordRequired))
 		return
 	case !remove && CheckEmail(address) != nil:
-		res.Cancel()
+		res.cancel(ctx)
 		answer(http.StatusBadRequest, CodeEmailInvalid, codeMessage(CodeEmailInvalid))
 		return
 	}
-	_, err := h.a.authenticate(ctx, username, pw, h.newHashWait(), passwordAgain)
+	_, err = h.a.authenticate(ctx, username, pw, h.newHashWait(), passwordAgain)
 	if err == nil {
 		if remove {
 			err = h.a.Recovery().RemoveEmail(ctx, username)
@@ -367,7 +377,7 @@ func (h *handlers) postEmail(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case err == nil:
-		res.Cancel()
+		res.cancel(ctx)
 		switch {
 		case remove && isJSON:
 			w.WriteHeader(http.StatusNoContent)
@@ -385,12 +395,12 @@ func (h *handlers) postEmail(w http.ResponseWriter, r *http.Request) {
 		}
 		answer(http.StatusUnauthorized, CodeInvalidCredentials, msgWrongCurrent)
 	case errors.Is(err, ErrTooManyMails):
-		res.Cancel()
+		res.cancel(ctx)
 		w.Header().Set("Retry-After", retryAfter(h.a.recovery.window))
 		answer(http.StatusTooManyRequests, CodeTooManyResetRequests, msgTooManyMails)
 	default:
 		if !spendsBudget(err) {
-			res.Cancel()
+			res.cancel(ctx)
 		}
 		h.failClosed(w, r, err)
 		answer(http.StatusServiceUnavailable, CodeUnavailable, msgRecoveryDown)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/minimost/minimost/model"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 )
 
 // The statements of the lockout (see Authenticate): the claim, the reads
@@ -29,7 +30,13 @@ func unlockedArgs(now float64) []any { return []any{now, float64(minLockSeconds)
 // It returns the stored hash and, when this attempt reached the threshold,
 // the lock it wrote, exactly as stored, and the second factors the
 // account has. sql.ErrNoRows means unknown user or locked.
-func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration) (c claimed, err error) {
+//
+// With spend, the claim first takes a token of the client's budget in the
+// same transaction (see reserveQuery): errBudgetEmpty, and nothing
+// written, when the client has none; otherwise the token is spent whether
+// or not a row was counted (an unknown user costs the client as a wrong
+// password does). The two share one commit.
+func (s *store) claim(ctx context.Context, username string, now time.Time, threshold int, lockFor time.Duration, spend *budgetSpend) (c claimed, err error) {
 	if err := s.check(); err != nil {
 		return c, err
 	}
@@ -42,7 +49,10 @@ func (s *store) claim(ctx context.Context, username string, now time.Time, thres
 		Set("lockout_until = CASE WHEN COALESCE(failed_attempts, 0) + 1 >= ? THEN ? ELSE NULL END", threshold, t+lockFor.Seconds()).
 		Where("username = ?", username).
 		Where(unlockedSQL, unlockedArgs(t)...).
-		Returning("password_hash, lockout_until, " + factorsSQL("users.username"))
+		Returning("password_hash, lockout_until, " + factorsSQL("users.username") + " AS factors")
+	if spend != nil {
+		return s.claimSpending(ctx, q, spend)
+	}
 	// The hash comes back before the count is committed: only a claim
 	// known written may check it (see scanWritten).
 	err = scanWritten(ctx, s.db.DB, s.db.QueryGen(), q, &c.stored, &c.ownLock, &c.factors)
@@ -58,6 +68,38 @@ type claimed struct {
 	stored  string
 	ownLock sql.NullFloat64
 	factors factorSet
+}
+
+// claimSpending runs claim, the UPDATE q, after the statement that takes
+// the client's token, the two committed together: on PostgreSQL in one
+// statement (see claimSpendingPG), one round trip as the claim alone; on
+// SQLite in one transaction, one commit. The hash is returned only once
+// they have committed.
+func (s *store) claimSpending(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (c claimed, err error) {
+	if s.postgres() {
+		return s.claimSpendingPG(ctx, q, spend)
+	}
+	var counted error // sql.ErrNoRows: unknown user or locked
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := scanWritten(ctx, tx.Tx, s.db.QueryGen(), s.reserveQuery(spend.limits, spend.client, spend.now), &spend.left); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return errBudgetEmpty
+			}
+			return err
+		}
+		counted = scanWritten(ctx, tx.Tx, s.db.QueryGen(), q, &c.stored, &c.ownLock, &c.factors)
+		if errors.Is(counted, sql.ErrNoRows) {
+			return nil // the token stays spent
+		}
+		return counted
+	})
+	switch {
+	case errors.Is(err, errBudgetEmpty):
+		return claimed{}, err
+	case err != nil:
+		return claimed{}, notWritten("claiming a login attempt", err)
+	}
+	return c, counted
 }
 
 // unlockedHash is claim with lockout disabled: it counts nothing and only
@@ -169,4 +211,43 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// claimSpendingPG is claimSpending on PostgreSQL: one statement whose
+// first part (a data-modifying WITH) takes the token, and whose second,
+// the claim, runs only if it did. A row with no hash: the token is spent
+// and the claim counted nothing (unknown user or locked); no row: no
+// token, nothing written.
+func (s *store) claimSpendingPG(ctx context.Context, q *bun.UpdateQuery, spend *budgetSpend) (c claimed, err error) {
+	gen := s.db.QueryGen()
+	take, err := s.reserveQuery(spend.limits, spend.client, spend.now).AppendQuery(gen, nil)
+	if err != nil {
+		return c, err
+	}
+	claim, err := q.Where("EXISTS (SELECT 1 FROM spent)").AppendQuery(gen, nil)
+	if err != nil {
+		return c, err
+	}
+	query := "WITH spent AS (" + string(take) + "), claimed AS (" + string(claim) + ")" +
+		" SELECT spent.tokens, claimed.password_hash, claimed.lockout_until, claimed.factors FROM spent LEFT JOIN claimed ON TRUE"
+	var hash sql.NullString
+	var factors sql.NullInt64
+	err = scanWritten(ctx, s.db.DB, gen, sqlText(query), &spend.left, &hash, &c.ownLock, &factors)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return claimed{}, errBudgetEmpty
+	case err != nil:
+		return claimed{}, notWritten("claiming a login attempt", err)
+	case !hash.Valid:
+		return claimed{}, sql.ErrNoRows
+	}
+	c.stored, c.factors = hash.String, factorSet(factors.Int64)
+	return c, nil
+}
+
+// sqlText is a statement already written out, for scanWritten.
+type sqlText string
+
+func (q sqlText) AppendQuery(_ schema.QueryGen, b []byte) ([]byte, error) {
+	return append(b, q...), nil
 }

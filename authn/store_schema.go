@@ -35,8 +35,11 @@ func (s *store) createSchema(ctx context.Context) error {
 				return err
 			}
 		}
-		if _, err := tx.NewCreateTable().Model((*model.User)(nil)).IfNotExists().Exec(ctx); err != nil {
-			return err
+		// users, and the tables of no user's (the per-client budgets).
+		for _, m := range []any{(*model.User)(nil), (*model.ClientBudget)(nil)} {
+			if _, err := tx.NewCreateTable().Model(m).IfNotExists().Exec(ctx); err != nil {
+				return err
+			}
 		}
 		for _, t := range userTables {
 			if _, err := tx.NewCreateTable().Model(t.model).IfNotExists().Exec(ctx); err != nil {

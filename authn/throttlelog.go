@@ -111,7 +111,7 @@ func (l *throttleLog) sweepLocked(now time.Time) []throttleWindow {
 func (h *handlers) emitThrottled(ctx context.Context, e Event) {
 	var key netip.Prefix
 	if ip := clientAddr(ctx); ip.IsValid() {
-		key = h.throttle.ClientPrefix(ip)
+		key = h.failures.clientPrefix(ip)
 	}
 	logIt, suppressed, swept := h.throttleLog.note(key, clientIP(ctx), h.a.now())
 	h.logSuppressedThrottled(ctx, swept)
@@ -156,7 +156,7 @@ func (h *handlers) crossOriginDenied(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var key netip.Prefix
 	if ip := clientAddr(ctx); ip.IsValid() {
-		key = h.throttle.ClientPrefix(ip)
+		key = h.failures.clientPrefix(ip)
 	}
 	logIt, suppressed, swept := h.crossOriginLog.note(key, clientIP(ctx), h.a.now())
 	h.logSuppressedCrossOrigin(ctx, swept)

@@ -105,13 +105,15 @@ func (h *handlers) totpAnswer(w http.ResponseWriter, r *http.Request, status int
 }
 
 // totpFailed answers a TOTP request that ended with err: 401 for a wrong
-// password or code (which spent the client's budget reserved in res), 503
+// password or code (which spent the client's budget, whose account is t),
+// 429 for a client over it, 503
 // for the rest.
-func (h *handlers) totpFailed(w http.ResponseWriter, r *http.Request, res interface{ Cancel() }, err error, wrong string, page TOTPPage) {
-	if !spendsBudget(err) {
-		res.Cancel()
-	}
+func (h *handlers) totpFailed(w http.ResponseWriter, r *http.Request, t *budgetTicket, err error, wrong string, page TOTPPage) {
+	username, _ := Username(r.Context())
+	h.settle(w, r, t, username, err)
 	switch {
+	case errors.Is(err, errOverBudget):
+		h.totpAnswer(w, r, http.StatusTooManyRequests, CodeThrottled, msgThrottled, page)
 	case isClientFailure(err):
 		h.totpAnswer(w, r, http.StatusUnauthorized, CodeInvalidCredentials, wrong, page)
 	case errors.Is(err, ErrNoSecretKey):
@@ -129,7 +131,8 @@ func (h *handlers) postTOTPEnroll(w http.ResponseWriter, r *http.Request) {
 	username, _ := Username(ctx)
 	var pw string
 	status, code := decodeBody(r, fieldSet{text: map[string]*string{"password": &pw}})
-	res, ok := h.reserve(w, r, h.throttle, username)
+	// The password's claim takes a token of the client's budget.
+	tctx, t, ok := h.attempt(w, r, username)
 	switch {
 	case !ok:
 		h.totpAnswer(w, r, http.StatusTooManyRequests, CodeThrottled, msgThrottled, TOTPPage{})
@@ -141,18 +144,18 @@ func (h *handlers) postTOTPEnroll(w http.ResponseWriter, r *http.Request) {
 		h.totpAnswer(w, r, http.StatusBadRequest, CodeCurrentPasswordRequired, codeMessage(CodeCurrentPasswordRequired), TOTPPage{})
 		return
 	}
-	e, err := h.a.TOTP().enroll(ctx, username, pw, h.newHashWait())
+	e, err := h.a.TOTP().enroll(tctx, username, pw, h.newHashWait())
 	switch {
 	case errors.Is(err, ErrTOTPEnabled):
-		res.Cancel()
+		t.cancel(ctx)
 		h.totpAnswer(w, r, http.StatusConflict, CodeTOTPEnabled, msgTOTPEnabled, TOTPPage{Enabled: true})
 	case err != nil:
-		h.totpFailed(w, r, res, err, msgTOTPWrongPassword, TOTPPage{})
+		h.totpFailed(w, r, t, err, msgTOTPWrongPassword, TOTPPage{})
 	case wantsJSON(r):
-		res.Cancel()
+		t.cancel(ctx)
 		writeJSON(w, http.StatusOK, e)
 	default:
-		res.Cancel()
+		t.cancel(ctx)
 		h.render(w, http.StatusOK, h.totpTemplate, h.totpPage(r, "", TOTPPage{Secret: e.Secret, URI: e.URI, QR: qrURL(e.QR)}))
 	}
 }
@@ -162,10 +165,16 @@ func (h *handlers) postTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 	username, _ := Username(ctx)
 	var in string
 	status, code := decodeBody(r, fieldSet{text: map[string]*string{"code": &in}})
-	res, ok := h.reserve(w, r, h.throttle, username)
+	// The first code is checked with no claim: a token of the client's
+	// budget is taken first, in a statement of its own.
+	t, err := h.reserve(w, r, h.failures, username)
 	switch {
-	case !ok:
+	case errors.Is(err, errOverBudget):
 		h.totpAnswer(w, r, http.StatusTooManyRequests, CodeThrottled, msgThrottled, TOTPPage{})
+		return
+	case err != nil:
+		h.failClosed(w, r, err)
+		h.totpAnswer(w, r, http.StatusServiceUnavailable, CodeUnavailable, msgTOTPUnavailable, TOTPPage{})
 		return
 	case status != 0:
 		h.totpAnswer(w, r, status, code, codeMessage(code), TOTPPage{})
@@ -179,15 +188,15 @@ func (h *handlers) postTOTPConfirm(w http.ResponseWriter, r *http.Request) {
 		// shows (it is not kept anywhere readable): start again.
 		h.totpAnswer(w, r, http.StatusBadRequest, CodeInvalidCode, msgTOTPWrongCode, TOTPPage{})
 	case errors.Is(err, ErrNotFound):
-		res.Cancel()
+		t.cancel(ctx)
 		h.totpAnswer(w, r, http.StatusConflict, CodeNoTOTPEnrolment, msgTOTPNoEnrolment, TOTPPage{})
 	case err != nil:
-		h.totpFailed(w, r, res, err, msgTOTPWrongCode, TOTPPage{})
+		h.totpFailed(w, r, t, err, msgTOTPWrongCode, TOTPPage{})
 	case wantsJSON(r):
-		res.Cancel()
+		t.cancel(ctx)
 		writeJSON(w, http.StatusOK, map[string][]string{"recovery_codes": codes})
 	default:
-		res.Cancel()
+		t.cancel(ctx)
 		h.render(w, http.StatusOK, h.totpTemplate, h.totpPage(r, "", TOTPPage{Enabled: true, RecoveryCodes: codes}))
 	}
 }
@@ -197,7 +206,9 @@ func (h *handlers) postTOTPDisable(w http.ResponseWriter, r *http.Request) {
 	username, _ := Username(ctx)
 	var pw, in string
 	status, code := decodeBody(r, fieldSet{text: map[string]*string{"password": &pw, "code": &in}})
-	res, ok := h.reserve(w, r, h.throttle, username)
+	// The password's claim takes a token of the client's budget; the
+	// code's claim, in the same request, takes none more.
+	tctx, t, ok := h.attempt(w, r, username)
 	switch {
 	case !ok:
 		h.totpAnswer(w, r, http.StatusTooManyRequests, CodeThrottled, msgThrottled, TOTPPage{Enabled: true})
@@ -209,15 +220,15 @@ func (h *handlers) postTOTPDisable(w http.ResponseWriter, r *http.Request) {
 		h.totpAnswer(w, r, http.StatusBadRequest, CodeCurrentPasswordRequired, msgTOTPWrongEither, TOTPPage{Enabled: true})
 		return
 	}
-	err := h.a.TOTP().disable(ctx, username, pw, in, h.newHashWait())
+	err := h.a.TOTP().disable(tctx, username, pw, in, h.newHashWait())
 	switch {
 	case err != nil:
-		h.totpFailed(w, r, res, err, msgTOTPWrongEither, TOTPPage{Enabled: true})
+		h.totpFailed(w, r, t, err, msgTOTPWrongEither, TOTPPage{Enabled: true})
 	case wantsJSON(r):
-		res.Cancel()
+		t.cancel(ctx)
 		w.WriteHeader(http.StatusNoContent)
 	default:
-		res.Cancel()
+		t.cancel(ctx)
 		f := h.totpPage(r, "", TOTPPage{})
 		f.Notice = msgTOTPDisabled
 		h.render(w, http.StatusOK, h.totpTemplate, f)

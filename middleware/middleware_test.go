@@ -292,3 +292,20 @@ func TestMaxBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleConfig: Config gives the settings a Throttle counts with,
+// the defaults of NewThrottle applied, so that a budget kept elsewhere
+// counts the same.
+func TestThrottleConfig(t *testing.T) {
+	c := NewThrottle(ThrottleConfig{}).Config()
+	if c.Burst != 20 || c.Interval != 6*time.Second || c.IPv6PrefixLen != 64 || c.MaxClients != 1<<16 || c.Now == nil || c.Failed == nil {
+		t.Errorf("defaults: %+v", c)
+	}
+	if !c.Failed(401) || c.Failed(429) || c.Failed(200) {
+		t.Error("default Failed: want every 4xx but 429")
+	}
+	c = NewThrottle(ThrottleConfig{Burst: 3, Interval: time.Hour, IPv6PrefixLen: 48, MaxClients: 9}).Config()
+	if c.Burst != 3 || c.Interval != time.Hour || c.IPv6PrefixLen != 48 || c.MaxClients != 9 {
+		t.Errorf("set: %+v", c)
+	}
+}

@@ -94,6 +94,16 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	return t
 }
 
+// Config returns the settings of t, with the defaults of NewThrottle
+// applied: what a budget kept elsewhere (a database shared by several
+// processes) needs to count as t would.
+func (t *Throttle) Config() ThrottleConfig {
+	return ThrottleConfig{
+		Burst: int(t.burst), Interval: t.interval, IPv6PrefixLen: t.v6bits,
+		MaxClients: t.max, Failed: t.failed, Now: t.now,
+	}
+}
+
 // ClientPrefix returns the network that counts as the client of ip: ip
 // itself for an IPv4 address (an IPv4-mapped IPv6 address is taken as the
 // IPv4 address it holds), and for an IPv6 address its first ipv6Bits bits

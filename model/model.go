@@ -114,6 +114,29 @@ type AdminLock struct {
 	LockoutUntil float64 `bun:"lockout_until,notnull"`
 }
 
+// ClientBudget is one row of the client_budgets table: what is left of one
+// client's budget of failed attempts (or of registrations), kept in the
+// database so that every instance on it counts one budget. It is a token
+// bucket: Tokens as of UpdatedAt, earned back at a steady rate since.
+// Rows are the library's own, keyed by the budget's name and the client's
+// network; a row whose bucket has refilled is as good as none and is
+// deleted.
+type ClientBudget struct {
+	bun.BaseModel `bun:"table:client_budgets"`
+
+	// Budget names the budget: "failures", "registrations" or
+	// "passkey_starts".
+	Budget string `bun:"budget,pk,type:text"`
+	// Client is the client's network, as netip.Prefix writes it
+	// ("192.0.2.7/32", "2001:db8::/64").
+	Client string `bun:"client,pk,type:text"`
+	// Tokens is what was left at UpdatedAt; it may be fractional.
+	Tokens float64 `bun:"tokens,notnull"`
+	// UpdatedAt is a Unix time in seconds (REAL on SQLite, DOUBLE
+	// PRECISION on PostgreSQL, as User.LockoutUntil).
+	UpdatedAt float64 `bun:"updated_at,notnull"`
+}
+
 // Email is one row of the emails table: a user's verified email address,
 // where a password reset link may be sent. An address counts only once its
 // owner followed the verification link mailed to it: an address waiting

@@ -6,6 +6,7 @@
 //
 //	go run ./examples/login [-addr 127.0.0.1:8080] [-db auth.db|postgres://…] [-demo-password PW] [-passkeys http://localhost:8080]
 //	                        [-smtp HOST:PORT -base-url URL [-smtp-security starttls|tls|none] [-smtp-user USER] [-mail-from ADDR]]
+//	                        [-trusted-proxies 127.0.0.1/32] [-secret-key-file FILE]
 //
 // With -smtp, users may set an email address (/email, and when they
 // register) and reset a forgotten password ("Forgot your password?" on the
@@ -33,14 +34,17 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"html/template"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/minimost/minimost/authn"
@@ -58,6 +62,18 @@ func main() {
 	threshold := fs.Int("lockout", 5, "consecutive failures that lock an account; negative: no lockout")
 	duration := fs.Duration("lockout-duration", 15*time.Minute, "how long a lockout lasts")
 	hashWait := fs.Duration("hash-wait", 5*time.Second, "how long a login waits for a free hashing slot before 503")
+	var trusted []netip.Prefix
+	fs.Func("trusted-proxies", "comma-separated networks of reverse proxies whose X-Forwarded-For names the client (e.g. 127.0.0.1/32 behind a local nginx)", func(v string) error {
+		for s := range strings.SplitSeq(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				return err
+			}
+			trusted = append(trusted, p)
+		}
+		return nil
+	})
+	keyFile := fs.String("secret-key-file", "", "file of 64 hex digits (openssl rand -hex 32), the key that seals TOTP secrets; needed with a postgres:// -db (a SQLite -db keeps one beside the file), the same for every instance")
 	smtpAddr := fs.String("smtp", "", "SMTP server (host:port) for reset and verification mail; none: reset mail is off")
 	smtpSecurity := fs.String("smtp-security", "starttls", "how the SMTP connection is protected: starttls, tls or none (none: credentials only to a loopback host)")
 	smtpUser := fs.String("smtp-user", "", "SMTP user name (AUTH); the password is read from $SMTP_PASSWORD")
@@ -69,12 +85,24 @@ func main() {
 		if err != nil {
 			return err
 		}
+		var key []byte
+		if *keyFile != "" {
+			text, err := os.ReadFile(*keyFile)
+			if err != nil {
+				return err
+			}
+			if key, err = hex.DecodeString(strings.TrimSpace(string(text))); err != nil {
+				return fmt.Errorf("-secret-key-file %s: not hex: %w", *keyFile, err)
+			}
+		}
 		cfg := authn.Config{
+			SecretKey:        key,
 			LockoutThreshold: *threshold,
 			LockoutDuration:  *duration,
 			HTTP: authn.HTTPConfig{
 				InsecureCookies: *insecure,
 				HashWait:        *hashWait,
+				TrustedProxies:  trusted,
 				// The Python application this stands in for let anyone
 				// sign up; registration is off unless asked for.
 				AllowRegistration: true,

@@ -20,7 +20,7 @@ import (
 // documented budget is burst + dur/interval (20 + 10 a minute).
 func spray(args []string) error {
 	fs := flag.NewFlagSet("spray", flag.ContinueOnError)
-	url := fs.String("url", "", "server base URL, e.g. http://127.0.0.1:8080")
+	url := fs.String("url", "", "server base URL, e.g. http://127.0.0.1:8080; several, comma-separated, are sprayed in turn (instances on one database)")
 	conns := fs.Int("conns", 32, "concurrent connections")
 	dur := fs.Duration("dur", 60*time.Second, "how long to spray")
 	src := fs.String("src", "127.0.0.10", "client (source) address, any 127.0.0.0/8 address")
@@ -38,6 +38,7 @@ func spray(args []string) error {
 	if *url == "" {
 		return fmt.Errorf("-url is required")
 	}
+	urls := strings.Split(*url, ",")
 	var targets []string
 	for n := range strings.SplitSeq(*names, ",") {
 		if n = strings.TrimSpace(n); n != "" {
@@ -68,8 +69,8 @@ func spray(args []string) error {
 	c := newClient(*src, *conns, 30*time.Second)
 	// Open the connections first (GET /healthz counts nowhere).
 	var warm sync.WaitGroup
-	for range *conns {
-		warm.Go(func() { get(context.Background(), c, *url+"/healthz") })
+	for i := range *conns {
+		warm.Go(func() { get(context.Background(), c, urls[i%len(urls)]+"/healthz") })
 	}
 	warm.Wait()
 
@@ -77,20 +78,24 @@ func spray(args []string) error {
 	var next atomic.Int64
 	var mu sync.Mutex
 	counts := map[int]int{}
-	var checkTimes []time.Duration // when each 401 came, since the start
+	checksAt := make([]int, len(urls)) // the 401s of each server
+	var checkTimes []time.Duration     // when each 401 came, since the start
 	start := time.Now()
 	deadline := start.Add(*dur)
 	var wg sync.WaitGroup
 	for range *conns {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				name := all[int(next.Add(1)-1)%len(all)]
-				status, _, _ := postJSON(context.Background(), c, *url+"/login",
+				n := int(next.Add(1) - 1)
+				name := all[n%len(all)]
+				server := n % len(urls)
+				status, _, _ := postJSON(context.Background(), c, urls[server]+"/login",
 					map[string]string{"username": name, "password": *password})
 				mu.Lock()
 				counts[status]++
 				if status == 401 {
 					checkTimes = append(checkTimes, time.Since(start))
+					checksAt[server]++
 				}
 				mu.Unlock()
 			}
@@ -124,9 +129,15 @@ func spray(args []string) error {
 	fmt.Printf("  401 (password checks): %d   429 (throttled): %d   503 (busy): %d   other: %v\n",
 		checks, counts[429], counts[503], others)
 	fmt.Printf("  checks in the first second: %d; per 10 s window: %v\n", first, windows)
+	if len(urls) > 1 {
+		fmt.Printf("  checks per server (%d servers sprayed in turn): %v\n", len(urls), checksAt)
+	}
 	fmt.Printf("  documented budget for %v: %d (burst %d + one per %v); got %.1fx\n",
 		*dur, budget, *burst, *interval, float64(checks)/float64(budget))
 	setting := fmt.Sprintf("%d conns, %v", *conns, *dur)
+	if len(urls) > 1 {
+		setting += fmt.Sprintf(", %d servers", len(urls))
+	}
 	note := fmt.Sprintf("budget %d (%.1fx); 429=%d 503=%d other=%v; per 10s %v; load %s", budget,
 		float64(checks)/float64(budget), counts[429], counts[503], others, windows, load0)
 	return record(*result, "1 spray: checks (401) per address", setting, fmt.Sprint(checks), note)
