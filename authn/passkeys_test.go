@@ -334,8 +334,8 @@ func TestPasskeyChallengeUsedTwice(t *testing.T) {
 		cfg.HTTP.Throttle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 1000})
 		a := db.Open(t, cfg)
 		srv := pkServer(t, a)
-		addPasskey(t, signUp(t, a, srv, "alice"), srv.URL, srv.URL, newSoftKeyFor(t), "k")
-		k := lastKey
+		k := newSoftKey(t)
+		addPasskey(t, signUp(t, a, srv, "alice"), srv.URL, srv.URL, k, "k")
 		for round := 0; round < 3; round++ {
 			b := newPKClient(t)
 			_, opts := b.post(srv.URL+"/passkey/begin", struct{}{})
@@ -372,15 +372,6 @@ func TestPasskeyChallengeUsedTwice(t *testing.T) {
 			}
 		}
 	})
-}
-
-// lastKey is the key newSoftKeyFor made last, for tests that need it after
-// addPasskey.
-var lastKey *softKey
-
-func newSoftKeyFor(t testing.TB) *softKey {
-	lastKey = newSoftKey(t)
-	return lastKey
 }
 
 func cookieOf(t testing.TB, b *pkClient, rawURL, name string) string {
