@@ -34,7 +34,7 @@ import (
 // after its request asked, and sees every commit made before). Everything
 // else runs through database/sql and bun on a pool of at most
 // max(4, 2×GOMAXPROCS) connections, all kept open once opened. So Open
-// holds at most max(4, 2×GOMAXPROCS) + 1 connections.
+// holds at most max(4, 2×GOMAXPROCS) + 2 connections.
 //
 // To use a pool of the application's own, give authn.New a *bun.DB on
 // pgdialect and a database/sql pool of the "pgx" driver instead; its hot

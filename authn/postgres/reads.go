@@ -15,16 +15,17 @@ import (
 )
 
 const (
-	// readConns is the size of the reader's pool: one connection, one
-	// round trip at a time. Measured with examples/login under wrk (16
-	// clients) on 2 CPUs shared with PostgreSQL (before the yield in
-	// serve): with one, the reads that wait while a round trip is out go
-	// together in the next, and a cached request cost the server 38–49 µs
-	// of CPU and PostgreSQL 6–9 µs; with two, the second connection mostly
-	// carried reads alone, 41–60 µs and 8–20 µs. One round trip at a time
-	// still carries maxBatch reads: 128,000 reads a second at a round trip
-	// of 1 ms.
-	readConns = 1
+	// readConns is the size of the reader's pool: two connections, each
+	// with its goroutine. Measured on 2 CPUs shared with PostgreSQL, quiet
+	// machine: with one, a read that arrives while a round trip is out
+	// waits for it, so two requests at a time (the in-process benchmarks)
+	// took about 100 µs each against 36–50 µs through database/sql before;
+	// with two, 50–60 µs. Under wrk with 16 clients one connection
+	// batches more (0.40–0.43 of /healthz's requests a second, 34–38 µs
+	// of server CPU per cached request) than two (0.36–0.39, 36–44 µs):
+	// two trade a little of that for no loss at low concurrency. A round
+	// trip carries up to maxBatch reads.
+	readConns = 2
 	// maxBatch bounds the reads sent in one round trip.
 	maxBatch = 128
 	// readTimeout bounds a round trip of reads. A read by primary key
