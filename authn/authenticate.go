@@ -66,7 +66,8 @@ const (
 	passwordLogin passwordMode = iota
 	// passwordAgain: a signed-in user confirming their password (to change
 	// it, or to change their second factor): the password finishes the
-	// check, as on an account without a second factor.
+	// check, and resets the counter only on an account without a second
+	// factor (see authenticate).
 	passwordAgain
 )
 
@@ -94,8 +95,14 @@ func (a *Authenticator) authenticate(ctx context.Context, username, password str
 	p := loginProof{username: username, method: MethodPassword, hash: change.old, ownLock: change.ownLock}
 	switch {
 	case err != nil:
-	case mode == passwordLogin && a.factorsInUse(change.factors) != 0:
-		p.factors = a.factorsInUse(change.factors)
+	case a.factorsInUse(change.factors) != 0:
+		// The password alone never resets the counter of an account with a
+		// second factor, not even a signed-in user's password again:
+		// else each re-check (Disable's, a page's) would clear the code
+		// guesses counted since, and codes could be guessed forever.
+		if mode == passwordLogin {
+			p.factors = a.factorsInUse(change.factors)
+		}
 		if err = a.holdForSecondFactor(ctx, username, change); err == nil {
 			p.hash = cmp.Or(change.new, change.old)
 		}

@@ -204,9 +204,16 @@ func asLoginFailure(err error) error {
 // passkey: the pending login's cookie (the password was right) ->
 // the options for navigator.credentials.get, with the user's passkeys.
 // No pending login, or a user without a passkey, gets the 401 of a failed
-// login and spends the client's failure budget.
+// login and spends the client's failure budget. Each begin stores a
+// challenge row, so each also spends a token of PasskeyThrottle, as a
+// passwordless begin does: a pending login must not be a way to fill the
+// database.
 func (h *handlers) passkeyFactorBeginHandler() http.Handler {
 	return h.guard(methods(nil, h.protectPOST(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := h.reserve(w, r, h.passkeyStarts, ""); err != nil {
+			h.refuseBasic(w, r, err)
+			return
+		}
 		res, err := h.reserve(w, r, h.failures, "")
 		if err != nil {
 			h.refuseBasic(w, r, err)

@@ -1138,3 +1138,23 @@ func TestPasskeyBeginThrottle(t *testing.T) {
 		}
 	}
 }
+
+// TestPasskeyFactorBeginThrottle: each begin of the second step stores a
+// challenge row, so it spends PasskeyThrottle as a passwordless begin does
+// (it once took none: 50 begins of one pending login, 50 rows).
+func TestPasskeyFactorBeginThrottle(t *testing.T) {
+	cfg := pkConfig()
+	cfg.HTTP.PasskeyThrottle = middleware.NewThrottle(middleware.ThrottleConfig{Burst: 3, Interval: 1 << 40})
+	a := testdb.SQLite(t).Open(t, cfg)
+	srv := pkServer(t, a)
+	addPasskey(t, signUp(t, a, srv, "alice"), srv.URL, srv.URL, newSoftKey(t), "k")
+	b, st, body := pkPasswordStep(t, srv.URL, "alice", pkPassword)
+	if st != http.StatusOK {
+		t.Fatalf("password step: %d %s", st, body)
+	}
+	for i, want := range []int{200, 200, 200, 429} {
+		if st, _ := b.post(srv.URL+"/passkey/verify/begin", struct{}{}); st != want {
+			t.Fatalf("second-step begin %d: %d, want %d", i, st, want)
+		}
+	}
+}

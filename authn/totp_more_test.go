@@ -607,3 +607,36 @@ func TestTOTPUnderStripPrefix(t *testing.T) {
 		t.Errorf("htmx under StripPrefix: HX-Redirect %q, want /auth/login/verify", got)
 	}
 }
+
+// TestTOTPDisableGuessesLock: Disable checks the password again and then
+// a code; the password alone must not reset the counter the code guesses
+// raised, or a holder of the password could guess codes forever through
+// Disable (it once did: 12 wrong codes with threshold 3, never locked).
+func TestTOTPDisableGuessesLock(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		cfg := totpConfig(clk, nil)
+		cfg.LockoutThreshold = 3
+		site := newTOTPSite(t, db, cfg)
+		secret, _ := enrolTOTP(t, site.a, clk, "alice")
+		wrong := wrongCodeOf(t, secret, clk.Now())
+		ctx := context.Background()
+		var locked *authn.LockedError
+		for i := 1; i <= cfg.LockoutThreshold; i++ {
+			err := site.a.TOTP().Disable(ctx, "alice", goodPassword, wrong)
+			if errors.As(err, &locked) {
+				break
+			}
+			if !errors.Is(err, authn.ErrInvalidCredentials) {
+				t.Fatalf("attempt %d: %v", i, err)
+			}
+		}
+		if locked == nil {
+			t.Fatalf("%d wrong codes through Disable with threshold %d: not locked (failed_attempts %d)",
+				cfg.LockoutThreshold, cfg.LockoutThreshold, failedAttempts(t, site.a, "alice"))
+		}
+		if err := site.a.TOTP().Disable(ctx, "alice", goodPassword, codeAt(t, secret, clk.Now())); !errors.As(err, &locked) {
+			t.Errorf("Disable with the right code while locked: %v, want a LockedError", err)
+		}
+	})
+}
