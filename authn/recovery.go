@@ -394,21 +394,26 @@ func (a *Authenticator) resetWithLink(ctx context.Context, token, newPassword, c
 		return username, err
 	}
 	if err := a.resetSecondFactor(ctx, link, code, wait); err != nil {
-		return username, err
+		return username, resetLockedError(err)
 	}
 	encoded, err := a.hash(ctx, newPassword, wait)
 	if err != nil {
 		return username, err
 	}
-	_, err = a.store.resetPassword(ctx, tokenHash(token), encoded, a.now())
-	switch {
-	case errors.Is(err, errResetLocked):
-		return username, fmt.Errorf("%w: %w", ErrLocked, nested(err))
-	case err != nil:
-		return username, err
+	if _, err = a.store.resetPassword(ctx, tokenHash(token), encoded, a.now()); err != nil {
+		return username, resetLockedError(err)
 	}
 	a.emit(ctx, Event{Type: EventPasswordChanged, Username: username, Reason: ReasonResetLink})
 	return username, nil
+}
+
+// resetLockedError makes errResetLocked an ErrLocked too, for the Go API;
+// other errors are returned as they are.
+func resetLockedError(err error) error {
+	if errors.Is(err, errResetLocked) {
+		return fmt.Errorf("%w: %w", ErrLocked, nested(err))
+	}
+	return err
 }
 
 // ReasonResetLink is the Reason of the EventPasswordChanged of a reset
@@ -442,6 +447,14 @@ func (a *Authenticator) resetSecondFactor(ctx context.Context, link model.Recove
 		return nil
 	case code == "":
 		return ErrSecondFactorRequired
+	}
+	// Under an administrator's lock the code's claim would refuse it as
+	// locked, and the answer would be a wrong code's: say what it is
+	// (the reset's transaction refuses it too, for any other account).
+	if locked, err := a.store.adminLocked(ctx, link.Username, a.now()); err != nil {
+		return err
+	} else if locked {
+		return errResetLocked
 	}
 	_, err = a.proveCode(ctx, pendingLogin{username: link.Username, userHash: link.UserHash}, code, wait)
 	return err

@@ -1206,3 +1206,40 @@ func TestVerifyOneAddressRace(t *testing.T) {
 		}
 	})
 }
+
+// TestResetUnderLockWithCode: an account with a second factor under an
+// administrator's Lock is refused a reset as locked (403), even with the
+// right code, before the code is claimed; the link outlives the refusal.
+// (It was answered as a wrong code, 401, the claim refusing the lock.)
+func TestResetUnderLockWithCode(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, db *testdb.DB) {
+		clk := newClock()
+		s := newRecoverySite(t, db, func(c *authn.Config) { c.Now = clk.Now })
+		ctx := context.Background()
+		secret, _ := enrolTOTP(t, s.a, clk, "alice")
+		link, err := s.a.Recovery().ResetLink(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.a.Lock(ctx, "alice", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		confirm := func(code string) seen {
+			return httpDo(t, s.client(t), "POST", s.url+"/reset/confirm", jsonBody(map[string]any{"token": tokenOf(t, link), "new_password": newPassword, "code": code}))
+		}
+		if got := confirm(codeAt(t, secret, clk.Now())); got.status != http.StatusForbidden || !strings.Contains(got.body, authn.CodeAccountLocked) {
+			t.Fatalf("reset under Lock with the right code: %d %s, want 403 %s", got.status, got.body, authn.CodeAccountLocked)
+		}
+		if _, err := s.a.Recovery().ResetWithCode(ctx, tokenOf(t, link), codeAt(t, secret, clk.Now()), newPassword); !errors.Is(err, authn.ErrLocked) {
+			t.Fatalf("ResetWithCode under Lock: %v, want ErrLocked", err)
+		}
+		if err := s.a.Unlock(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(30 * time.Second) // a time step of its own
+		if got := confirm(codeAt(t, secret, clk.Now())); got.status != http.StatusNoContent {
+			t.Fatalf("the same link after Unlock: %d %s", got.status, got.body)
+		}
+	})
+}

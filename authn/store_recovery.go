@@ -195,6 +195,24 @@ var errResetLocked = errors.New("authn: the account is locked by an administrato
 const adminLockedSQL = `(u.lockout_until IS NOT NULL AND (NOT (u.lockout_until >= ? AND u.lockout_until < ?)
 OR (u.lockout_until > ? AND EXISTS (SELECT 1 FROM admin_locks AS l WHERE l.username = u.username AND l.lockout_until = u.lockout_until))))`
 
+// adminLocked reports whether an administrator's lock holds on username
+// at now (see adminLockedSQL); false for no such user.
+func (s *store) adminLocked(ctx context.Context, username string, now time.Time) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	var locked bool
+	err := s.db.QueryRowContext(ctx, "SELECT "+adminLockedSQL+" FROM users AS u WHERE u.username = ?",
+		append(adminLockedArgs(unixSeconds(now)), username)...).Scan(&locked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("authn: reading whether an administrator locked %s: %w", loggable(username), err)
+	}
+	return locked, nil
+}
+
 func adminLockedArgs(now float64) []any {
 	return []any{float64(minLockSeconds), float64(maxLockSeconds), now}
 }
