@@ -552,11 +552,7 @@ func runToken(ctx context.Context, c *call) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tCREATED\tLAST USED")
 	for _, tok := range list {
-		last := "-"
-		if !tok.LastUsed.IsZero() {
-			last = tok.LastUsed.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", tableCell(tok.Name), tok.Created.UTC().Format(time.RFC3339), last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", tableCell(tok.Name), tok.Created.UTC().Format(time.RFC3339), timeOrDash(tok.LastUsed))
 	}
 	return tw.Flush()
 }
@@ -598,10 +594,7 @@ func runPasskeys(ctx context.Context, c *call) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tCREATED\tLAST USED\tSYNCED")
 	for _, k := range list {
-		last := "-"
-		if !k.LastUsed.IsZero() {
-			last = k.LastUsed.UTC().Format(time.RFC3339)
-		}
+		last := timeOrDash(k.LastUsed)
 		synced := "no"
 		if k.BackupState {
 			synced = "yes"
@@ -871,4 +864,12 @@ func openReadOnly(dsn string) (*bun.DB, error) {
 // them).
 func tableCell(s string) string {
 	return strings.NewReplacer("\t", `\t`, "\n", `\n`).Replace(escapeControls(s))
+}
+
+// timeOrDash is t in UTC as RFC 3339, or "-" for the zero time (never).
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
