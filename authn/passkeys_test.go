@@ -959,9 +959,18 @@ func TestPasskeyFactorOff(t *testing.T) {
 	a := db.Open(t, pkConfig())
 	srv := pkServer(t, a)
 	addPasskey(t, signUp(t, a, srv, "alice"), srv.URL, srv.URL, newSoftKey(t), "k")
-	off := db.Open(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true}})
-	if err := off.Authenticate(context.Background(), "alice", pkPassword); err != nil {
+	off := db.Open(t, authn.Config{HTTP: authn.HTTPConfig{InsecureCookies: true, BaseURL: "http://127.0.0.1:8080"}})
+	ctx := context.Background()
+	if err := off.Authenticate(ctx, "alice", pkPassword); err != nil {
 		t.Fatalf("Authenticate with passkeys off: %v", err)
+	}
+	// A reset asks for no second factor either: none is in use.
+	link, err := off.Recovery().ResetLink(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := off.Recovery().Reset(ctx, tokenOf(t, link), newPassword); err != nil {
+		t.Fatalf("Reset with passkeys off: %v", err)
 	}
 }
 
