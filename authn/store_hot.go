@@ -34,9 +34,14 @@ func userColumns(row *userHashRow) []column {
 		{"u.lockout_until", &row.until},
 		// A password cached before the account enrolled a second factor
 		// no longer passes: the factors come in the same read.
-		{factorsSQL("u.username"), &row.factors},
+		{userFactorsSQL, &row.factors},
 	}
 }
+
+// userFactorsSQL is the factors column of the user read, built once:
+// userColumns runs on every cached Basic request, and building it there
+// took 4% of such a request's CPU on PostgreSQL.
+var userFactorsSQL = factorsSQL("u.username")
 
 // userFrom is the rest of the user read: one row by primary key.
 const userFrom = "FROM users AS u WHERE u.username = ?"

@@ -5,32 +5,40 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 const (
-	// readConns is the size of the reader's pool: two connections, each
-	// with its goroutine. Measured on 2 CPUs shared with PostgreSQL, quiet
+	// readConns is the number of the reader's connections, each with its
+	// goroutine. Measured on 2 CPUs shared with PostgreSQL, quiet
 	// machine: with one, a read that arrives while a round trip is out
 	// waits for it, so two requests at a time (the in-process benchmarks)
 	// took about 100 µs each against 36–50 µs through database/sql before;
 	// with two, 50–60 µs. Under wrk with 16 clients one connection
-	// batches more (0.40–0.43 of /healthz's requests a second, 34–38 µs
-	// of server CPU per cached request) than two (0.36–0.39, 36–44 µs):
-	// two trade a little of that for no loss at low concurrency. A round
-	// trip carries up to maxBatch reads.
+	// batches more, but the CPU per request measured the same within the
+	// noise of the machine (docs/performance.md). A round trip carries up
+	// to maxBatch reads.
 	readConns = 2
 	// maxBatch bounds the reads sent in one round trip.
 	maxBatch = 128
-	// readTimeout bounds a round trip of reads. A read by primary key
-	// waits for no lock; one that takes this long means the database or
-	// the network is broken, and its connection is closed.
+	// maxStatements bounds the statements a connection prepares (authn
+	// sends three): past it, the connection is closed and a new one
+	// opened, which frees them on the server.
+	maxStatements = 16
+	// readTimeout bounds a round trip of reads, and a connection's
+	// opening. A read by primary key waits for no lock; one that takes
+	// this long means the database or the network is broken, and its
+	// connection is closed.
 	readTimeout = 10 * time.Second
 )
 
@@ -38,35 +46,44 @@ const (
 var errClosed = errors.New("authn/postgres: reader closed")
 
 // reader runs the reads of every authenticated request (see
-// hotread.Reader) on a pgx pool of its own, several requests' reads in one
-// round trip. Each of its conns goroutines takes the reads waiting in the
-// queue (up to maxBatch), sends them together as one pipeline (pgx's
-// Batch: one write, one Sync) on its connection, and hands each its row. A
-// read is only ever sent after it was queued, so it sees every commit made
-// before its request asked. Reads of the same statement and key in one
-// round trip are sent once, and their callers share the row.
+// hotread.Reader) on connections of its own, several requests' reads in
+// one round trip. Each of its goroutines owns one connection: it takes the
+// reads waiting in the queue (up to maxBatch), sends them together (one
+// write: a Bind and an Execute of a prepared statement for each, and one
+// Sync), and hands each its row. A read is only ever sent after it was
+// queued, so it sees every commit made before its request asked. Reads of
+// the same statement and key in one round trip are sent once, and their
+// callers share the row.
 //
 // It exists because a read through database/sql cost a cached request
 // three to four times what the request costs without it: most of it the
 // system calls and wake-ups of one round trip per request (a write to the
 // server, a wait, a read), which a round trip shared by the requests that
 // wait at the same time divides among them; the rest database/sql's
-// machinery (a goroutine per query to watch a cancellable context).
+// machinery (a goroutine per query to watch a cancellable context). It
+// speaks to pgx's connection layer (pgconn) directly rather than through
+// a pgx pool and pgx's Batch: no context to watch, no pool to acquire
+// from, no pipeline bookkeeping, and scan plans made once per statement,
+// which took a third of the allocations of a cached request.
 //
 // A caller whose context ends stops waiting at once; its read goes on,
 // unseen, with the others of its round trip, so a cancelled request never
-// breaks a connection. A round trip is bounded by readTimeout, after which
-// pgx closes its connection.
+// breaks a connection. A round trip is bounded by the reader's timeout,
+// after which its connection is closed and a new one opened for the next.
 type reader struct {
-	pool    *pgxpool.Pool
+	config  *pgconn.Config
 	queue   chan *read
-	timeout time.Duration // bounds a round trip
-	// ctx ends at Close: the round trips under way end, and the
-	// goroutines with them.
+	timeout time.Duration
+	// ctx ends at Close: the goroutines see it between round trips, and
+	// Close closes the connections to end the round trips under way.
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	close  sync.Once
+
+	mu     sync.Mutex
+	closed bool
+	conns  []*pgconn.PgConn // by goroutine; nil when it has none open
 }
 
 // read is one caller's read.
@@ -90,23 +107,25 @@ const (
 	abandoned
 )
 
-// newReader opens a reader on url with conns connections, each served by
-// one goroutine, whose round trips end after timeout. The pool connects
-// lazily; Read fails while the database cannot be reached.
+// newReader returns a reader on url with conns connections, each served by
+// one goroutine, whose round trips end after timeout. It connects lazily:
+// Read fails while the database cannot be reached. url is read as pgxpool
+// reads it, so that a URL that also opens the database/sql pool (with
+// pgx's and the pool's own parameters) means the same server here.
 func newReader(url string, conns int, timeout time.Duration) (*reader, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
-	cfg.MaxConns = int32(conns)
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return nil, err
+	r := &reader{
+		config:  cfg.ConnConfig.Config.Copy(),
+		queue:   make(chan *read, conns*maxBatch),
+		timeout: timeout,
+		conns:   make([]*pgconn.PgConn, conns),
 	}
-	r := &reader{pool: pool, queue: make(chan *read, conns*maxBatch), timeout: timeout}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	for range conns {
-		r.done.Go(r.serve)
+	for i := range conns {
+		r.done.Go(func() { r.serve(i) })
 	}
 	return r, nil
 }
@@ -144,11 +163,31 @@ func (rd *read) abandon(err error) error {
 	return rd.err
 }
 
+// finish hands rd err, unless it already has an error of its own, and
+// lets its caller go, unless the caller left.
+func (rd *read) finish(err error) {
+	if !rd.state.CompareAndSwap(waiting, filling) && rd.state.Load() != filling {
+		return // abandoned
+	}
+	if rd.err == nil {
+		rd.err = err
+	}
+	close(rd.done)
+}
+
 // Close stops the goroutines, fails the reads still queued and closes the
-// pool. Calling it again does nothing.
+// connections. Calling it again does nothing.
 func (r *reader) Close() error {
 	r.close.Do(func() {
 		r.cancel()
+		r.mu.Lock()
+		r.closed = true
+		for _, c := range r.conns {
+			if c != nil {
+				c.Conn().Close() // ends a round trip under way
+			}
+		}
+		r.mu.Unlock()
 		r.done.Wait()
 		for {
 			select {
@@ -159,15 +198,27 @@ func (r *reader) Close() error {
 			}
 			break
 		}
-		r.pool.Close()
 	})
 	return nil
 }
 
+// server is the state of one of the reader's goroutines: its connection
+// and what it reuses from one round trip to the next.
+type server struct {
+	r     *reader
+	slot  int
+	conn  *readConn // nil until opened, and after it broke
+	batch []*read
+	sent  []*read // the first read of each statement sent
+	stmts []*statement
+	errs  []error
+}
+
 // serve sends the reads that wait in the queue, a round trip at a time,
 // until Close.
-func (r *reader) serve() {
-	batch := make([]*read, 0, maxBatch)
+func (r *reader) serve(slot int) {
+	s := &server{r: r, slot: slot, batch: make([]*read, 0, maxBatch)}
+	defer s.drop()
 	for {
 		select {
 		case rd := <-r.queue:
@@ -177,9 +228,9 @@ func (r *reader) serve() {
 			// 35–40 µs of server CPU per cached request instead of 43–60,
 			// and about 1.5 times the requests a second.
 			runtime.Gosched()
-			batch = r.collect(append(batch[:0], rd))
-			r.roundTrip(batch)
-			clear(batch) // let the reads go
+			s.batch = r.collect(append(s.batch[:0], rd))
+			s.roundTrip()
+			clear(s.batch) // let the reads go
 		case <-r.ctx.Done():
 			return
 		}
@@ -200,46 +251,32 @@ func (r *reader) collect(batch []*read) []*read {
 	return batch
 }
 
-// roundTrip sends batch, each distinct statement and key once, in one
-// pipeline, and hands every read its row or the error.
-func (r *reader) roundTrip(batch []*read) {
-	// firsts are the reads that are sent; the others share the row of
-	// the first read of their statement and key.
-	firsts := make([]*read, 0, len(batch))
-	b := &pgx.Batch{}
-	for _, rd := range batch {
+// roundTrip sends s.batch, each distinct statement and key once, in one
+// round trip, and hands every read its row or the error.
+func (s *server) roundTrip() {
+	s.sent = s.sent[:0]
+	for _, rd := range s.batch {
 		rd.sent = -1
 		if rd.state.Load() == abandoned {
 			continue
 		}
-		if rd.sent = sameAs(firsts, rd); rd.sent < 0 {
-			rd.sent = len(firsts)
-			firsts = append(firsts, rd)
-			b.Queue(rd.query, rd.key)
+		if rd.sent = sameAs(s.sent, rd); rd.sent < 0 {
+			rd.sent = len(s.sent)
+			s.sent = append(s.sent, rd)
 		}
 	}
-	if len(firsts) == 0 {
+	if len(s.sent) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
-	defer cancel()
-	results := r.pool.SendBatch(ctx, b)
-	errs := make([]error, len(firsts))
-	for i := range firsts {
-		errs[i] = r.scan(results, i, batch)
-	}
-	if err := results.Close(); err != nil {
-		for i := range errs {
-			if errs[i] == nil || errors.Is(errs[i], sql.ErrNoRows) {
-				errs[i] = err // the round trip failed: fail closed
-			}
-		}
-	}
-	for _, rd := range batch {
+	s.errs = slices.Grow(s.errs[:0], len(s.sent))[:len(s.sent)]
+	clear(s.errs)
+	s.send()
+	for _, rd := range s.batch {
 		if rd.sent >= 0 {
-			rd.finish(errs[rd.sent])
+			rd.finish(s.errs[rd.sent])
 		}
 	}
+	clear(s.sent)
 }
 
 // sameAs returns the index in firsts of the read with rd's statement and
@@ -253,41 +290,221 @@ func sameAs(firsts []*read, rd *read) int {
 	return -1
 }
 
-// scan reads the result of the statement sent i-th and scans its row into
-// every read of batch that shares it and still waits. It returns
-// sql.ErrNoRows for no row, and the statement's error.
-func (r *reader) scan(results pgx.BatchResults, i int, batch []*read) error {
-	rows, err := results.Query()
-	if err != nil {
-		return err
+// send runs the statements of s.sent on s's connection, opening it first
+// if need be, and sets s.errs: nil for a row scanned, sql.ErrNoRows, or
+// the error. Any error of the round trip itself fails every read still
+// without a row (fail closed), and a broken connection is dropped for a
+// new one at the next round trip.
+func (s *server) send() {
+	c, err := s.open()
+	if err == nil {
+		s.stmts, err = c.prepare(s.r.ctx, s.r.timeout, s.sent, s.stmts[:0])
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
+	if err != nil {
+		s.failFrom(0, err)
+		s.dropIfBroken()
+		return
+	}
+	var b pgconn.Batch
+	for i, rd := range s.sent {
+		b.ExecStatement(s.stmts[i].desc, [][]byte{[]byte(rd.key)}, nil, s.stmts[i].formats)
+	}
+	c.watchdog.Reset(s.r.timeout)
+	results := c.pg.ExecBatch(context.Background(), &b) // no context to watch: the watchdog bounds it
+	n := 0
+	for ; n < len(s.sent) && results.NextResult(); n++ {
+		s.errs[n] = c.scanResult(results.ResultReader(), s.stmts[n], n, s.batch)
+	}
+	err = results.Close()
+	if !c.watchdog.Stop() {
+		err = fmt.Errorf("a round trip of reads took over %v", s.r.timeout)
+		c.pg.Conn().Close()
+	}
+	if err != nil {
+		// The statement that failed, or the round trip, and those after
+		// it, which the server skipped.
+		s.failFrom(n, fmt.Errorf("authn/postgres: reading: %w", err))
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+			// A statement prepared before its table changed fails until
+			// it is prepared again: the next round trip does.
+			for _, st := range s.stmts {
+				c.forget(st)
+			}
+		}
+	}
+	clear(s.stmts)
+	s.dropIfBroken()
+}
+
+// failFrom sets err as the answer of the statements from the i-th on.
+func (s *server) failFrom(i int, err error) {
+	for j := i; j < len(s.errs); j++ {
+		s.errs[j] = err
+	}
+}
+
+// open returns s's connection, opening one if it has none.
+func (s *server) open() (*readConn, error) {
+	if s.conn != nil {
+		return s.conn, nil
+	}
+	ctx, cancel := context.WithTimeout(s.r.ctx, s.r.timeout)
+	defer cancel()
+	pg, err := pgconn.ConnectConfig(ctx, s.r.config)
+	if err != nil {
+		if s.r.ctx.Err() != nil {
+			return nil, errClosed
+		}
+		return nil, fmt.Errorf("authn/postgres: connecting the reader: %w", err)
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	if s.r.closed {
+		pg.Close(context.Background())
+		return nil, errClosed
+	}
+	s.r.conns[s.slot] = pg
+	s.conn = newReadConn(pg)
+	return s.conn, nil
+}
+
+// dropIfBroken drops s's connection if it is closed, so that the next
+// round trip opens another.
+func (s *server) dropIfBroken() {
+	if s.conn != nil && (s.conn.pg.IsClosed() || len(s.conn.stmts) > maxStatements) {
+		s.drop()
+	}
+}
+
+// drop closes s's connection, if it has one.
+func (s *server) drop() {
+	if s.conn == nil {
+		return
+	}
+	s.r.mu.Lock()
+	s.r.conns[s.slot] = nil
+	s.r.mu.Unlock()
+	s.conn.watchdog.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.conn.pg.Close(ctx)
+	s.conn = nil
+}
+
+// readConn is one connection of the reader, with the statements it has
+// prepared.
+type readConn struct {
+	pg    *pgconn.PgConn
+	types *pgtype.Map
+	stmts map[string]*statement // by SQL
+	next  int                   // numbers the statements' names
+	// watchdog closes the connection when a round trip takes longer than
+	// the reader's timeout, which ends the read it waits in.
+	watchdog *time.Timer
+}
+
+// statement is a statement prepared on a readConn, with the format of each
+// column and how to scan it into the type of destination last seen.
+type statement struct {
+	desc    *pgconn.StatementDescription
+	formats []int16
+	plans   []pgtype.ScanPlan
+	types   []reflect.Type
+}
+
+func newReadConn(pg *pgconn.PgConn) *readConn {
+	c := &readConn{pg: pg, types: pgtype.NewMap(), stmts: make(map[string]*statement)}
+	c.watchdog = time.AfterFunc(time.Hour, func() { pg.Conn().Close() })
+	c.watchdog.Stop()
+	return c
+}
+
+// prepare appends to stmts the prepared statement of each read of sent,
+// preparing those c has not (a round trip each, once per statement and
+// connection).
+func (c *readConn) prepare(ctx context.Context, timeout time.Duration, sent []*read, stmts []*statement) ([]*statement, error) {
+	for _, rd := range sent {
+		st, ok := c.stmts[rd.query]
+		if !ok {
+			var err error
+			if st, err = c.prepareOne(ctx, timeout, rd.query); err != nil {
+				return stmts, err
+			}
+		}
+		stmts = append(stmts, st)
+	}
+	return stmts, nil
+}
+
+func (c *readConn) prepareOne(ctx context.Context, timeout time.Duration, query string) (*statement, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c.next++
+	desc, err := c.pg.Prepare(ctx, "authn_read_"+strconv.Itoa(c.next), query, nil)
+	if err != nil {
+		return nil, fmt.Errorf("authn/postgres: preparing a read: %w", err)
+	}
+	st := &statement{
+		desc:    desc,
+		formats: make([]int16, len(desc.Fields)),
+		plans:   make([]pgtype.ScanPlan, len(desc.Fields)),
+		types:   make([]reflect.Type, len(desc.Fields)),
+	}
+	for i, f := range desc.Fields {
+		st.formats[i] = c.types.FormatCodeForOID(f.DataTypeOID)
+	}
+	c.stmts[query] = st
+	return st, nil
+}
+
+// forget drops st, which failed: the next read of its SQL prepares it
+// again (a statement prepared before a change of the table's columns
+// fails until then). Its name stays taken on the server until the
+// connection closes; maxStatements bounds them.
+func (c *readConn) forget(st *statement) {
+	if c.stmts[st.desc.SQL] == st {
+		delete(c.stmts, st.desc.SQL)
+	}
+}
+
+// scanResult reads the result of the i-th statement sent, st, and scans
+// its row into every read of batch that shares it and still waits. It
+// returns sql.ErrNoRows for no row, and the statement's error.
+func (c *readConn) scanResult(res *pgconn.ResultReader, st *statement, i int, batch []*read) error {
+	if !res.NextRow() {
+		if _, err := res.Close(); err != nil {
 			return err
 		}
 		return sql.ErrNoRows
 	}
+	values := res.Values()
 	for _, rd := range batch {
 		if rd.sent != i || !rd.state.CompareAndSwap(waiting, filling) {
 			continue
 		}
-		if err := rows.Scan(rd.dest...); err != nil {
+		if err := c.scanRow(st, values, rd.dest); err != nil {
 			rd.err = fmt.Errorf("authn/postgres: scanning a read: %w", err)
 		}
 	}
-	rows.Close()
-	return rows.Err()
+	_, err := res.Close()
+	return err
 }
 
-// finish hands rd err, unless it already has an error of its own, and
-// lets its caller go, unless the caller left.
-func (rd *read) finish(err error) {
-	if !rd.state.CompareAndSwap(waiting, filling) && rd.state.Load() != filling {
-		return // abandoned
+// scanRow scans values, a row of st, into dest, planning the scan of a
+// column when its destination's type is new.
+func (c *readConn) scanRow(st *statement, values [][]byte, dest []any) error {
+	if len(dest) != len(values) || len(values) != len(st.plans) {
+		return fmt.Errorf("%d columns into %d destinations", len(values), len(dest))
 	}
-	if rd.err == nil {
-		rd.err = err
+	for j, d := range dest {
+		if t := reflect.TypeOf(d); st.types[j] != t {
+			f := st.desc.Fields[j]
+			st.plans[j] = c.types.PlanScan(f.DataTypeOID, st.formats[j], d)
+			st.types[j] = t
+		}
+		if err := st.plans[j].Scan(values[j], d); err != nil {
+			return fmt.Errorf("column %q: %w", st.desc.Fields[j].Name, err)
+		}
 	}
-	close(rd.done)
+	return nil
 }
