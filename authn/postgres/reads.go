@@ -20,15 +20,21 @@ import (
 
 const (
 	// readConns is the number of the reader's connections, each with its
-	// goroutine. Measured on 2 CPUs shared with PostgreSQL, quiet
-	// machine: with one, a read that arrives while a round trip is out
-	// waits for it, so two requests at a time (the in-process benchmarks)
-	// took about 100 µs each against 36–50 µs through database/sql before;
-	// with two, 50–60 µs. Under wrk with 16 clients one connection
-	// batches more, but the CPU per request measured the same within the
-	// noise of the machine (docs/performance.md). A round trip carries up
-	// to maxBatch reads.
+	// goroutine: the first sends every round trip it can, the others
+	// only help it while it has few reads at a time (see spillBelow).
 	readConns = 2
+	// spillBelow: while the first connection sends round trips of fewer
+	// reads than this, a read that comes while one is out goes at once on
+	// another connection, rather than wait for it; from this many on,
+	// the reads that come while one is out wait and go together in the
+	// next. Measured on 2 CPUs shared with PostgreSQL (docs/performance.md):
+	// one connection alone made two requests at a time (the in-process
+	// benchmarks) wait for each other's round trip, 35–48 µs a request
+	// against 24–32 with two; two used alike split the round trips of a
+	// busy server (wrk, 16 clients) into smaller ones, about 4 reads
+	// each against 6.5, and cost PostgreSQL 8 µs of CPU per request
+	// against 5.
+	spillBelow = 3
 	// maxBatch bounds the reads sent in one round trip.
 	maxBatch = 128
 	// maxStatements bounds the statements a connection prepares (authn
@@ -80,6 +86,10 @@ type reader struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	close  sync.Once
+	// spill lets one of the other connections' goroutines take reads,
+	// for one round trip: the first sends a token when it starts a small
+	// one.
+	spill chan struct{}
 
 	mu     sync.Mutex
 	closed bool
@@ -122,6 +132,7 @@ func newReader(url string, conns int, timeout time.Duration) (*reader, error) {
 		queue:   make(chan *read, conns*maxBatch),
 		timeout: timeout,
 		conns:   make([]*pgconn.PgConn, conns),
+		spill:   make(chan struct{}, 1),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	for i := range conns {
@@ -215,11 +226,19 @@ type server struct {
 }
 
 // serve sends the reads that wait in the queue, a round trip at a time,
-// until Close.
+// until Close. The goroutine of slot 0 serves the queue all the time; the
+// others each time a token in r.spill lets them.
 func (r *reader) serve(slot int) {
 	s := &server{r: r, slot: slot, batch: make([]*read, 0, maxBatch)}
 	defer s.drop()
 	for {
+		if slot > 0 {
+			select {
+			case <-r.spill:
+			case <-r.ctx.Done():
+				return
+			}
+		}
 		select {
 		case rd := <-r.queue:
 			// Let the goroutines that are ready to run go first: requests
@@ -229,6 +248,12 @@ func (r *reader) serve(slot int) {
 			// and about 1.5 times the requests a second.
 			runtime.Gosched()
 			s.batch = r.collect(append(s.batch[:0], rd))
+			if slot == 0 && len(s.batch) < spillBelow {
+				select {
+				case r.spill <- struct{}{}:
+				default: // a token waits already
+				}
+			}
 			s.roundTrip()
 			clear(s.batch) // let the reads go
 		case <-r.ctx.Done():
@@ -371,7 +396,7 @@ func (s *server) open() (*readConn, error) {
 // dropIfBroken drops s's connection if it is closed, so that the next
 // round trip opens another.
 func (s *server) dropIfBroken() {
-	if s.conn != nil && (s.conn.pg.IsClosed() || len(s.conn.stmts) > maxStatements) {
+	if s.conn != nil && (s.conn.pg.IsClosed() || len(s.conn.stmts) >= maxStatements) {
 		s.drop()
 	}
 }

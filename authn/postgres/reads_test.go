@@ -266,3 +266,112 @@ func TestReaderClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReaderTableChanged: a statement prepared before its table's columns
+// changed fails once, as a failure (never sql.ErrNoRows), and is prepared
+// again: the next read has the row.
+func TestReaderTableChanged(t *testing.T) {
+	u, w := testSchema(t)
+	r := openReader(t, u, 1, time.Minute)
+	ctx := context.Background()
+	var v string
+	var n float64
+	if err := r.Read(ctx, kvRead, "k1", &v, &n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Exec(ctx, "ALTER TABLE kv ALTER COLUMN v TYPE varchar(40)"); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for range 3 {
+		err := r.Read(ctx, kvRead, "k1", &v, &n)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			t.Fatalf("read after the change: %v", err)
+		}
+		failed++
+	}
+	if failed > 1 || v != "v1" {
+		t.Fatalf("after the change: %d reads failed, then %q", failed, v)
+	}
+}
+
+// backendPID is a read of the PostgreSQL backend serving the reader's
+// connection; i makes each its own statement.
+func backendPID(t *testing.T, r *reader, i int) string {
+	t.Helper()
+	var pid, key string
+	if err := r.Read(context.Background(), fmt.Sprintf("SELECT pg_backend_pid()::text, $1::text AS s%d", i), "x", &pid, &key); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestReaderStatementsBounded: a connection prepares at most maxStatements
+// statements, then is replaced by a new one, which frees them.
+func TestReaderStatementsBounded(t *testing.T) {
+	u, _ := testSchema(t)
+	r := openReader(t, u, 1, time.Minute)
+	first := backendPID(t, r, 0)
+	for i := 1; i < maxStatements; i++ {
+		if pid := backendPID(t, r, i); pid != first {
+			t.Fatalf("statement %d on a new connection (%s, was %s)", i, pid, first)
+		}
+	}
+	if pid := backendPID(t, r, maxStatements); pid == first {
+		t.Fatalf("%d statements prepared on one connection", maxStatements+1)
+	}
+}
+
+// TestReaderReconnects: when the server ends the reader's connection, a
+// read fails (never sql.ErrNoRows) or is served on a new one, and the
+// reads after it are served on a new connection.
+func TestReaderReconnects(t *testing.T) {
+	u, w := testSchema(t)
+	r := openReader(t, u, 1, time.Minute)
+	ctx := context.Background()
+	pid := backendPID(t, r, 0)
+	if _, err := w.Exec(ctx, "SELECT pg_terminate_backend($1::int)", pid); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	var n float64
+	if err := r.Read(ctx, kvRead, "k2", &v, &n); errors.Is(err, sql.ErrNoRows) || (err == nil && v != "v2") {
+		t.Fatalf("read on the ended connection: %q %v", v, err)
+	}
+	if got := backendPID(t, r, 0); got == pid {
+		t.Fatalf("still on the ended connection %s", pid)
+	}
+	if err := r.Read(ctx, kvRead, "k2", &v, &n); err != nil || v != "v2" {
+		t.Fatalf("after reconnecting: %q %v", v, err)
+	}
+}
+
+// TestReaderSpill: while the reads come one at a time, a read that comes
+// while another's round trip is out goes at once on the second
+// connection, rather than wait for it.
+func TestReaderSpill(t *testing.T) {
+	u, _ := testSchema(t)
+	r := openReader(t, u, 2, time.Minute)
+	ctx := context.Background()
+	slow := make(chan error, 1)
+	go func() {
+		var v string
+		slow <- r.Read(ctx, "SELECT $1::text FROM pg_sleep(2)", "slow", &v)
+	}()
+	time.Sleep(200 * time.Millisecond) // the slow read is out
+	start := time.Now()
+	var v string
+	var n float64
+	if err := r.Read(ctx, kvRead, "k3", &v, &n); err != nil || v != "v3" {
+		t.Fatalf("read beside a slow one: %q %v", v, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a read beside a slow one took %v: it waited for the slow one", d)
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+}
