@@ -23,18 +23,20 @@ import (
 // Open connects to the PostgreSQL database at url (a postgres:// or
 // postgresql:// URL, or a key=value string, as pgx reads them, e.g.
 // "postgres://user@host/db?sslmode=verify-full") and returns an
-// Authenticator over it, made by [authn.NewOwned]: its Close closes the
-// pools. Open fails when the database cannot be reached.
+// Authenticator over it, made by [authn.NewOwned]: its Close closes its
+// connections. Open fails when the database cannot be reached.
 //
-// It opens two pools. The reads made on every authenticated request (the
-// user behind a cached Basic credential, a session, an app token) run on
-// one pgx connection of their own: the reads that wait while one round
-// trip is out go together in the next, as one pipeline, so that a busy
-// server makes one round trip for many requests (each read is still sent
-// after its request asked, and sees every commit made before). Everything
-// else runs through database/sql and bun on a pool of at most
-// max(4, 2×GOMAXPROCS) connections, all kept open once opened. So Open
-// holds at most max(4, 2×GOMAXPROCS) + 2 connections.
+// It opens two sets of connections. The reads made on every authenticated
+// request (the user behind a cached Basic credential, a session, an app
+// token) run on two pgx connections of their own: the reads that wait
+// while one round trip is out go together in the next, prepared
+// statements sent in one write, so that a busy server makes one round trip
+// for many requests (each read is still sent after its request asked, and
+// sees every commit made before); the second connection serves only while
+// the reads come a few at a time, so that one never waits for another's
+// round trip. Everything else runs through database/sql and bun on a pool
+// of at most max(4, 2×GOMAXPROCS) connections, all kept open once opened.
+// So Open holds at most max(4, 2×GOMAXPROCS) + 2 connections.
 //
 // To use a pool of the application's own, give authn.New a *bun.DB on
 // pgdialect and a database/sql pool of the "pgx" driver instead; its hot
