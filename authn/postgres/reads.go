@@ -223,6 +223,9 @@ type server struct {
 	sent  []*read // the first read of each statement sent
 	stmts []*statement
 	errs  []error
+	// finished is how many of the statements sent have had their reads
+	// handed their answers.
+	finished int
 }
 
 // serve sends the reads that wait in the queue, a round trip at a time,
@@ -295,13 +298,21 @@ func (s *server) roundTrip() {
 	}
 	s.errs = slices.Grow(s.errs[:0], len(s.sent))[:len(s.sent)]
 	clear(s.errs)
+	s.finished = 0
 	s.send()
+	s.finishUpTo(len(s.sent))
+	clear(s.sent)
+}
+
+// finishUpTo hands the reads of the statements sent before the k-th their
+// answers (s.errs), but for those handed theirs already.
+func (s *server) finishUpTo(k int) {
 	for _, rd := range s.batch {
-		if rd.sent >= 0 {
+		if rd.sent >= s.finished && rd.sent < k {
 			rd.finish(s.errs[rd.sent])
 		}
 	}
-	clear(s.sent)
+	s.finished = max(s.finished, k)
 }
 
 // sameAs returns the index in firsts of the read with rd's statement and
@@ -338,27 +349,47 @@ func (s *server) send() {
 	results := c.pg.ExecBatch(context.Background(), &b) // no context to watch: the watchdog bounds it
 	n := 0
 	for ; n < len(s.sent) && results.NextResult(); n++ {
-		s.errs[n] = c.scanResult(results.ResultReader(), s.stmts[n], n, s.batch)
+		if s.errs[n] = c.scanResult(results.ResultReader(), s.stmts[n], n, s.batch); answered(s.errs[n]) {
+			s.finishUpTo(n + 1) // its callers go now, not after the others
+		}
 	}
 	err = results.Close()
+	if err == nil && n < len(s.sent) {
+		err = fmt.Errorf("the server answered %d of %d statements", n, len(s.sent))
+	}
 	if !c.watchdog.Stop() {
 		err = fmt.Errorf("a round trip of reads took over %v", s.r.timeout)
-		c.pg.Conn().Close()
+		c.broken = true // the watchdog closed it, maybe after the answer came
 	}
 	if err != nil {
 		// The statement that failed, or the round trip, and those after
 		// it, which the server skipped.
 		s.failFrom(n, fmt.Errorf("authn/postgres: reading: %w", err))
-		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
-			// A statement prepared before its table changed fails until
-			// it is prepared again: the next round trip does.
-			for _, st := range s.stmts {
-				c.forget(st)
-			}
+		if i := s.failedAt(n); i < len(s.stmts) && errors.As(err, new(*pgconn.PgError)) {
+			// A statement prepared before a column it returns changed
+			// type fails until it is prepared again: the next round
+			// trip does.
+			c.forget(s.stmts[i])
 		}
 	}
 	clear(s.stmts)
 	s.dropIfBroken()
+}
+
+// answered reports whether err is the answer of a statement the server
+// ran to its end: a row, or none.
+func answered(err error) bool { return err == nil || errors.Is(err, sql.ErrNoRows) }
+
+// failedAt returns the index of the statement the server failed, of the
+// first n it answered: the first answered with an error, else the n-th
+// (the server skips the statements after a failed one).
+func (s *server) failedAt(n int) int {
+	for i, err := range s.errs[:n] {
+		if !answered(err) {
+			return i
+		}
+	}
+	return n
 }
 
 // failFrom sets err as the answer of the statements from the i-th on.
@@ -396,7 +427,7 @@ func (s *server) open() (*readConn, error) {
 // dropIfBroken drops s's connection if it is closed, so that the next
 // round trip opens another.
 func (s *server) dropIfBroken() {
-	if s.conn != nil && (s.conn.pg.IsClosed() || len(s.conn.stmts) >= maxStatements) {
+	if s.conn != nil && (s.conn.broken || s.conn.pg.IsClosed() || s.conn.next >= maxStatements) {
 		s.drop()
 	}
 }
@@ -426,6 +457,8 @@ type readConn struct {
 	// watchdog closes the connection when a round trip takes longer than
 	// the reader's timeout, which ends the read it waits in.
 	watchdog *time.Timer
+	// broken: the watchdog closed the connection (pgconn may not know).
+	broken bool
 }
 
 // statement is a statement prepared on a readConn, with the format of each
@@ -483,9 +516,9 @@ func (c *readConn) prepareOne(ctx context.Context, timeout time.Duration, query 
 }
 
 // forget drops st, which failed: the next read of its SQL prepares it
-// again (a statement prepared before a change of the table's columns
-// fails until then). Its name stays taken on the server until the
-// connection closes; maxStatements bounds them.
+// again under a new name. The old name stays taken on the server until
+// the connection closes: maxStatements bounds the names a connection has
+// prepared.
 func (c *readConn) forget(st *statement) {
 	if c.stmts[st.desc.SQL] == st {
 		delete(c.stmts, st.desc.SQL)

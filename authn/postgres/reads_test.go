@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,5 +374,29 @@ func TestReaderSpill(t *testing.T) {
 	}
 	if err := <-slow; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReaderFailingStatementsBounded: a statement that keeps failing is
+// prepared again after each failure, under a new name; the names a
+// connection holds on the server stay bounded all the same.
+func TestReaderFailingStatementsBounded(t *testing.T) {
+	u, _ := testSchema(t)
+	r := openReader(t, u, 1, time.Minute)
+	ctx := context.Background()
+	for range 3 * maxStatements {
+		var v string
+		var n float64
+		err := r.Read(ctx, "SELECT (1 / ($1::int - 1))::text, 0::float8", "1", &v, &n)
+		if err == nil || errors.Is(err, sql.ErrNoRows) {
+			t.Fatalf("division by zero: %v", err)
+		}
+	}
+	var count, key string
+	if err := r.Read(ctx, "SELECT count(*)::text, $1::text FROM pg_prepared_statements", "x", &count, &key); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := strconv.Atoi(count); c == 0 || c > maxStatements {
+		t.Fatalf("%s statements prepared on the reader's connection (at most %d)", count, maxStatements)
 	}
 }
