@@ -37,9 +37,10 @@ const (
 	spillBelow = 3
 	// maxBatch bounds the reads sent in one round trip.
 	maxBatch = 128
-	// maxStatements bounds the statements a connection prepares (authn
-	// sends three): past it, the connection is closed and a new one
-	// opened, which frees them on the server.
+	// maxStatements bounds the statements a connection prepares, counted
+	// by name (authn sends three; one that fails is prepared again under a
+	// new name): when it has prepared that many, the connection is closed
+	// and a new one opened, which frees them on the server.
 	maxStatements = 16
 	// readTimeout bounds a round trip of reads, and a connection's
 	// opening. A read by primary key waits for no lock; one that takes
