@@ -70,8 +70,9 @@ var errClosed = errors.New("authn/postgres: reader closed")
 // machinery (a goroutine per query to watch a cancellable context). It
 // speaks to pgx's connection layer (pgconn) directly rather than through
 // a pgx pool and pgx's Batch: no context to watch, no pool to acquire
-// from, no pipeline bookkeeping, and scan plans made once per statement,
-// which took a third of the allocations of a cached request.
+// from, no pipeline bookkeeping, and scan plans made once per statement:
+// together they were most of the allocations of a cached request (63 of
+// them in-process on a cached Basic request before, 24 now).
 //
 // A caller whose context ends stops waiting at once; its read goes on,
 // unseen, with the others of its round trip, so a cancelled request never
