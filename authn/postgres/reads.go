@@ -29,8 +29,8 @@ const (
 	// the reads that come while one is out wait and go together in the
 	// next. Measured on 2 CPUs shared with PostgreSQL (docs/performance.md):
 	// one connection alone made two requests at a time (the in-process
-	// benchmarks) wait for each other's round trip, 35–48 µs a request
-	// against 24–32 with two; two used alike split the round trips of a
+	// benchmarks) wait for each other's round trip, 35–48 µs a cached
+	// Basic request against 24–28 with two; two used alike split the round trips of a
 	// busy server (wrk, 16 clients) into smaller ones, about 4 reads
 	// each against 6.5, and cost PostgreSQL 8 µs of CPU per request
 	// against 5.
@@ -93,9 +93,11 @@ type reader struct {
 	// one.
 	spill chan struct{}
 
-	mu     sync.Mutex
-	closed bool
-	conns  []*pgconn.PgConn // by goroutine; nil when it has none open
+	// mu orders the opening of a connection with Close: one opened
+	// after Close cancelled ctx is closed at once, one opened before is
+	// in conns for Close to close.
+	mu    sync.Mutex
+	conns []*pgconn.PgConn // by goroutine; nil when it has none open
 }
 
 // read is one caller's read.
@@ -194,7 +196,6 @@ func (r *reader) Close() error {
 	r.close.Do(func() {
 		r.cancel()
 		r.mu.Lock()
-		r.closed = true
 		for _, c := range r.conns {
 			if c != nil {
 				c.Conn().Close() // ends a round trip under way
@@ -417,7 +418,7 @@ func (s *server) open() (*readConn, error) {
 	}
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
-	if s.r.closed {
+	if s.r.ctx.Err() != nil { // Close has begun
 		pg.Close(context.Background())
 		return nil, errClosed
 	}
